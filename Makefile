@@ -1,0 +1,152 @@
+# kcache build.  `make` builds the libraries and programs, `make test` runs
+# every test, `make asan` / `make tsan` run them under sanitizers (each in
+# its own build directory), `make bench` runs the benchmarks.
+#
+# Missing Debian packages are installed by scripts/deps.sh (as root) the
+# first time any target needs the compiler flags; it writes build/deps.mk.
+
+CC ?= cc
+CFLAGS ?= -O2 -g
+LDFLAGS ?=
+BUILD ?= build
+PREFIX ?= /usr/local
+DESTDIR ?=
+LIBDIR ?= $(PREFIX)/lib
+INCLUDEDIR ?= $(PREFIX)/include
+
+MODULES := common cache k8sclient informer controller
+SOVERSION := 0
+VERSION := $(shell sed -n 's/^\#define KC_VERSION_STRING "\(.*\)"/\1/p' common/kc_common.h)
+
+KC_CFLAGS := -std=c11 -D_GNU_SOURCE -fPIC -pthread -MMD -MP \
+	-Wall -Wextra -Wshadow -Wstrict-prototypes \
+	$(addprefix -I,$(MODULES)) -Itests/fakeapi -Itests/support
+ifeq ($(CI),true)
+KC_CFLAGS += -Werror
+endif
+
+DEPS_MK := build/deps.mk
+ifeq ($(filter clean help,$(MAKECMDGOALS)),)
+-include $(DEPS_MK)
+endif
+
+ALL_CFLAGS = $(KC_CFLAGS) $(PKG_CFLAGS) $(CFLAGS)
+LIBS = $(PKG_LIBS) -lm -pthread
+
+LIB_SRC := $(wildcard $(addsuffix /*.c,$(MODULES)))
+LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
+PUBLIC_HEADERS := $(wildcard $(addsuffix /kc_*.h,$(MODULES)))
+
+FAKE_SRC := $(filter-out tests/fakeapi/main.c,$(wildcard tests/fakeapi/*.c))
+FAKE_OBJ := $(FAKE_SRC:%.c=$(BUILD)/obj/%.o)
+SUPPORT_SRC := $(wildcard tests/support/*.c)
+SUPPORT_OBJ := $(SUPPORT_SRC:%.c=$(BUILD)/obj/%.o)
+
+TEST_SRC := $(wildcard tests/test_*.c)
+TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
+TEST_SH := $(wildcard tests/test_*.sh)
+BENCH_SRC := $(wildcard bench/bench_*.c)
+BENCH_BIN := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
+CMD_BIN := $(patsubst cmd/%.c,$(BUILD)/%,$(wildcard cmd/*.c))
+ifneq ($(wildcard tests/fakeapi/main.c),)
+CMD_BIN += $(BUILD)/kcache-fakeapi
+endif
+
+STATIC_LIB := $(BUILD)/libkcache.a
+SHARED_LIB := $(BUILD)/libkcache.so.$(SOVERSION)
+FAKE_LIB := $(BUILD)/libkcache-fakeapi.a
+TEST_LIBS := $(FAKE_LIB) $(STATIC_LIB)
+
+.PHONY: all lib test asan tsan bench install uninstall clean help deps
+.DEFAULT_GOAL := all
+
+all: lib $(CMD_BIN) $(TEST_BIN) $(BENCH_BIN)
+
+lib: $(STATIC_LIB) $(SHARED_LIB)
+
+deps: $(DEPS_MK)
+
+$(DEPS_MK): scripts/deps.sh
+	@mkdir -p $(dir $@)
+	@bash scripts/deps.sh $@
+
+$(BUILD)/obj/%.o: %.c | $(DEPS_MK)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -c $< -o $@
+
+$(STATIC_LIB): $(LIB_OBJ)
+	@mkdir -p $(dir $@)
+	rm -f $@
+	ar rcs $@ $^
+
+$(SHARED_LIB): $(LIB_OBJ) scripts/libkcache.map
+	$(CC) -shared -Wl,-soname,libkcache.so.$(SOVERSION) \
+		-Wl,--version-script=scripts/libkcache.map $(LDFLAGS) \
+		-o $@ $(LIB_OBJ) $(LIBS)
+	ln -sf libkcache.so.$(SOVERSION) $(BUILD)/libkcache.so
+
+$(FAKE_LIB): $(FAKE_OBJ) $(SUPPORT_OBJ)
+	@mkdir -p $(dir $@)
+	rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/kcache-fakeapi: $(BUILD)/obj/tests/fakeapi/main.o $(TEST_LIBS)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(TEST_LIBS) $(LIBS)
+
+$(BUILD)/%: $(BUILD)/obj/cmd/%.o $(STATIC_LIB)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(STATIC_LIB) $(LIBS)
+
+$(BUILD)/tests/%: $(BUILD)/obj/tests/%.o $(TEST_LIBS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(TEST_LIBS) $(LIBS)
+
+$(BUILD)/bench/%: $(BUILD)/obj/bench/%.o $(TEST_LIBS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(TEST_LIBS) $(LIBS)
+
+# Every test under a timeout; ends with "N passed, N failed".
+test: all
+	@KC_BUILD=$(BUILD) KC_SANITIZER=$(KC_SANITIZER) tests/run.sh $(TEST_BIN) $(TEST_SH)
+
+SAN_COMMON := -O1 -g -fno-omit-frame-pointer
+asan:
+	$(MAKE) BUILD=build/asan KC_SANITIZER=asan \
+		CFLAGS="$(SAN_COMMON) -fsanitize=address,undefined -fno-sanitize-recover=undefined" \
+		LDFLAGS="-fsanitize=address,undefined" test
+
+tsan:
+	$(MAKE) BUILD=build/tsan KC_SANITIZER=tsan \
+		CFLAGS="$(SAN_COMMON) -fsanitize=thread" LDFLAGS="-fsanitize=thread" test
+
+bench: all
+	@mkdir -p $(BUILD)/bench
+	@set -e; for b in $(BENCH_BIN); do echo "=== $$(basename $$b)"; KC_BUILD=$(BUILD) $$b; done
+
+$(BUILD)/kcache.pc: scripts/kcache.pc.in common/kc_common.h
+	@mkdir -p $(dir $@)
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' \
+		-e 's|@INCLUDEDIR@|$(INCLUDEDIR)|' -e 's|@VERSION@|$(VERSION)|' $< > $@
+
+install: lib $(BUILD)/kcache.pc
+	install -d $(DESTDIR)$(INCLUDEDIR)/kcache $(DESTDIR)$(LIBDIR)/pkgconfig
+	install -m 644 $(PUBLIC_HEADERS) $(DESTDIR)$(INCLUDEDIR)/kcache/
+	install -m 644 $(STATIC_LIB) $(DESTDIR)$(LIBDIR)/
+	install -m 755 $(SHARED_LIB) $(DESTDIR)$(LIBDIR)/
+	ln -sf libkcache.so.$(SOVERSION) $(DESTDIR)$(LIBDIR)/libkcache.so
+	install -m 644 $(BUILD)/kcache.pc $(DESTDIR)$(LIBDIR)/pkgconfig/
+
+uninstall:
+	rm -rf $(DESTDIR)$(INCLUDEDIR)/kcache
+	rm -f $(DESTDIR)$(LIBDIR)/libkcache.a $(DESTDIR)$(LIBDIR)/libkcache.so \
+		$(DESTDIR)$(LIBDIR)/libkcache.so.$(SOVERSION) $(DESTDIR)$(LIBDIR)/pkgconfig/kcache.pc
+
+clean:
+	rm -rf build
+
+help:
+	@echo "make [all|test|asan|tsan|bench|install|clean]  (PREFIX=, DESTDIR=, CFLAGS=)"
+
+-include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)
+
+# keep objects of pattern-built programs between runs
+.SECONDARY:

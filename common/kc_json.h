@@ -1,0 +1,109 @@
+/*
+ * kc_json: a validating, non-allocating JSON scanner over a byte buffer.
+ *
+ * kcache keeps objects as their JSON bytes and reads only the fields it
+ * needs (metadata, the watch event envelope) without building a cJSON tree
+ * on the hot path.  A span is a pointer into the caller's buffer: it borrows
+ * that buffer and is valid only while the buffer is.  Spans of strings
+ * include their quotes; kc_json_str_* handle escapes.
+ *
+ * Every function validates what it walks over (RFC 8259 grammar, UTF-8 in
+ * strings, escapes, nesting at most KC_JSON_MAX_DEPTH) and reports errors
+ * as KC_EPARSE with the byte offset where the input went wrong.
+ * All functions are reentrant and thread-safe (no shared state).
+ */
+#ifndef KC_JSON_H
+#define KC_JSON_H
+
+#include <stddef.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define KC_JSON_MAX_DEPTH 256
+
+typedef enum {
+    KC_JSON_INVALID = 0,
+    KC_JSON_OBJECT,
+    KC_JSON_ARRAY,
+    KC_JSON_STRING,
+    KC_JSON_NUMBER,
+    KC_JSON_TRUE,
+    KC_JSON_FALSE,
+    KC_JSON_NULL
+} kc_json_type_t;
+
+typedef struct kc_json_span {
+    const char *p;       /* first byte of the value ('{', '"', digit, ...) */
+    size_t len;          /* bytes up to and including its last byte */
+    kc_json_type_t type;
+} kc_json_span_t;
+
+/* Error detail: filled on KC_EPARSE when the caller passes one. */
+typedef struct kc_json_err {
+    size_t offset;       /* byte offset from the start of the buffer scanned */
+    const char *what;    /* static text: "unterminated string", ... */
+} kc_json_err_t;
+
+/* Type name for messages ("object", "string", ...). */
+const char *kc_json_type_name(kc_json_type_t t);
+
+/* Scan exactly one JSON value in buf[*pos .. len), skipping leading
+ * whitespace.  On success fills *out, advances *pos past the value (not past
+ * trailing whitespace) and returns 0.  Returns KC_EPARSE (err filled, *pos
+ * unchanged) on malformed or truncated input. */
+int kc_json_scan(const char *buf, size_t len, size_t *pos, kc_json_span_t *out,
+                 kc_json_err_t *err);
+
+/* Parse a whole document: one value and nothing but whitespace around it. */
+int kc_json_parse_doc(const char *buf, size_t len, kc_json_span_t *out,
+                      kc_json_err_t *err);
+
+/* Iterate the members of an object or the elements of an array that was
+ * produced by kc_json_scan (so it is known to be well-formed). */
+typedef struct kc_json_iter {
+    const char *p;       /* private */
+    const char *end;     /* private */
+    int is_object;       /* private */
+    int first;           /* private */
+} kc_json_iter_t;
+
+/* Returns 0, or -EINVAL if span is neither object nor array. */
+int kc_json_iter_init(kc_json_iter_t *it, kc_json_span_t span);
+/* Returns 1 and fills *key (objects only; NULL allowed) and *val for the
+ * next member, 0 at the end, KC_EPARSE if the span was not well-formed. */
+int kc_json_iter_next(kc_json_iter_t *it, kc_json_span_t *key, kc_json_span_t *val);
+
+/* Member of an object by (unescaped) key.  Returns 0 and fills *val, or
+ * KC_ENOTFOUND, or -EINVAL if obj is not an object.  First match wins. */
+int kc_json_obj_get(kc_json_span_t obj, const char *key, kc_json_span_t *val);
+
+/* 1 if the string span's unescaped value equals the NUL-terminated lit,
+ * else 0 (also 0 for non-strings). */
+int kc_json_str_eq(kc_json_span_t s, const char *lit);
+
+/* Unescaped length of a string span (bytes, without NUL), or negative. */
+long kc_json_str_len(kc_json_span_t s);
+
+/* Unescape a string span into dst (NUL-terminated).  Returns 0, -ERANGE if
+ * cap is too small (cap must be >= kc_json_str_len + 1), KC_EPARSE, or
+ * -EINVAL for a non-string.  Embedded NULs (\u0000) are rejected with
+ * KC_EPARSE: Kubernetes names and values never carry them. */
+int kc_json_str_unescape(kc_json_span_t s, char *dst, size_t cap);
+
+/* Same, into a new malloc'd string the caller frees. */
+int kc_json_str_dup(kc_json_span_t s, char **out);
+
+/* Copy a well-formed value into dst without insignificant whitespace.
+ * dst must hold at least v.len bytes.  Returns the bytes written. */
+size_t kc_json_minify(kc_json_span_t v, char *dst);
+
+/* Write s as a JSON string literal (quotes and escapes) into dst, which
+ * must hold at least 6*strlen(s)+3 bytes.  Returns bytes written, no NUL. */
+size_t kc_json_quote(const char *s, char *dst);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
