@@ -781,7 +781,8 @@ static void do_list(reqctx_t *c, const fa_res_t *r, const char *ns)
                 snprintf(fullstart, sizeof(fullstart), "%s/%s", ns, start);
             else
                 snprintf(fullstart, sizeof(fullstart), "%s", start);
-            while (i < snap.n && strcmp(snap.v[i]->key, fullstart) < 0)
+            /* the token's start is "<last key>\0": strictly after it */
+            while (i < snap.n && strcmp(snap.v[i]->key, fullstart) <= 0)
                 i++;
         }
         for (; i < snap.n; i++) {
