@@ -284,7 +284,7 @@ static size_t on_watch(char *p, size_t sz, size_t n, void *ud)
                  cJSON_GetObjectItemCaseSensitive(an, "k8s.io/initial-events-end") ? "end" : "");
         snprintf(e->code[e->n], 8, "%d", cJSON_IsNumber(code) ? code->valueint : 0);
         e->t[e->n] = (double)(now.tv_sec - e->t0.tv_sec) + (double)(now.tv_nsec - e->t0.tv_nsec) / 1e9;
-        e->n++;
+        __atomic_store_n(&e->n, e->n + 1, __ATOMIC_RELEASE); /* polled by other threads */
         cJSON_Delete(j);
     }
     if (e->stop_after && e->n >= e->stop_after)
@@ -1269,7 +1269,7 @@ static void test_live_watch_and_restart(void **state)
     wait_watches(1);
     assert_int_equal(kc_fakeapi_apply_json(srv, "configmaps", "{\"metadata\":{\"name\":\"live\"},\"data\":{\"a\":\"1\"}}", NULL), 0);
     assert_int_equal(kc_fakeapi_apply_json(srv, "configmaps", "{\"metadata\":{\"name\":\"live\"},\"data\":{\"a\":\"2\"}}", NULL), 0);
-    for (int i = 0; i < 500 && b.e.n < 2; i++)
+    for (int i = 0; i < 500 && __atomic_load_n(&b.e.n, __ATOMIC_ACQUIRE) < 2; i++)
         usleep(10000);
     snprintf(rv, sizeof(rv), "%s", rv_now());
     assert_int_equal(kc_fakeapi_restart(srv), 0);
