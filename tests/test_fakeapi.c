@@ -1165,6 +1165,15 @@ static void test_fault_http(void **state)
     assert_int_equal(r.code, 200);
     assert_true(r.secs >= 0.29);
     rfree(&r);
+    /* a client that gives up during a long delay; the server is freed with
+     * the request still held (no leak, no use after free) */
+    d.delay_ms = 5000;
+    assert_int_equal(kc_fakeapi_set_faults(srv, &d), 0);
+    reqx("GET", "/api/v1/configmaps", NULL, NULL, &(reqopt_t){NULL, NULL, NULL, NULL, 300}, &r);
+    assert_int_equal(r.cc, CURLE_OPERATION_TIMEDOUT);
+    rfree(&r);
+    reqx("GET", "/api/v1/namespaces", NULL, NULL, &(reqopt_t){NULL, NULL, NULL, NULL, 300}, &r);
+    rfree(&r);
     assert_int_equal(kc_fakeapi_set_faults(srv, NULL), 0);
     kc_fakeapi_counters_t c;
     assert_int_equal(kc_fakeapi_get_counters(srv, &c), 0);

@@ -88,7 +88,7 @@ void fa_obj_unref(fa_obj_t *o);
 cJSON *fa_obj_json(const fa_obj_t *o);
 /* The full object text (with kind/apiVersion), malloc'd. */
 char *fa_obj_text(const fa_obj_t *o);
-/* Append the full object to an evbuffer (by reference to the body). */
+/* Append the full object to an evbuffer (copied), after prefix. */
 void fa_obj_add_to(struct evbuffer *b, fa_obj_t *o, const char *prefix);
 
 /* ---- errors -> Status ----------------------------------------------------- */
@@ -264,6 +264,7 @@ struct fa_server {
     /* everything below: loop thread only (see file comment) */
     fa_store_t store;
     fa_watcher_t *watchers;      /* doubly linked */
+    void *delayed;               /* requests held by a delay fault (http.c) */
     fa_token_t *tokens;
     size_t ntokens;
     fa_user_rule_t *rules;

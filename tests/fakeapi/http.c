@@ -495,6 +495,8 @@ typedef struct reqctx {
     struct evkeyvalq q;
     const char *user;
     char cn[256];
+    struct event *ev;            /* delay fault timer */
+    struct reqctx *prev, *next;  /* in s->delayed while delayed */
 } reqctx_t;
 
 static const char *qget(reqctx_t *c, const char *k)
@@ -1352,6 +1354,12 @@ static void handle(reqctx_t *c)
         reply_err(s, c->req, 401, "Unauthorized", "Unauthorized");
         return;
     }
+    /* protobuf/CBOR bodies: a clear 415 rather than garbage */
+    const char *ct = evhttp_find_header(evhttp_request_get_input_headers(c->req), "Content-Type");
+    if (ct && (strstr(ct, "protobuf") || strstr(ct, "cbor"))) {
+        reply_415(c);
+        return;
+    }
     if (nseg == 1 && !strcmp(seg[0], "version")) {
         reply_text(s, c->req, 200, "application/json", VERSION_JSON);
         return;
@@ -1419,6 +1427,16 @@ static void handle(reqctx_t *c)
 
 static void ctx_free(reqctx_t *c)
 {
+    if (c->ev) {
+        fa_server_t *s = c->s;
+        if (c->prev)
+            c->prev->next = c->next;
+        else
+            s->delayed = c->next;
+        if (c->next)
+            c->next->prev = c->prev;
+        event_free(c->ev);
+    }
     evhttp_clear_headers(&c->q);
     free(c->path);
     free(c);
@@ -1437,6 +1455,14 @@ static void delayed_cb(evutil_socket_t fd, short what, void *arg)
     }
     handle(c);
     ctx_free(c);
+}
+
+/* Forget delayed requests; evhttp_free then frees them with their
+ * connections. */
+static void drop_delayed(fa_server_t *s)
+{
+    while (s->delayed)
+        ctx_free(s->delayed);
 }
 
 static void on_request(struct evhttp_request *req, void *arg)
@@ -1460,20 +1486,22 @@ static void on_request(struct evhttp_request *req, void *arg)
         ctx_free(c);
         return;
     }
-    /* protobuf/CBOR bodies: a clear 415 rather than garbage */
-    const char *ct = evhttp_find_header(evhttp_request_get_input_headers(req), "Content-Type");
-    if (ct && (strstr(ct, "protobuf") || strstr(ct, "cbor"))) {
-        reply_415(c);
-        ctx_free(c);
-        return;
-    }
     int resource = !strncmp(c->path, "/api/", 5) || !strncmp(c->path, "/apis/", 6);
     if (resource && s->faults.p_delay > 0 && s->faults.delay_ms > 0 &&
         fa_rand01(&s->rng) < s->faults.p_delay) {
         struct timeval tv = {s->faults.delay_ms / 1000, (s->faults.delay_ms % 1000) * 1000};
         s->cnt.faults++;
-        if (event_base_once(s->base, -1, EV_TIMEOUT, delayed_cb, c, &tv) == 0)
+        c->ev = evtimer_new(s->base, delayed_cb, c);
+        if (c->ev && event_add(c->ev, &tv) == 0) {
+            c->next = s->delayed;
+            if (c->next)
+                c->next->prev = c;
+            s->delayed = c;
             return;
+        }
+        if (c->ev)
+            event_free(c->ev);
+        c->ev = NULL;
     }
     handle(c);
     ctx_free(c);
@@ -1542,6 +1570,7 @@ int fa_http_start(fa_server_t *s)
 void fa_http_stop(fa_server_t *s)
 {
     fa_watch_close_all(s, 1);
+    drop_delayed(s);
     if (s->http)
         evhttp_free(s->http);
     s->http = NULL;

@@ -2,8 +2,8 @@
  * Fake API server: watch streams.  A watch is a chunked 200 response of
  * newline-terminated JSON events.  Each watcher keeps a position (the last
  * revision it has considered) in the global history and pulls the events
- * after it; every event's object bytes are shared by reference between all
- * watchers, only the small envelope prefix is copied.  Selector
+ * after it; every object is serialised once, when it is stored, and the
+ * same bytes are copied into each watcher's TLS stream.  Selector
  * transitions follow the real cacher: starts matching -> ADDED, stops
  * matching -> DELETED with the previous content at the event's revision.
  *
