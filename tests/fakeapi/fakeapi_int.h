@@ -312,6 +312,11 @@ void fa_watch_start(fa_server_t *s, struct evhttp_request *req, const fa_res_t *
 void fa_watch_pump_all(fa_server_t *s);
 void fa_watch_close_all(fa_server_t *s, int abrupt);
 
+/* table.c: a meta.k8s.io/v1 Table of objs (new string) */
+char *fa_table_json(const fa_res_t *r, fa_obj_t *const *objs, size_t n, const char *rv,
+                    const char *cont, long remaining);
+int fa_wants_table(const char *accept);
+
 /* load.c */
 int fa_load_preload(fa_server_t *s, const kc_fakeapi_load_t *l, size_t count);
 int fa_load_churn(fa_server_t *s, const kc_fakeapi_load_t *l, size_t n);

@@ -773,8 +773,8 @@ static void do_list(reqctx_t *c, const fa_res_t *r, const char *ns)
         char fullstart[600] = "";
         size_t i = 0, nitems = 0, last = 0;
         int namespaced_list = r->namespaced && ns && *ns;
-        struct evbuffer *items = evbuffer_new();
-        if (!items) {
+        fa_obj_t **picked = malloc((snap.n ? snap.n : 1) * sizeof(*picked));
+        if (!picked) {
             reply_err(s, c->req, 500, "InternalError", "out of memory");
             goto out;
         }
@@ -793,11 +793,7 @@ static void do_list(reqctx_t *c, const fa_res_t *r, const char *ns)
                 continue;
             if (limit > 0 && (long)nitems == limit)
                 break;
-            if (nitems)
-                evbuffer_add(items, ",", 1);
-            evbuffer_add(items, "{", 1);
-            fa_obj_add_to(items, o, "");
-            nitems++;
+            picked[nitems++] = o;
             last = i;
         }
         char *ctok = NULL;
@@ -813,17 +809,30 @@ static void do_list(reqctx_t *c, const fa_res_t *r, const char *ns)
             ctok = make_continue((long long)R, rel);
             remaining = snap.n - i;
         }
-        evbuffer_add_printf(b, "{\"kind\":\"%sList\",\"apiVersion\":\"%s\",\"metadata\":{\"resourceVersion\":\"%" PRIu64 "\"",
-                            r->kind, r->gv, R);
-        if (ctok) {
-            evbuffer_add_printf(b, ",\"continue\":\"%s\"", ctok);
-            if (fa_selector_empty(&sel))
-                evbuffer_add_printf(b, ",\"remainingItemCount\":%zu", remaining);
+        if (fa_wants_table(evhttp_find_header(evhttp_request_get_input_headers(c->req), "Accept"))) {
+            char rvbuf[32];
+            snprintf(rvbuf, sizeof(rvbuf), "%" PRIu64, R);
+            char *t = fa_table_json(r, picked, nitems, rvbuf, ctok,
+                                    fa_selector_empty(&sel) ? (long)remaining : -1);
+            if (t)
+                evbuffer_add(b, t, strlen(t));
+            free(t);
+        } else {
+            evbuffer_add_printf(b, "{\"kind\":\"%sList\",\"apiVersion\":\"%s\",\"metadata\":{\"resourceVersion\":\"%" PRIu64 "\"",
+                                r->kind, r->gv, R);
+            if (ctok) {
+                evbuffer_add_printf(b, ",\"continue\":\"%s\"", ctok);
+                if (fa_selector_empty(&sel))
+                    evbuffer_add_printf(b, ",\"remainingItemCount\":%zu", remaining);
+            }
+            evbuffer_add_printf(b, "},\"items\":[");
+            for (size_t k = 0; k < nitems; k++) {
+                evbuffer_add(b, k ? ",{" : "{", k ? 2 : 1);
+                fa_obj_add_to(b, picked[k], "");
+            }
+            evbuffer_add(b, "]}", 2);
         }
-        evbuffer_add_printf(b, "},\"items\":[");
-        evbuffer_add_buffer(b, items);
-        evbuffer_add(b, "]}", 2);
-        evbuffer_free(items);
+        free(picked);
         free(ctok);
     }
     reply_buf(s, c->req, 200, "application/json", b);
@@ -1282,6 +1291,10 @@ static void route_resource(reqctx_t *c, char **seg, int nseg)
                 st.group = r->group;
                 st.kind = r->plural;
                 reply_status(s, c->req, &st);
+            } else if (fa_wants_table(evhttp_find_header(evhttp_request_get_input_headers(c->req), "Accept"))) {
+                char rvs[32];
+                snprintf(rvs, sizeof(rvs), "%" PRIu64, o->rv);
+                reply_json_take(s, c->req, 200, fa_table_json(r, &o, 1, rvs, NULL, -1));
             } else {
                 reply_obj(s, c->req, 200, o);
             }
