@@ -1,0 +1,178 @@
+/*
+ * kcache controller runtime: work queue, metrics registry and Prometheus
+ * exposition, probe/metrics HTTP servers, structured logger, leader
+ * election, controllers and the manager, and the bundled replicator.
+ *
+ * Ownership: every kc_x_new() has a kc_x_free() that accepts NULL.  String
+ * arguments are copied unless a comment says "borrows".  Each prototype's
+ * comment ends with its thread rule.
+ */
+#ifndef KC_CONTROLLER_H
+#define KC_CONTROLLER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "kc_common.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ===================================================================== */
+/* Metrics registry and Prometheus text exposition (format 0.0.4)         */
+/* ===================================================================== */
+
+typedef struct kc_metrics kc_metrics_t;  /* a registry of metric families */
+typedef struct kc_metric kc_metric_t;    /* one family: name, help, labels */
+
+typedef enum {
+    KC_METRIC_COUNTER = 0,
+    KC_METRIC_GAUGE = 1,
+    KC_METRIC_HISTOGRAM = 2
+} kc_metric_type_t;
+
+/* Called at the start of every kc_metrics_write(), without any registry
+ * lock held, so that a component can refresh gauges computed on demand
+ * (e.g. workqueue_unfinished_work_seconds). */
+typedef void (*kc_metrics_collect_cb)(void *ud);
+
+/* Create an empty registry.  Thread-safe. */
+int kc_metrics_new(kc_metrics_t **out);
+/* Free the registry and every family in it.  Families handed out become
+ * invalid.  NULL is accepted.  Not thread-safe with users of m. */
+void kc_metrics_free(kc_metrics_t *m);
+
+/* Register a family, or return the existing one when a family of this name
+ * with the same type and label names exists (so components sharing one
+ * registry can each "register" workqueue_depth).  name and help are copied;
+ * label_names is a NULL-terminated array (NULL for none), copied.  For a
+ * histogram, buckets are the ascending upper bounds (+Inf is implicit),
+ * copied; NULL/0 selects the Prometheus defaults.  Returns -EINVAL for a bad
+ * name, KC_EEXISTS when the name exists with another type or labels.
+ * *out is borrowed from the registry.  Thread-safe. */
+int kc_metrics_counter(kc_metrics_t *m, const char *name, const char *help,
+                       const char *const *label_names, kc_metric_t **out);
+int kc_metrics_gauge(kc_metrics_t *m, const char *name, const char *help,
+                     const char *const *label_names, kc_metric_t **out);
+int kc_metrics_histogram(kc_metrics_t *m, const char *name, const char *help,
+                         const char *const *label_names, const double *buckets,
+                         size_t nbuckets, kc_metric_t **out);
+
+/* Update the series named by label_values (same count and order as the
+ * family's label names; NULL when it has none; copied on first use).
+ * add: counters (v >= 0) and gauges; set: gauges; observe: histograms.
+ * A NULL metric is a no-op, so optional metrics need no checks.  A call on
+ * the wrong type is ignored.  Thread-safe. */
+void kc_metric_add(kc_metric_t *f, const char *const *label_values, double v);
+void kc_metric_inc(kc_metric_t *f, const char *const *label_values);
+void kc_metric_set(kc_metric_t *f, const char *const *label_values, double v);
+void kc_metric_observe(kc_metric_t *f, const char *const *label_values, double v);
+/* Current value of a counter/gauge series (sum for a histogram); 0 when the
+ * series does not exist.  For tests and progress displays.  Thread-safe. */
+double kc_metric_value(kc_metric_t *f, const char *const *label_values);
+/* Drop one series (e.g. a resource that is no longer watched).  Thread-safe. */
+void kc_metric_remove(kc_metric_t *f, const char *const *label_values);
+
+/* Register / remove a collect callback (see kc_metrics_collect_cb).
+ * Removal waits for nothing: the caller must not free ud while a write may
+ * run; components remove their collector before freeing themselves and
+ * kc_metrics_write holds a read reference during the calls.  Thread-safe. */
+int kc_metrics_add_collector(kc_metrics_t *m, kc_metrics_collect_cb cb, void *ud);
+void kc_metrics_remove_collector(kc_metrics_t *m, kc_metrics_collect_cb cb, void *ud);
+
+/* Render every family in the Prometheus text format 0.0.4 (families sorted
+ * by name, series in creation order, HELP/label values escaped).  *out is a
+ * NUL-terminated malloc'd string the caller frees; *len its length.
+ * Thread-safe. */
+int kc_metrics_write(kc_metrics_t *m, char **out, size_t *len);
+
+/* Escape a label value (\\, \", \n) or HELP text (\\, \n) into dst
+ * (always NUL-terminated); returns the length needed without the NUL, as
+ * snprintf does.  Thread-safe. */
+size_t kc_metrics_escape_label(char *dst, size_t dstsz, const char *s);
+size_t kc_metrics_escape_help(char *dst, size_t dstsz, const char *s);
+
+/* ===================================================================== */
+/* Work queue (client-go's workqueue semantics)                           */
+/* ===================================================================== */
+
+/*
+ * Keys are strings ("ns/name"), copied on add.  Rules:
+ *  - an item added while it is queued is not queued twice;
+ *  - an item added while a worker processes it (between get and done) is
+ *    queued again once done is called, and is never handed to two workers
+ *    at once;
+ *  - FIFO otherwise;
+ *  - add_after queues the item once the delay has passed (a pending delayed
+ *    add of the same key keeps the earlier deadline);
+ *  - add_rate_limited = add_after(max(per-item exponential backoff, overall
+ *    token bucket)), capped at max_delay.  The per-item failure count rises
+ *    only when add_rate_limited is called while the key is NOT already
+ *    waiting out a rate-limited delay, so a new event for a key in backoff
+ *    does not raise its count; forget resets it;
+ *  - after shutdown, adds are ignored, get still hands out what is queued
+ *    and then returns KC_ESTOPPED; waiting (delayed) items are dropped.
+ */
+typedef struct kc_workqueue kc_workqueue_t;
+
+typedef struct kc_workqueue_opts {
+    const char *name;          /* metric label "name"/"controller"; copied */
+    uint64_t base_delay_ns;    /* per-item backoff start (5 ms) */
+    uint64_t max_delay_ns;     /* per-item backoff cap and overall cap (1000 s) */
+    double qps;                /* overall token bucket refill (10/s); <= 0 disables */
+    int burst;                 /* token bucket size (100) */
+    kc_metrics_t *metrics;     /* optional registry; borrowed, must outlive q */
+} kc_workqueue_opts_t;
+
+#define KC_WORKQUEUE_OPTS_INIT \
+    { "", 5000000ull, 1000000000000ull, 10.0, 100, NULL }
+
+/* Create a queue.  Copies o.  Thread-safe. */
+int kc_workqueue_new(const kc_workqueue_opts_t *o, kc_workqueue_t **out);
+/* Free the queue (shuts it down first).  No thread may be inside a queue
+ * call.  NULL accepted. */
+void kc_workqueue_free(kc_workqueue_t *q);
+
+/* Queue key now.  Returns 0 (also when deduplicated), KC_ESTOPPED after
+ * shutdown, -ENOMEM.  Thread-safe. */
+int kc_workqueue_add(kc_workqueue_t *q, const char *key);
+/* Queue key after delay_ns (0 = now).  Thread-safe. */
+int kc_workqueue_add_after(kc_workqueue_t *q, const char *key, uint64_t delay_ns);
+/* Queue key after its rate-limited delay (see above).  If delay_out is not
+ * NULL it receives the delay chosen.  Thread-safe. */
+int kc_workqueue_add_rate_limited(kc_workqueue_t *q, const char *key,
+                                  uint64_t *delay_out);
+/* Reset key's failure count.  Thread-safe. */
+void kc_workqueue_forget(kc_workqueue_t *q, const char *key);
+/* key's failure count.  Thread-safe. */
+int kc_workqueue_num_requeues(kc_workqueue_t *q, const char *key);
+
+/* Block until an item is available; *key_out receives a malloc'd copy the
+ * caller frees (after calling done with it).  Returns 0 or KC_ESTOPPED
+ * once the queue is shut down and empty.  Thread-safe. */
+int kc_workqueue_get(kc_workqueue_t *q, char **key_out);
+/* Like get, but gives up after timeout_ns with KC_ETIMEOUT.  Thread-safe. */
+int kc_workqueue_get_timeout(kc_workqueue_t *q, uint64_t timeout_ns, char **key_out);
+/* Mark key's processing finished; requeues it if it was added meanwhile.
+ * Thread-safe. */
+void kc_workqueue_done(kc_workqueue_t *q, const char *key);
+
+/* Stop accepting items and wake every getter.  Does not wait.  Thread-safe. */
+void kc_workqueue_shutdown(kc_workqueue_t *q);
+/* Shut down, then wait until every item being processed is done, at most
+ * timeout_ns (0 = forever).  Returns 0 or KC_ETIMEOUT.  Thread-safe. */
+int kc_workqueue_shutdown_drain(kc_workqueue_t *q, uint64_t timeout_ns);
+bool kc_workqueue_shutting_down(kc_workqueue_t *q);
+/* Items queued and ready (not processing, not waiting).  Thread-safe. */
+size_t kc_workqueue_len(kc_workqueue_t *q);
+/* Items waiting out a delay.  Thread-safe. */
+size_t kc_workqueue_waiting(kc_workqueue_t *q);
+/* Items being processed.  Thread-safe. */
+size_t kc_workqueue_processing(kc_workqueue_t *q);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
