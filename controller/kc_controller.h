@@ -172,6 +172,68 @@ size_t kc_workqueue_waiting(kc_workqueue_t *q);
 /* Items being processed.  Thread-safe. */
 size_t kc_workqueue_processing(kc_workqueue_t *q);
 
+
+/* ===================================================================== */
+/* Probe and metrics HTTP servers (libevent evhttp)                        */
+/* ===================================================================== */
+
+/* Readiness/health check: return true when ready; otherwise write a short
+ * reason into why (NUL-terminated) and return false.  Called on the
+ * server's thread with no kcache lock held; must be thread-safe. */
+typedef bool (*kc_check_cb)(void *ud, char *why, size_t whysz);
+
+typedef struct kc_httpserver kc_httpserver_t;
+
+typedef struct kc_httpserver_opts {
+    /* "host:port", ":port" (all interfaces), "[v6]:port"; port 0 picks a
+     * free port; "0" or "" disables that server.  When both are equal one
+     * listener serves all paths.  Borrowed during start only. */
+    const char *metrics_addr;       /* serves /metrics (default ":8080") */
+    const char *probe_addr;         /* serves /healthz, /readyz (":8081") */
+    kc_metrics_t *metrics;          /* borrowed; must outlive the server */
+    kc_check_cb ready;              /* NULL: always ready */
+    void *ready_ud;
+    kc_check_cb healthy;            /* NULL: healthy while the server runs */
+    void *healthy_ud;
+    kc_logger_t log;
+} kc_httpserver_opts_t;
+
+#define KC_HTTPSERVER_OPTS_INIT \
+    { ":8080", ":8081", NULL, NULL, NULL, NULL, NULL, KC_LOGGER_INIT }
+
+/* Bind the listeners and start the server thread.  On error nothing is
+ * left running and eb says which address failed.  Thread-safe. */
+int kc_httpserver_start(const kc_httpserver_opts_t *o, kc_httpserver_t **out,
+                        kc_errbuf_t *eb);
+/* The bound TCP port of the metrics (which=0) or probe (which=1) listener,
+ * or 0 when disabled.  Thread-safe. */
+int kc_httpserver_port(kc_httpserver_t *s, int which);
+/* Stop the thread, close the listeners and free s.  NULL accepted.
+ * Not to be called from a check callback. */
+void kc_httpserver_stop(kc_httpserver_t *s);
+
+/* ===================================================================== */
+/* Structured logger for programs                                         */
+/* ===================================================================== */
+
+typedef enum { KC_LOGFMT_TEXT = 0, KC_LOGFMT_JSON = 1 } kc_log_format_t;
+
+typedef struct kc_stdlog kc_stdlog_t;
+
+/* A logger writing one line per message to fd (2 = stderr): logfmt
+ * ("ts=... level=info logger=informer msg=\"...\"") or JSON lines
+ * ({"ts":...,"level":...,"logger":...,"msg":...}).  verbosity 0 logs
+ * error/warn/info, 1 adds debug, 2 and more add trace.  As a last line of
+ * defence it masks anything after "Bearer " or "token=".  Thread-safe
+ * (one write(2) per line).  fd is borrowed. */
+int kc_stdlog_new(int fd, kc_log_format_t fmt, int verbosity, kc_stdlog_t **out);
+void kc_stdlog_free(kc_stdlog_t *l);
+/* A kc_logger_t that writes through l; valid while l lives. */
+kc_logger_t kc_stdlog_logger(kc_stdlog_t *l);
+/* Format one line into dst (for tests); returns its length. */
+size_t kc_stdlog_format(kc_log_format_t fmt, double wall_time, kc_log_level_t level,
+                        const char *component, const char *msg, char *dst, size_t dstsz);
+
 #ifdef __cplusplus
 }
 #endif

@@ -482,9 +482,15 @@ static void buf_escaped(ctrl_buf_t *b, const char *s, int quote)
     b->len += n;
 }
 
-/* Shortest text that reads back as v, as Go's strconv 'g' -1 does. */
+/* Shortest text that reads back as v, laid out as Go's
+ * strconv.FormatFloat(v, 'g', -1, 64) does (what client_golang emits, e.g.
+ * "0.005", "1e-08", "2.7643904e+07"): exponent form when the decimal
+ * exponent is < -4 or >= 6. */
 static void fmt_value(char *dst, size_t n, double v)
 {
+    char e[64];
+    int prec, exp;
+
     if (isnan(v)) {
         snprintf(dst, n, "NaN");
         return;
@@ -493,11 +499,21 @@ static void fmt_value(char *dst, size_t n, double v)
         snprintf(dst, n, v > 0 ? "+Inf" : "-Inf");
         return;
     }
-    for (int prec = 1; prec <= 17; prec++) {
-        snprintf(dst, n, "%.*g", prec, v);
-        if (strtod(dst, NULL) == v)
-            return;
+    if (v == 0) {
+        snprintf(dst, n, "0");
+        return;
     }
+    for (prec = 1; prec <= 17; prec++) {
+        snprintf(e, sizeof(e), "%.*e", prec - 1, v);
+        if (strtod(e, NULL) == v)
+            break;
+    }
+    exp = (int)strtol(strchr(e, 'e') + 1, NULL, 10);
+    if (exp < -4 || exp >= 6) {
+        snprintf(dst, n, "%s", e);
+        return;
+    }
+    snprintf(dst, n, "%.*f", prec - 1 - exp > 0 ? prec - 1 - exp : 0, v);
 }
 
 static void write_labels(ctrl_buf_t *b, const kc_metric_t *f, const series_t *s,
