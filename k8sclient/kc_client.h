@@ -4,8 +4,8 @@
  * tools/clientcmd packages are for Go).
  *
  * Ownership, in one place:
- *  - kc_config_t and kc_client_t are created with *_new/*_load and released
- *    with *_free (NULL accepted).  kc_client_new copies everything it needs
+ *  - kc_config_t and kc_client_t are created with kc_config_load / kc_client_new and released
+ *    with the matching _free (NULL accepted).  kc_client_new copies everything it needs
  *    from the config: the config may be freed right after.
  *  - Every call that talks to the server takes a caller-owned kc_status_t
  *    (may be NULL) that it fills on every return, success or failure.
