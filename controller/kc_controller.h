@@ -234,6 +234,65 @@ kc_logger_t kc_stdlog_logger(kc_stdlog_t *l);
 size_t kc_stdlog_format(kc_log_format_t fmt, double wall_time, kc_log_level_t level,
                         const char *component, const char *msg, char *dst, size_t dstsz);
 
+
+/* ===================================================================== */
+/* Leader election on a coordination.k8s.io/v1 Lease                      */
+/* ===================================================================== */
+
+struct kc_client;
+
+typedef struct kc_leader kc_leader_t;
+
+/* Called on the elector's thread with no lock held; must not block long
+ * and must not call kc_leader_stop. */
+typedef void (*kc_leader_cb)(void *ud);
+typedef void (*kc_leader_new_cb)(void *ud, const char *identity);
+
+typedef struct kc_leader_opts {
+    struct kc_client *client;       /* borrowed; should have a request timeout
+                                     * below retry_period and no retries */
+    const char *lease_namespace;    /* copied */
+    const char *lease_name;         /* copied */
+    const char *identity;           /* copied; NULL: $POD_NAME or hostname,
+                                     * plus "_" and a random suffix */
+    uint64_t lease_duration_ns;     /* 15 s */
+    uint64_t renew_deadline_ns;     /* 10 s */
+    uint64_t retry_period_ns;       /* 2 s */
+    bool release_on_stop;           /* true: kc_leader_stop gives the lease up */
+    kc_leader_cb on_started_leading;
+    kc_leader_cb on_stopped_leading;
+    kc_leader_new_cb on_new_leader; /* holder changed (may be NULL) */
+    void *ud;
+    kc_metrics_t *metrics;          /* leader_election_master_status; borrowed */
+    kc_logger_t log;
+} kc_leader_opts_t;
+
+#define KC_LEADER_OPTS_INIT                                                  \
+    { NULL, NULL, NULL, NULL, 15000000000ull, 10000000000ull, 2000000000ull,  \
+      true, NULL, NULL, NULL, NULL, NULL, KC_LOGGER_INIT }
+
+/* Validate o (lease > renew deadline > 1.2 x retry), copy it and start the
+ * elector thread, which campaigns for the lease (client-go's algorithm:
+ * create if missing, take over once the holder's lease expired by the
+ * local clock, optimistic concurrency on resourceVersion), renews every
+ * retry period while leading, and stops leading at once (callback) when a
+ * renewal has not succeeded within the renew deadline; it then campaigns
+ * again.  Thread-safe. */
+int kc_leader_start(const kc_leader_opts_t *o, kc_leader_t **out, kc_errbuf_t *eb);
+/* True while this elector holds the lease and its last successful renewal
+ * is younger than the renew deadline.  Thread-safe. */
+bool kc_leader_is_leader(kc_leader_t *le);
+/* This elector's identity.  Borrowed, valid while le lives.  Thread-safe. */
+const char *kc_leader_identity(kc_leader_t *le);
+/* Stop the elector thread; if leading and release_on_stop, release the
+ * lease (holderIdentity "", leaseDurationSeconds 1) so a standby takes over
+ * at once; on_stopped_leading runs if it was leading.  Frees le.  NULL
+ * accepted.  Not from a callback. */
+void kc_leader_stop(kc_leader_t *le);
+/* Like stop but never releases: the lease stays held until it expires, as
+ * after a crash.  For tests and for exiting on a fatal error. */
+void kc_leader_abandon(kc_leader_t *le);
+
 #ifdef __cplusplus
 }
 #endif
