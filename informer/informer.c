@@ -205,6 +205,9 @@ static int backoff_wait(kc_informer_t *inf, uint64_t min_ns)
 {
     uint64_t now = kc_now_ns(), d = kc__backoff_next(&inf->bo, now);
 
+    /* honour Retry-After, but never beyond the configured maximum */
+    if (min_ns > inf->bo.max_ns)
+        min_ns = inf->bo.max_ns;
     if (d < min_ns)
         d = min_ns;
     set_phase(inf, KC_INFORMER_BACKOFF);

@@ -612,6 +612,646 @@ static void test_proc_random_replay(void **state)
     }
 }
 
+/* ------------------------------------------------------------ fake API env */
+
+typedef struct env {
+    kc_fakeapi_t *fa;
+    kc_config_t *cfg;
+    kc_client_t *cl;
+    char dir[64];
+    char kubeconfig[128];
+} env_t;
+
+static void env_start(env_t *e, const kc_fakeapi_opts_t *fo)
+{
+    kc_fakeapi_opts_t o = KC_FAKEAPI_OPTS_INIT;
+    kc_config_opts_t co = KC_CONFIG_OPTS_INIT;
+    kc_client_opts_t clo = KC_CLIENT_OPTS_INIT;
+    kc_errbuf_t eb = { 0, "" };
+    int rc;
+
+    memset(e, 0, sizeof(*e));
+    if (fo)
+        o = *fo;
+    assert_int_equal(kc_fakeapi_new(&o, &e->fa), 0);
+    assert_int_equal(kc_fakeapi_start(e->fa), 0);
+    snprintf(e->dir, sizeof(e->dir), "/tmp/kc-inf-XXXXXX");
+    assert_non_null(mkdtemp(e->dir));
+    snprintf(e->kubeconfig, sizeof(e->kubeconfig), "%s/kubeconfig", e->dir);
+    assert_int_equal(kc_fakeapi_write_kubeconfig(e->fa, e->kubeconfig, NULL), 0);
+    co.kubeconfig = e->kubeconfig;
+    rc = kc_config_load(&co, &e->cfg, &eb);
+    if (rc != 0)
+        fprintf(stderr, "config: %s\n", eb.msg);
+    assert_int_equal(rc, 0);
+    clo.qps = 0;
+    clo.watch_idle_timeout_ms = 1500;
+    clo.connect_timeout_ms = 2000;
+    clo.request_timeout_ms = 10000;
+    clo.max_retries = 2;
+    clo.retry_base_ms = 5;
+    clo.retry_max_ms = 50;
+    rc = kc_client_new(e->cfg, &clo, &e->cl, &eb);
+    if (rc != 0)
+        fprintf(stderr, "client: %s\n", eb.msg);
+    assert_int_equal(rc, 0);
+}
+
+static void env_stop(env_t *e)
+{
+    kc_client_free(e->cl);
+    kc_config_free(e->cfg);
+    kc_fakeapi_free(e->fa);
+    unlink(e->kubeconfig);
+    rmdir(e->dir);
+}
+
+static void fa_ns(env_t *e, const char *ns)
+{
+    char json[128];
+
+    snprintf(json, sizeof(json), "{\"metadata\":{\"name\":\"%s\"}}", ns);
+    assert_int_equal(kc_fakeapi_apply_json(e->fa, "namespaces", json, NULL), 0);
+}
+
+static void fa_put(env_t *e, const char *ns, const char *name, const char *val)
+{
+    char json[256];
+
+    snprintf(json, sizeof(json),
+             "{\"apiVersion\":\"v1\",\"kind\":\"ConfigMap\",\"metadata\":{\"name\":\"%s\","
+             "\"namespace\":\"%s\",\"labels\":{\"app\":\"t\"}},\"data\":{\"v\":\"%s\"}}",
+             name, ns, val);
+    assert_int_equal(kc_fakeapi_apply_json(e->fa, "configmaps", json, NULL), 0);
+}
+
+static int fa_del(env_t *e, const char *ns, const char *name)
+{
+    return kc_fakeapi_delete(e->fa, "configmaps", ns, name);
+}
+
+static kc_informer_opts_t test_opts(uint64_t seed)
+{
+    kc_informer_opts_t o = KC_INFORMER_OPTS_INIT;
+
+    o.resource = &kc_res_configmaps;
+    o.page_size = 5;
+    o.backoff_initial_ms = 10;
+    o.backoff_max_ms = 150;
+    o.watch_timeout_min_s = 1;
+    o.watch_timeout_max_s = 3;
+    o.streaming_deadline_ms = 2000;
+    o.seed = seed;
+    return o;
+}
+
+/* Server objects as a view ("ns/name" -> rv), from the List JSON. */
+static void server_view(env_t *e, const char *resource, view_t *v)
+{
+    char *json = NULL;
+    kc_json_span_t doc, items, it, meta, f;
+    kc_json_iter_t iter;
+
+    assert_int_equal(kc_fakeapi_list_json(e->fa, resource, NULL, &json), 0);
+    assert_int_equal(kc_json_parse_doc(json, strlen(json), &doc, NULL), 0);
+    assert_int_equal(kc_json_obj_get(doc, "items", &items), 0);
+    if (items.type == KC_JSON_ARRAY) {
+        assert_int_equal(kc_json_iter_init(&iter, items), 0);
+        while (kc_json_iter_next(&iter, NULL, &it) == 1) {
+            char ns[80] = "", name[300] = "", rv[64] = "", key[400];
+            size_t s;
+            assert_int_equal(kc_json_obj_get(it, "metadata", &meta), 0);
+            if (kc_json_obj_get(meta, "namespace", &f) == 0)
+                assert_int_equal(kc_json_str_unescape(f, ns, sizeof(ns)), 0);
+            assert_int_equal(kc_json_obj_get(meta, "name", &f), 0);
+            assert_int_equal(kc_json_str_unescape(f, name, sizeof(name)), 0);
+            assert_int_equal(kc_json_obj_get(meta, "resourceVersion", &f), 0);
+            assert_int_equal(kc_json_str_unescape(f, rv, sizeof(rv)), 0);
+            snprintf(key, sizeof(key), "%s/%s", ns, name);
+            s = view_slot(v, key);
+            v->rv[s] = strdup(rv);
+        }
+    }
+    free(json);
+}
+
+static void cache_view(kc_cache_t *c, view_t *v)
+{
+    kc_objlist_t l = KC_OBJLIST_INIT;
+
+    assert_int_equal(kc_cache_list(c, &l), 0);
+    for (size_t i = 0; i < l.len; i++) {
+        char key[400];
+        size_t s;
+        snprintf(key, sizeof(key), "%s/%s", kc_obj_namespace(l.items[i]), kc_obj_name(l.items[i]));
+        s = view_slot(v, key);
+        free(v->rv[s]);
+        v->rv[s] = strdup(kc_obj_resource_version(l.items[i]));
+    }
+    kc_objlist_free(&l);
+}
+
+/* Every present key of a has the same rv in b, and the counts match. */
+static int views_equal(view_t *a, view_t *b, int verbose)
+{
+    int diff = 0;
+
+    for (size_t i = 0; i < a->n; i++) {
+        ssize_t j;
+        if (a->rv[i] == NULL)
+            continue;
+        j = view_find(b, a->key[i]);
+        if (j < 0 || b->rv[j] == NULL || strcmp(b->rv[j], a->rv[i]) != 0) {
+            if (verbose)
+                fprintf(stderr, "  %s: %s vs %s\n", a->key[i], a->rv[i],
+                        j < 0 || !b->rv[j] ? "absent" : b->rv[j]);
+            diff++;
+        }
+    }
+    if (view_present(a) != view_present(b)) {
+        if (verbose)
+            fprintf(stderr, "  count %zu vs %zu\n", view_present(a), view_present(b));
+        diff++;
+    }
+    return diff == 0;
+}
+
+/* Poll until the informer's cache equals the server; returns 1 if so. */
+static int wait_converged(env_t *e, kc_informer_t *inf, long timeout_ms)
+{
+    uint64_t end = kc_now_ns() + (uint64_t)timeout_ms * 1000000ull;
+
+    for (;;) {
+        view_t sv = { 0 }, cv = { 0 };
+        int eq, last = kc_now_ns() >= end;
+        server_view(e, "configmaps", &sv);
+        cache_view(kc_informer_cache(inf), &cv);
+        eq = views_equal(&sv, &cv, last);
+        view_free(&sv);
+        view_free(&cv);
+        if (eq)
+            return 1;
+        if (last)
+            return 0;
+        sleep_ms(20);
+    }
+}
+
+/* ------------------------------------------------------------ informer tests */
+
+static void test_informer_list_watch_basic(void **state)
+{
+    env_t e;
+    kc_informer_opts_t o = test_opts(1);
+    kc_informer_t *inf;
+    kc_informer_state_t st;
+    rec_t rec;
+    kc_handler_t h;
+    kc_obj_t *obj = NULL;
+    kc_key_t k;
+    char *got;
+    char name[32];
+
+    (void)state;
+    env_start(&e, NULL);
+    fa_ns(&e, "team-a");
+    fa_ns(&e, "team-b");
+    for (int i = 0; i < 12; i++) { /* more than two pages of 5 */
+        snprintf(name, sizeof(name), "cm-%d", i);
+        fa_put(&e, i % 2 ? "team-a" : "team-b", name, "1");
+    }
+    fa_put(&e, "team-a", "app-config", "a");
+    fa_put(&e, "team-b", "app-config", "b");
+    rec_init(&rec);
+    h = rec_handler(&rec);
+    assert_int_equal(kc_informer_new(e.cl, &o, &inf, NULL), 0);
+    assert_int_equal(kc_informer_add_handler(inf, &h), 0);
+    assert_int_equal(kc_informer_has_synced(inf), 0);
+    assert_int_equal(kc_informer_start(inf), 0);
+    assert_int_equal(kc_informer_start(inf), KC_EBUSY);
+    assert_int_equal(kc_informer_wait_synced(inf, 10000), 0);
+    assert_int_equal(kc_informer_has_synced(inf), 1);
+    assert_int_equal(kc_cache_len(kc_informer_cache(inf)), 14);
+    assert_true(wait_converged(&e, inf, 5000));
+
+    /* live changes: delete team-a/app-config, team-b's stays */
+    assert_int_equal(fa_del(&e, "team-a", "app-config"), 0);
+    fa_put(&e, "team-b", "app-config", "b2");
+    assert_true(wait_converged(&e, inf, 5000));
+    assert_int_equal(kc_key_init(&k, "team-a", "app-config"), 0);
+    assert_int_equal(kc_cache_get(kc_informer_cache(inf), &k, &obj), KC_ENOTFOUND);
+    assert_int_equal(kc_key_init(&k, "team-b", "app-config"), 0);
+    assert_int_equal(kc_cache_get(kc_informer_cache(inf), &k, &obj), 0);
+    kc_obj_unref(obj);
+
+    assert_int_equal(kc_informer_wait_handlers_idle(inf, 5000), 0);
+    {
+        view_t hv = { 0 }, cv = { 0 };
+        assert_int_equal(replay(&rec, &hv, 1), 0);
+        cache_view(kc_informer_cache(inf), &cv);
+        assert_true(views_equal(&cv, &hv, 1));
+        view_free(&hv);
+        view_free(&cv);
+    }
+    got = rec_join(&rec);
+    assert_non_null(strstr(got, "D team-a/app-config"));
+    assert_null(strstr(got, "unknown"));
+    free(got);
+
+    assert_int_equal(kc_informer_state(inf, &st), 0);
+    assert_int_equal(st.phase, KC_INFORMER_WATCHING);
+    assert_int_equal(st.synced, 1);
+    assert_int_equal(st.lists, 1);
+    assert_int_equal(st.relists, 0);
+    assert_true(st.events_deleted >= 1);
+    assert_true(st.last_rv[0] != '\0');
+    assert_true(st.since_last_event_s >= 0);
+    assert_int_equal(st.cached_objects, 13);
+
+    assert_int_equal(kc_informer_stop(inf), 0);
+    assert_int_equal(kc_informer_state(inf, &st), 0);
+    assert_int_equal(st.phase, KC_INFORMER_STOPPED);
+    assert_int_equal(kc_informer_add_handler(inf, &h), KC_ESTOPPED);
+    kc_informer_free(inf);
+    rec_free(&rec);
+    env_stop(&e);
+}
+
+/* The relist difference: while the informer cannot watch, one object
+ * vanishes, one changes, one stays, one appears; after 410 it relists and
+ * emits exactly Delete(unknown), Update, Add, and nothing for the rest. */
+static void test_informer_relist_diff(void **state)
+{
+    env_t e;
+    kc_informer_opts_t o = test_opts(2);
+    kc_fakeapi_faults_t f = KC_FAKEAPI_FAULTS_INIT;
+    kc_informer_t *inf;
+    kc_informer_state_t st;
+    rec_t rec;
+    kc_handler_t h;
+    size_t before;
+    char *got;
+
+    (void)state;
+    env_start(&e, NULL);
+    fa_ns(&e, "x");
+    fa_put(&e, "x", "gone", "1");
+    fa_put(&e, "x", "changed", "1");
+    fa_put(&e, "x", "same", "1");
+    rec_init(&rec);
+    h = rec_handler(&rec);
+    assert_int_equal(kc_informer_new(e.cl, &o, &inf, NULL), 0);
+    assert_int_equal(kc_informer_add_handler(inf, &h), 0);
+    assert_int_equal(kc_informer_start(inf), 0);
+    assert_int_equal(kc_informer_wait_synced(inf, 10000), 0);
+    assert_int_equal(kc_informer_wait_handlers_idle(inf, 5000), 0);
+    before = rec.n;
+    assert_int_equal(before, 3);
+
+    /* every request fails; end the running watch */
+    f.p_500 = 1.0;
+    assert_int_equal(kc_fakeapi_set_faults(e.fa, &f), 0);
+    assert_int_equal(kc_fakeapi_close_watches(e.fa), 0);
+    sleep_ms(100);
+    assert_int_equal(fa_del(&e, "x", "gone"), 0);
+    fa_put(&e, "x", "changed", "2");
+    fa_put(&e, "x", "new", "1");
+    assert_int_equal(kc_fakeapi_compact(e.fa), 0);
+    assert_int_equal(kc_fakeapi_set_faults(e.fa, NULL), 0);
+
+    assert_true(wait_converged(&e, inf, 10000));
+    assert_int_equal(kc_informer_wait_handlers_idle(inf, 5000), 0);
+    assert_int_equal(kc_informer_state(inf, &st), 0);
+    assert_int_equal(st.relists, 1);
+    assert_int_equal(st.relist_deletes, 1);
+    assert_int_equal(st.relist_updates, 1);
+    assert_int_equal(st.relist_adds, 1);
+    assert_true(st.errors >= 1);
+    assert_true(st.last_error != 0);
+    got = rec_join(&rec);
+    /* three initial Adds, then the diff, each key once */
+    assert_int_equal(rec.n, 6);
+    assert_non_null(strstr(got, "D x/gone "));
+    assert_non_null(strstr(got, " unknown"));
+    assert_non_null(strstr(got, "U x/changed "));
+    assert_non_null(strstr(got, "A x/new "));
+    assert_null(strstr(got, "U x/same"));
+    free(got);
+    kc_informer_free(inf);
+    rec_free(&rec);
+    env_stop(&e);
+}
+
+/* A handler added after sync gets an Add per cached object, then live
+ * events; resync delivers Update(obj, obj). */
+static void test_informer_late_handler_and_resync(void **state)
+{
+    env_t e;
+    kc_informer_opts_t o = test_opts(3);
+    kc_informer_t *inf;
+    kc_informer_state_t st;
+    rec_t rec;
+    kc_handler_t h;
+    view_t hv = { 0 }, cv = { 0 };
+    char *got;
+
+    (void)state;
+    env_start(&e, NULL);
+    fa_ns(&e, "y");
+    fa_put(&e, "y", "a", "1");
+    fa_put(&e, "y", "b", "1");
+    o.resync_s = 0.2;
+    assert_int_equal(kc_informer_new(e.cl, &o, &inf, NULL), 0);
+    assert_int_equal(kc_informer_start(inf), 0);
+    assert_int_equal(kc_informer_wait_synced(inf, 10000), 0);
+    rec_init(&rec);
+    h = rec_handler(&rec);
+    assert_int_equal(kc_informer_add_handler(inf, &h), 0);
+    fa_put(&e, "y", "c", "1");
+    assert_true(wait_converged(&e, inf, 5000));
+    sleep_ms(500);
+    assert_int_equal(kc_informer_wait_handlers_idle(inf, 5000), 0);
+    assert_int_equal(replay(&rec, &hv, 1), 0);
+    cache_view(kc_informer_cache(inf), &cv);
+    assert_true(views_equal(&cv, &hv, 1));
+    got = rec_join(&rec);
+    assert_non_null(strstr(got, "A y/a "));
+    assert_non_null(strstr(got, "A y/b "));
+    assert_non_null(strstr(got, "A y/c "));
+    assert_non_null(strstr(got, "U y/a ")); /* a resync */
+    free(got);
+    assert_int_equal(kc_informer_state(inf, &st), 0);
+    assert_true(st.resyncs >= 1);
+    view_free(&hv);
+    view_free(&cv);
+    kc_informer_free(inf);
+    rec_free(&rec);
+    env_stop(&e);
+}
+
+/* Streaming list against a server that supports it, then one that never
+ * ends its initial events in time (deadline -> paged list, remembered). */
+static void test_informer_streaming_list(void **state)
+{
+    env_t e;
+    kc_informer_opts_t o = test_opts(4);
+    kc_informer_t *inf;
+    kc_informer_state_t st;
+
+    (void)state;
+    env_start(&e, NULL);
+    fa_ns(&e, "z");
+    for (int i = 0; i < 7; i++) {
+        char name[16];
+        snprintf(name, sizeof(name), "s%d", i);
+        fa_put(&e, "z", name, "1");
+    }
+    o.use_streaming_list = 1;
+    assert_int_equal(kc_informer_new(e.cl, &o, &inf, NULL), 0);
+    assert_int_equal(kc_informer_start(inf), 0);
+    assert_int_equal(kc_informer_wait_synced(inf, 10000), 0);
+    assert_true(wait_converged(&e, inf, 5000));
+    fa_put(&e, "z", "s1", "2");
+    assert_true(wait_converged(&e, inf, 5000));
+    assert_int_equal(kc_informer_state(inf, &st), 0);
+    assert_int_equal(st.streaming_supported, 1);
+    assert_int_equal(st.lists, 1);
+    kc_informer_free(inf);
+    env_stop(&e);
+}
+
+static void test_informer_selectors_and_scope(void **state)
+{
+    env_t e;
+    kc_informer_opts_t o = test_opts(5);
+    kc_informer_t *inf;
+
+    (void)state;
+    env_start(&e, NULL);
+    fa_ns(&e, "p");
+    fa_ns(&e, "q");
+    fa_put(&e, "p", "one", "1");
+    fa_put(&e, "q", "one", "1");
+    fa_put(&e, "p", "two", "1");
+    o.namespace_ = "p";
+    o.field_selector = "metadata.name=one";
+    assert_int_equal(kc_informer_new(e.cl, &o, &inf, NULL), 0);
+    assert_int_equal(kc_informer_start(inf), 0);
+    assert_int_equal(kc_informer_wait_synced(inf, 10000), 0);
+    assert_int_equal(kc_cache_len(kc_informer_cache(inf)), 1);
+    fa_put(&e, "q", "one", "2");
+    fa_put(&e, "p", "one", "2");
+    sleep_ms(300);
+    {
+        kc_key_t k;
+        kc_obj_t *obj;
+        assert_int_equal(kc_key_init(&k, "p", "one"), 0);
+        assert_int_equal(kc_cache_get(kc_informer_cache(inf), &k, &obj), 0);
+        kc_obj_unref(obj);
+    }
+    assert_int_equal(kc_cache_len(kc_informer_cache(inf)), 1);
+    kc_informer_free(inf);
+    env_stop(&e);
+}
+
+static void test_informer_factory(void **state)
+{
+    env_t e;
+    kc_informer_opts_t d = test_opts(6);
+    kc_informer_factory_t *f;
+    kc_informer_t *a, *b, *c;
+
+    (void)state;
+    env_start(&e, NULL);
+    fa_ns(&e, "f");
+    fa_put(&e, "f", "x", "1");
+    assert_int_equal(kc_informer_factory_new(e.cl, &d, &f), 0);
+    assert_int_equal(kc_informer_factory_get(f, &kc_res_configmaps, NULL, NULL, NULL, &a), 0);
+    assert_int_equal(kc_informer_factory_get(f, &kc_res_configmaps, "", "", NULL, &b), 0);
+    assert_ptr_equal(a, b);
+    assert_int_equal(kc_informer_factory_get(f, &kc_res_configmaps, "f", NULL, NULL, &c), 0);
+    assert_ptr_not_equal(a, c);
+    assert_int_equal(kc_informer_factory_start(f), 0);
+    assert_int_equal(kc_informer_factory_wait_synced(f, 10000), 0);
+    assert_int_equal(kc_cache_len(kc_informer_cache(a)), 1);
+    assert_int_equal(kc_cache_len(kc_informer_cache(c)), 1);
+    kc_informer_factory_free(f);
+    env_stop(&e);
+}
+
+/* ------------------------------------------------------------ convergence */
+
+/* A handler that is sometimes slow, so that its backlog coalesces. */
+typedef struct slow {
+    rec_t rec;
+    uint64_t rng;
+} slow_t;
+
+static void slow_maybe(slow_t *s)
+{
+    /* rng touched only by this handler's thread */
+    if (kc__rand_next(&s->rng) % 50 == 0)
+        sleep_ms(2);
+}
+
+static void slow_add(void *ud, kc_obj_t *o) { slow_maybe(ud); on_add(&((slow_t *)ud)->rec, o); }
+static void slow_update(void *ud, kc_obj_t *a, kc_obj_t *b)
+{
+    slow_maybe(ud);
+    on_update(&((slow_t *)ud)->rec, a, b);
+}
+static void slow_delete(void *ud, kc_obj_t *o, int u)
+{
+    slow_maybe(ud);
+    on_delete(&((slow_t *)ud)->rec, o, u);
+}
+
+static int check_handler(rec_t *r, kc_informer_t *inf, const char *what, int seed)
+{
+    view_t hv = { 0 }, cv = { 0 };
+    int bad = replay(r, &hv, 1), ok;
+
+    cache_view(kc_informer_cache(inf), &cv);
+    ok = views_equal(&cv, &hv, 1);
+    if (bad || !ok)
+        fprintf(stderr, "seed %d: handler %s: %d invalid events, final state %s\n", seed,
+                what, bad, ok ? "equal" : "DIFFERENT");
+    view_free(&hv);
+    view_free(&cv);
+    return bad == 0 && ok;
+}
+
+static void converge_one(int seed, int ops)
+{
+    enum { NNS = 4, NNAMES = 6 };
+    kc_fakeapi_opts_t fo = KC_FAKEAPI_OPTS_INIT;
+    kc_informer_opts_t o = test_opts((uint64_t)seed);
+    kc_fakeapi_faults_t f;
+    kc_informer_t *inf;
+    kc_informer_state_t st;
+    kc_relist_budget_t *budget;
+    uint64_t rng = 0x1234567ull * (uint64_t)seed + 99;
+    rec_t fast;
+    slow_t slow;
+    kc_handler_t h1, h2 = { slow_add, slow_update, slow_delete, NULL };
+    env_t e;
+    char ns[16], name[16], val[16];
+
+    fo.seed = (uint64_t)seed;
+    fo.bookmark_interval_ms = 200;
+    fo.history_window = 64 + (size_t)(kc__rand_next(&rng) % 64);
+    fo.continue_ttl_revisions = 30;
+    env_start(&e, &fo);
+    for (int i = 0; i < NNS; i++) {
+        snprintf(ns, sizeof(ns), "ns-%d", i);
+        fa_ns(&e, ns);
+    }
+    for (int i = 0; i < 10; i++) {
+        snprintf(ns, sizeof(ns), "ns-%d", (int)(kc__rand_next(&rng) % NNS));
+        snprintf(name, sizeof(name), "n-%d", (int)(kc__rand_next(&rng) % NNAMES));
+        fa_put(&e, ns, name, "0");
+    }
+
+    rec_init(&fast);
+    rec_init(&slow.rec);
+    slow.rng = (uint64_t)seed;
+    h1 = rec_handler(&fast);
+    h2.ud = &slow;
+    assert_int_equal(kc_relist_budget_new(50, 5, &budget), 0);
+    o.use_streaming_list = seed % 3 == 0;
+    o.page_size = 1 + (long)(kc__rand_next(&rng) % 6);
+    o.handler_backlog_max = 3;
+    o.budget = budget;
+    assert_int_equal(kc_informer_new(e.cl, &o, &inf, NULL), 0);
+    assert_int_equal(kc_informer_add_handler(inf, &h1), 0);
+    assert_int_equal(kc_informer_start(inf), 0);
+
+    for (int i = 0; i < ops; i++) {
+        uint64_t r = kc__rand_next(&rng) % 1000;
+        snprintf(ns, sizeof(ns), "ns-%d", (int)(kc__rand_next(&rng) % NNS));
+        snprintf(name, sizeof(name), "n-%d", (int)(kc__rand_next(&rng) % NNAMES));
+        snprintf(val, sizeof(val), "%d", i);
+        if (i == ops / 4)
+            assert_int_equal(kc_informer_add_handler(inf, &h2), 0); /* late handler */
+        if (r < 300) {
+            fa_del(&e, ns, name); /* may be KC_ENOTFOUND */
+        } else if (r < 960) {
+            fa_put(&e, ns, name, val);
+        } else {
+            /* a fault */
+            switch (kc__rand_next(&rng) % 7) {
+            case 0:
+                kc_fakeapi_close_watches(e.fa);
+                break;
+            case 1:
+                kc_fakeapi_compact(e.fa);
+                if (kc__rand_next(&rng) & 1)
+                    kc_fakeapi_close_watches(e.fa);
+                break;
+            case 2:
+                kc_fakeapi_restart(e.fa);
+                break;
+            case 3:
+                f = (kc_fakeapi_faults_t)KC_FAKEAPI_FAULTS_INIT;
+                f.p_429 = 0.3;
+                f.p_500 = 0.2;
+                f.max_http_faults = 4;
+                kc_fakeapi_set_faults(e.fa, &f);
+                break;
+            case 4:
+                f = (kc_fakeapi_faults_t)KC_FAKEAPI_FAULTS_INIT;
+                f.p_close_watch = 0.2;
+                kc_fakeapi_set_faults(e.fa, &f);
+                break;
+            case 5:
+                f = (kc_fakeapi_faults_t)KC_FAKEAPI_FAULTS_INIT;
+                f.p_stall = 0.05;
+                f.stall_ms = 1800; /* beyond the client's 1.5 s idle timeout */
+                kc_fakeapi_set_faults(e.fa, &f);
+                break;
+            default:
+                kc_fakeapi_set_faults(e.fa, NULL);
+                break;
+            }
+        }
+        if (kc__rand_next(&rng) % 8 == 0)
+            sleep_ms(1);
+    }
+    kc_fakeapi_set_faults(e.fa, NULL);
+
+    if (!wait_converged(&e, inf, 20000)) {
+        kc_informer_state(inf, &st);
+        fprintf(stderr, "seed %d: cache never converged; phase %s, last error %s\n", seed,
+                kc_informer_phase_name(st.phase), st.last_error_msg);
+        fail();
+    }
+    assert_int_equal(kc_informer_wait_handlers_idle(inf, 10000), 0);
+    /* the cache still equals the server (no late stray event) */
+    assert_true(wait_converged(&e, inf, 1));
+    assert_true(check_handler(&fast, inf, "fast", seed));
+    assert_true(check_handler(&slow.rec, inf, "slow", seed));
+    assert_int_equal(kc_informer_state(inf, &st), 0);
+    assert_int_equal(st.synced, 1);
+
+    kc_informer_free(inf);
+    kc_relist_budget_free(budget);
+    rec_free(&fast);
+    rec_free(&slow.rec);
+    env_stop(&e);
+}
+
+static void test_informer_convergence(void **state)
+{
+    const char *env = getenv("KC_INFORMER_SEEDS");
+    int seeds = sanitizer() ? 12 : 50, ops = sanitizer() ? 120 : 200;
+
+    (void)state;
+    if (env != NULL && atoi(env) > 0)
+        seeds = atoi(env);
+    for (int seed = 1; seed <= seeds; seed++)
+        converge_one(seed, ops);
+}
+
 /* ------------------------------------------------------------ main */
 
 int main(void)
@@ -625,6 +1265,13 @@ int main(void)
         cmocka_unit_test(test_proc_backlog_bound),
         cmocka_unit_test(test_proc_stop_releases_pusher),
         cmocka_unit_test(test_proc_random_replay),
+        cmocka_unit_test(test_informer_list_watch_basic),
+        cmocka_unit_test(test_informer_relist_diff),
+        cmocka_unit_test(test_informer_late_handler_and_resync),
+        cmocka_unit_test(test_informer_streaming_list),
+        cmocka_unit_test(test_informer_selectors_and_scope),
+        cmocka_unit_test(test_informer_factory),
+        cmocka_unit_test(test_informer_convergence),
     };
 
     kc_global_init();
