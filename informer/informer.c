@@ -592,7 +592,7 @@ static int watch_cb(void *ud, const kc_watch_event_t *ev)
  * client's code, the ERROR event's code, or KC_ESTOPPED.  *initial_done
  * tells whether a streaming list completed its initial state. */
 static int run_watch(kc_informer_t *inf, int streaming, int relist, size_t *events,
-                     int *initial_done, int *deadline_hit, kc_status_t *st)
+                     int *initial_done, int *deadline_hit, int *error_event, kc_status_t *st)
 {
     kc_watch_opts_t wo = KC_WATCH_OPTS_INIT;
     wctx_t w;
@@ -623,7 +623,8 @@ static int run_watch(kc_informer_t *inf, int streaming, int relist, size_t *even
 
     kc_status_clear(st);
     rc = kc_client_watch(inf->client, &inf->res, inf->ns, &wo, watch_cb, &w, st);
-    if (w.error_code != 0 && rc == w.error_code) {
+    *error_event = w.error_code != 0 && rc == w.error_code;
+    if (*error_event) {
         *st = w.est;
     } else if (w.cb_error != 0 && rc == w.cb_error) {
         snprintf(st->message, sizeof(st->message), "%s", w.cb_msg);
@@ -651,11 +652,12 @@ static int run_watch(kc_informer_t *inf, int streaming, int relist, size_t *even
 static void *reflector_main(void *arg)
 {
     kc_informer_t *inf = arg;
-    int need_list = 1, listed_once = 0, rc;
+    int need_list = 1, listed_once = 0, error_events = 0, rc;
     kc_status_t st;
 
     while (!is_stopping(inf)) {
-        int streaming = 0, initial_done = 0, deadline_hit = 0, relist = listed_once;
+        int streaming = 0, initial_done = 0, deadline_hit = 0, error_event = 0;
+        int relist = listed_once;
         size_t events = 0;
         uint64_t t0;
 
@@ -696,7 +698,8 @@ static void *reflector_main(void *arg)
         if (!streaming)
             set_phase(inf, KC_INFORMER_WATCHING);
         t0 = kc_now_ns();
-        rc = run_watch(inf, streaming, relist, &events, &initial_done, &deadline_hit, &st);
+        rc = run_watch(inf, streaming, relist, &events, &initial_done, &deadline_hit,
+                       &error_event, &st);
         if (rc == KC_ESTOPPED && is_stopping(inf))
             break;
 
@@ -724,7 +727,12 @@ static void *reflector_main(void *arg)
             listed_once = 1;
         }
 
-        if (rc == KC_EGONE) {
+        /* an ERROR event other than 410 (e.g. "Too large resource version"
+         * after the server's store went back in time) that keeps coming
+         * means our resourceVersion is no good there: list again */
+        error_events = error_event ? error_events + 1 : 0;
+        if (rc == KC_EGONE || error_events >= 3) {
+            error_events = 0;
             kc_log(&inf->o.log, KC_LOG_INFO, COMPONENT,
                    "%s: watch from resourceVersion %s expired (%s); relisting",
                    inf->res.resource, inf->rv, st.message[0] ? st.message : "410 Gone");
