@@ -293,6 +293,167 @@ void kc_leader_stop(kc_leader_t *le);
  * after a crash.  For tests and for exiting on a fatal error. */
 void kc_leader_abandon(kc_leader_t *le);
 
+
+/* ===================================================================== */
+/* Controllers                                                            */
+/* ===================================================================== */
+
+struct kc_obj;
+struct kc_key;
+struct kc_informer;
+struct kc_informer_factory;
+
+typedef enum {
+    KC_RESULT_DONE = 0,        /* success: forget the key's backoff */
+    KC_RESULT_REQUEUE,         /* reconcile again after the rate-limited delay */
+    KC_RESULT_REQUEUE_AFTER,   /* reconcile again after after_ns (backoff reset) */
+    KC_RESULT_ERROR            /* failure: logged, counted, rate-limited requeue */
+} kc_result_kind_t;
+
+typedef struct kc_result {
+    kc_result_kind_t kind;
+    uint64_t after_ns;         /* KC_RESULT_REQUEUE_AFTER */
+    int err;                   /* KC_RESULT_ERROR: the code, for the log line */
+} kc_result_t;
+
+#define KC_RESULT_OK ((kc_result_t){ KC_RESULT_DONE, 0, 0 })
+
+/* Reconcile one object: make the world match what key's object asks for.
+ * Called from a worker thread with no kcache lock held; a key is never
+ * reconciled by two workers at once.  Must be thread-safe across keys. */
+typedef kc_result_t (*kc_reconcile_cb)(void *ud, const struct kc_key *key);
+
+typedef enum {
+    KC_EVENT_CREATE = 0,
+    KC_EVENT_UPDATE = 1,
+    KC_EVENT_DELETE = 2
+} kc_event_type_t;
+
+/* Filter: return true to let the event through.  old is NULL except for
+ * updates.  Called on the informer's handler thread. */
+typedef bool (*kc_predicate_cb)(void *ud, kc_event_type_t t, struct kc_obj *old,
+                                struct kc_obj *obj);
+/* Built-in predicate: updates pass only when metadata.generation, the
+ * labels or the annotations changed (creates and deletes always pass). */
+bool kc_predicate_generation_or_metadata_changed(void *ud, kc_event_type_t t,
+                                                 struct kc_obj *old, struct kc_obj *obj);
+
+/* Map function: call emit(ctx, key) for every key to reconcile because obj
+ * changed. */
+typedef void (*kc_emit_key_cb)(void *ctx, const char *key);
+typedef void (*kc_map_cb)(void *ud, struct kc_obj *obj, kc_emit_key_cb emit, void *ctx);
+
+typedef enum {
+    KC_SOURCE_SELF = 0,   /* primary resource: enqueue the object's own key */
+    KC_SOURCE_OWNER,      /* owned resource: enqueue the owner's key (same
+                           * namespace) from ownerReferences of owner_kind */
+    KC_SOURCE_MAP         /* anything else: keys from map() */
+} kc_source_kind_t;
+
+typedef struct kc_source {
+    struct kc_informer *informer;  /* borrowed; must outlive the controller's
+                                    * use: stop informers before controllers */
+    kc_source_kind_t kind;
+    const char *owner_kind;        /* KC_SOURCE_OWNER: e.g. "Secret"; copied */
+    const char *owner_group;       /* KC_SOURCE_OWNER: API group ("" core, NULL any); copied */
+    bool owner_controller_only;    /* only the ownerReference with controller=true */
+    kc_map_cb map;                 /* KC_SOURCE_MAP */
+    void *map_ud;
+    kc_predicate_cb predicate;     /* NULL: every event */
+    void *predicate_ud;
+} kc_source_t;
+
+#define KC_SOURCE_INIT { NULL, KC_SOURCE_SELF, NULL, NULL, false, NULL, NULL, NULL, NULL }
+
+typedef struct kc_controller kc_controller_t;
+
+typedef struct kc_controller_opts {
+    const char *name;              /* metrics label and log component; copied */
+    kc_reconcile_cb reconcile;
+    void *ud;
+    int workers;                   /* max concurrent reconciles (1) */
+    uint64_t base_delay_ns;        /* rate limiter, see kc_workqueue_opts_t */
+    uint64_t max_delay_ns;
+    double qps;
+    int burst;
+    kc_metrics_t *metrics;         /* borrowed; may be NULL */
+    kc_logger_t log;
+} kc_controller_opts_t;
+
+#define KC_CONTROLLER_OPTS_INIT \
+    { "", NULL, NULL, 1, 5000000ull, 1000000000000ull, 10.0, 100, NULL, KC_LOGGER_INIT }
+
+/* Create a controller (workers not started; events that arrive before
+ * start are queued, deduplicated).  Copies o.  Thread-safe. */
+int kc_controller_new(const kc_controller_opts_t *o, kc_controller_t **out, kc_errbuf_t *eb);
+/* Feed the controller from an informer (registers a handler; copies s).
+ * Before kc_controller_start or after: both work.  Thread-safe. */
+int kc_controller_watch(kc_controller_t *c, const kc_source_t *s);
+/* Enqueue a key ("ns/name") directly.  Thread-safe. */
+int kc_controller_enqueue(kc_controller_t *c, const char *key);
+/* The controller's queue (borrowed), e.g. for tests.  Thread-safe. */
+kc_workqueue_t *kc_controller_queue(kc_controller_t *c);
+const char *kc_controller_name(kc_controller_t *c);
+/* Start the worker threads.  KC_EBUSY if started.  Thread-safe. */
+int kc_controller_start(kc_controller_t *c);
+/* Stop: no new reconcile starts; running ones get timeout_ns (0: no
+ * limit) to finish, then the workers are joined.  Returns 0, or
+ * KC_ETIMEOUT when a reconcile is still running (the controller must then
+ * not be freed: kc_controller_free leaks it rather than race).  Stop the
+ * informers feeding it first.  Idempotent.  Thread-safe. */
+int kc_controller_stop(kc_controller_t *c, uint64_t timeout_ns);
+/* Free a stopped (or never started) controller.  NULL accepted. */
+void kc_controller_free(kc_controller_t *c);
+
+/* ===================================================================== */
+/* Manager                                                                */
+/* ===================================================================== */
+
+typedef struct kc_manager kc_manager_t;
+
+typedef struct kc_manager_opts {
+    struct kc_informer_factory *informers; /* borrowed; started and stopped
+                                             * by the manager */
+    kc_metrics_t *metrics;           /* borrowed; NULL: no /metrics content */
+    const char *metrics_addr;        /* ":8080"; "0" disables */
+    const char *probe_addr;          /* ":8081"; "0" disables */
+    uint64_t sync_timeout_ns;        /* waiting for caches (0: forever) */
+    uint64_t shutdown_timeout_ns;    /* bound for running reconciles (30 s) */
+    bool leader_elect;               /* run controllers only while leading */
+    kc_leader_opts_t leader;         /* used when leader_elect; the manager
+                                      * fills callbacks and metrics */
+    kc_logger_t log;
+} kc_manager_opts_t;
+
+#define KC_MANAGER_OPTS_INIT                                                   \
+    { NULL, NULL, ":8080", ":8081", 0, 30000000000ull, false, KC_LEADER_OPTS_INIT, \
+      KC_LOGGER_INIT }
+
+/* Create (nothing runs yet).  Copies o.  Thread-safe. */
+int kc_manager_new(const kc_manager_opts_t *o, kc_manager_t **out, kc_errbuf_t *eb);
+/* Hand a controller to the manager (it starts, stops and frees it).
+ * Before kc_manager_run only.  Not thread-safe. */
+int kc_manager_add(kc_manager_t *m, kc_controller_t *c);
+/* Run until kc_manager_request_stop: serve probes and metrics, start the
+ * informers, wait for their caches (then /readyz turns 200), campaign for
+ * the lease if asked, run the controllers (while leading).  Then, in
+ * order: stop the informers, stop the controllers (running reconciles get
+ * shutdown_timeout_ns), release the lease, stop the servers.  Returns 0
+ * after a requested stop; KC_ESTOPPED when leadership was lost (the
+ * process should exit non-zero, as controller-runtime does); KC_ETIMEOUT
+ * when caches did not sync in time; other errors from startup (eb says
+ * what).  Blocks the calling thread. */
+int kc_manager_run(kc_manager_t *m, kc_errbuf_t *eb);
+/* Ask run to return.  Thread-safe and async-signal-safe. */
+void kc_manager_request_stop(kc_manager_t *m);
+/* True once every cache has synced.  Thread-safe. */
+bool kc_manager_ready(kc_manager_t *m);
+/* True while this replica runs the controllers.  Thread-safe. */
+bool kc_manager_leading(kc_manager_t *m);
+/* Bound ports of the metrics (0) and probe (1) servers while running. */
+int kc_manager_port(kc_manager_t *m, int which);
+void kc_manager_free(kc_manager_t *m);
+
 #ifdef __cplusplus
 }
 #endif
