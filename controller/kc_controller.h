@@ -62,7 +62,9 @@ int kc_metrics_histogram(kc_metrics_t *m, const char *name, const char *help,
 
 /* Update the series named by label_values (same count and order as the
  * family's label names; NULL when it has none; copied on first use).
- * add: counters (v >= 0) and gauges; set: gauges; observe: histograms.
+ * add: counters (v >= 0) and gauges; set: gauges, and counters that
+ * mirror a count kept elsewhere (a lower value is ignored); observe:
+ * histograms.
  * A NULL metric is a no-op, so optional metrics need no checks.  A call on
  * the wrong type is ignored.  Thread-safe. */
 void kc_metric_add(kc_metric_t *f, const char *const *label_values, double v);
@@ -453,6 +455,57 @@ bool kc_manager_leading(kc_manager_t *m);
 /* Bound ports of the metrics (0) and probe (1) servers while running. */
 int kc_manager_port(kc_manager_t *m, int which);
 void kc_manager_free(kc_manager_t *m);
+
+
+/* ===================================================================== */
+/* The replicator: the controller kcache ships                            */
+/* ===================================================================== */
+
+#define KC_REPLICATE_TO_ANNOTATION "kcache.io/replicate-to"
+#define KC_REPLICATED_FROM_ANNOTATION "kcache.io/replicated-from"
+#define KC_MANAGED_BY_LABEL "app.kubernetes.io/managed-by"
+#define KC_MANAGED_BY_VALUE "kcache"
+
+/*
+ * Copies Secrets and ConfigMaps annotated kcache.io/replicate-to:
+ * "team-a,team-b,staging-*" (names and fnmatch globs) into every matching
+ * namespace, existing and future.  Data, type and the source's labels are
+ * copied; a copy carries app.kubernetes.io/managed-by: kcache and
+ * kcache.io/replicated-from: NS/NAME.  Copies follow the source, hand edits
+ * and deletions are undone, and copies are deleted when their namespace
+ * leaves the annotation, the annotation goes or the source goes.  An object
+ * it did not make (no managed-by label, or another source's copy) is never
+ * overwritten or deleted: the conflict is logged, counted
+ * (kcache_replicator_conflicts_total) and reported as a Warning Event.
+ */
+typedef struct kc_replicator kc_replicator_t;
+
+typedef struct kc_replicator_opts {
+    struct kc_client *client;               /* borrowed */
+    struct kc_informer_factory *informers;  /* borrowed; not yet started */
+    const char *source_namespace;           /* only sources here; NULL: all */
+    int workers;                            /* per kind (2) */
+    uint64_t conflict_retry_ns;             /* re-check a conflict after (60 s) */
+    const char *component;                  /* Event source ("kcache-controller") */
+    kc_metrics_t *metrics;                  /* borrowed */
+    kc_logger_t log;
+} kc_replicator_opts_t;
+
+#define KC_REPLICATOR_OPTS_INIT \
+    { NULL, NULL, NULL, 2, 60000000000ull, "kcache-controller", NULL, KC_LOGGER_INIT }
+
+/* Create the replicator: informers for secrets, configmaps and namespaces
+ * (from the factory, with indexes added to their caches, so call before
+ * the factory starts) and one controller per kind.  Thread-safe. */
+int kc_replicator_new(const kc_replicator_opts_t *o, kc_replicator_t **out, kc_errbuf_t *eb);
+/* Hand the controllers to the manager (which then owns them). */
+int kc_replicator_add_to(kc_replicator_t *r, kc_manager_t *m);
+/* Free; after the manager that runs its controllers was freed (or, if
+ * never added, frees the controllers too).  NULL accepted. */
+void kc_replicator_free(kc_replicator_t *r);
+/* Does namespace ns match the annotation value (comma-separated names and
+ * globs, blanks around items ignored)?  Thread-safe. */
+bool kc_replicator_match(const char *annotation, const char *ns);
 
 #ifdef __cplusplus
 }

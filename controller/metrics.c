@@ -337,11 +337,12 @@ void kc_metric_set(kc_metric_t *f, const char *const *label_values, double v)
 {
     series_t *s;
 
-    if (f == NULL || f->type != KC_METRIC_GAUGE)
+    if (f == NULL || f->type == KC_METRIC_HISTOGRAM)
         return;
     ctrl_lock(&f->lock);
     s = get_series(f, label_values);
-    if (s != NULL)
+    /* a counter may mirror a count kept elsewhere, but never goes down */
+    if (s != NULL && (f->type == KC_METRIC_GAUGE || v >= s->value))
         s->value = v;
     ctrl_unlock(&f->lock);
 }
