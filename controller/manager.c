@@ -251,6 +251,10 @@ int kc_manager_run(kc_manager_t *m, kc_errbuf_t *eb)
                 goto out;
             }
         }
+        if (synced && lead && !lost && !atomic_load(&m->leading)) {
+            kc_log(&m->o.log, KC_LOG_INFO, "manager", "starting %zu controllers", m->nctrls);
+            start_controllers(m);
+        }
         ctrl_lock(&m->lock);
         if (synced && !m->ev_stop && !m->ev_lead && !m->ev_lost)
             ctrl_cond_wait(&m->cond, &m->lock);
@@ -269,10 +273,6 @@ int kc_manager_run(kc_manager_t *m, kc_errbuf_t *eb)
             kc_log(&m->o.log, KC_LOG_ERROR, "manager", "leader election lost");
             rc = kc_errf(eb, KC_ESTOPPED, "leader election lost");
             break;
-        }
-        if (synced && lead && !atomic_load(&m->leading)) {
-            kc_log(&m->o.log, KC_LOG_INFO, "manager", "starting %zu controllers", m->nctrls);
-            start_controllers(m);
         }
     }
 

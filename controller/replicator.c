@@ -38,6 +38,7 @@
 
 #define IDX_COPY "kcache-copy-of"
 #define IDX_SOURCE "kcache-source"
+#define IDX_SOURCE_NAME "kcache-source-name"
 
 struct kc_replicator;
 
@@ -127,7 +128,21 @@ static bool source_ns_allowed(kind_t *k, const char *ns)
     return k->r->source_ns == NULL || strcmp(k->r->source_ns, ns) == 0;
 }
 
-/* Secret/ConfigMap event -> source keys. */
+static void index_source_name(const kc_obj_t *o, void *ud, kc_index_emit_cb emit, void *ctx)
+{
+    char *to = NULL;
+
+    (void)ud;
+    if (kc_obj_annotation(o, KC_REPLICATE_TO_ANNOTATION, &to) == 0) {
+        emit(ctx, kc_obj_name(o));
+        free(to);
+    }
+}
+
+/* Secret/ConfigMap event -> source keys: the object itself if it is a
+ * source, the source named by a copy, and every source with the object's
+ * name (a foreign object or another source's copy in a target namespace
+ * may just have gone, freeing the name). */
 static void map_object(void *ud, kc_obj_t *obj, kc_emit_key_cb emit, void *ctx)
 {
     kind_t *k = ud;
@@ -148,6 +163,18 @@ static void map_object(void *ud, kc_obj_t *obj, kc_emit_key_cb emit, void *ctx)
         if (kc_key_parse(&kk, v) == 0 && source_ns_allowed(k, kk.ns))
             emit(ctx, v);
         free(v);
+    }
+    kc_objlist_t l = KC_OBJLIST_INIT;
+    if (kc_cache_index_query(k->cache, IDX_SOURCE_NAME, kc_obj_name(obj), &l) == 0) {
+        for (size_t i = 0; i < l.len; i++) {
+            if (!source_ns_allowed(k, kc_obj_namespace(l.items[i])) ||
+                strcmp(kc_obj_namespace(l.items[i]), kc_obj_namespace(obj)) == 0)
+                continue;
+            kc_obj_key(l.items[i], &kk);
+            kc_key_format(&kk, key, sizeof(key));
+            emit(ctx, key);
+        }
+        kc_objlist_free(&l);
     }
 }
 
@@ -589,7 +616,8 @@ int kc_replicator_new(const kc_replicator_opts_t *o, kc_replicator_t **out, kc_e
         }
         k->cache = kc_informer_cache(k->inf);
         if ((rc = kc_cache_add_index(k->cache, IDX_COPY, index_copy, NULL)) != 0 ||
-            (rc = kc_cache_add_index(k->cache, IDX_SOURCE, index_source, NULL)) != 0) {
+            (rc = kc_cache_add_index(k->cache, IDX_SOURCE, index_source, NULL)) != 0 ||
+            (rc = kc_cache_add_index(k->cache, IDX_SOURCE_NAME, index_source_name, NULL)) != 0) {
             kc_errf(eb, rc, "replicator: %s cache index: %s (create the replicator before "
                             "starting the informers)", res[i]->resource, kc_strerror(rc));
             goto fail;
