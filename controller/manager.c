@@ -28,7 +28,8 @@ struct kc_manager {
     char *lease_ns, *lease_name, *identity;
     kc_controller_t **ctrls;
     size_t nctrls, capctrls;
-    kc_httpserver_t *http;
+    kc_httpserver_t *http;     /* run's thread only */
+    atomic_int port[2];        /* bound ports, readable from any thread */
     kc_leader_t *le;
     atomic_int ready;
     atomic_int leading;
@@ -172,7 +173,9 @@ bool kc_manager_leading(kc_manager_t *m)
 
 int kc_manager_port(kc_manager_t *m, int which)
 {
-    return m ? kc_httpserver_port(m->http, which) : 0;
+    if (m == NULL || which < 0 || which > 1)
+        return 0;
+    return atomic_load(&m->port[which]);
 }
 
 static void start_controllers(kc_manager_t *m)
@@ -208,6 +211,8 @@ int kc_manager_run(kc_manager_t *m, kc_errbuf_t *eb)
     rc = kc_httpserver_start(&ho, &m->http, eb);
     if (rc != 0)
         goto out;
+    atomic_store(&m->port[0], kc_httpserver_port(m->http, 0));
+    atomic_store(&m->port[1], kc_httpserver_port(m->http, 1));
     kc_log(&m->o.log, KC_LOG_INFO, "manager", "serving metrics on port %d, probes on port %d",
            kc_httpserver_port(m->http, 0), kc_httpserver_port(m->http, 1));
 
@@ -290,6 +295,8 @@ out:
             kc_leader_stop(m->le);
         m->le = NULL;
     }
+    atomic_store(&m->port[0], 0);
+    atomic_store(&m->port[1], 0);
     kc_httpserver_stop(m->http);
     m->http = NULL;
     return rc;
