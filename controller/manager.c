@@ -284,6 +284,11 @@ int kc_manager_run(kc_manager_t *m, kc_errbuf_t *eb)
 out:
     /* Orderly shutdown. */
     kc_log(&m->o.log, KC_LOG_INFO, "manager", "shutting down");
+    /* A replica that lost the lease must stop reconciling before anything
+     * else: another replica may already be leading. */
+    if (lost)
+        for (size_t i = 0; i < m->nctrls; i++)
+            kc_controller_stop(m->ctrls[i], m->o.shutdown_timeout_ns);
     kc_informer_factory_stop(m->o.informers);
     for (size_t i = 0; i < m->nctrls; i++)
         kc_controller_stop(m->ctrls[i], m->o.shutdown_timeout_ns);
