@@ -252,7 +252,7 @@ static const char *reason_for_code(int code)
     case 503: return "ServiceUnavailable";
     case 504: return "Timeout";
     default:
-        return code >= 500 ? "InternalError" : "Unknown";
+        return "Unknown";
     }
 }
 
@@ -346,7 +346,7 @@ static void status_from_text(kc_status_t *st, const char *body, size_t len)
 
     kc__strlcpy(st->reason, reason_for_code(st->http_code), sizeof(st->reason));
     if (len == 0) {
-        snprintf(st->message, sizeof(st->message), "HTTP %d %s (empty body)", st->http_code,
+        snprintf(st->message, sizeof(st->message), "HTTP %d (%s), empty body", st->http_code,
                  st->reason);
         return;
     }
@@ -361,7 +361,7 @@ static void status_from_text(kc_status_t *st, const char *body, size_t len)
         }
         text[n] = '\0';
         snprintf(st->message, sizeof(st->message),
-                 "HTTP %d %s: HTML page instead of a Kubernetes Status%s%s (a proxy?)",
+                 "HTTP %d (%s): HTML page instead of a Kubernetes Status%s%s (a proxy?)",
                  st->http_code, st->reason, n ? ": " : "", text);
         return;
     }
@@ -375,7 +375,8 @@ static void status_from_text(kc_status_t *st, const char *body, size_t len)
         text[n++] = (ch >= 0x20 && ch < 0x7f) ? (char)ch : '?';
     }
     text[n] = '\0';
-    snprintf(st->message, sizeof(st->message), "HTTP %d %s: %s", st->http_code, st->reason, text);
+    snprintf(st->message, sizeof(st->message), "HTTP %d (%s): %s", st->http_code, st->reason,
+             text);
 }
 
 static int status_is(const kc_status_t *st, int err)
