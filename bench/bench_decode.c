@@ -64,6 +64,15 @@ static void add_meta(cJSON *o, const char *kind, const char *name, size_t i, int
     a = cJSON_AddObjectToObject(m, "annotations");
     cJSON_AddStringToObject(a, "kubectl.kubernetes.io/restartedAt", "2026-11-19T22:00:00Z");
     if (pod) {
+        cJSON_AddStringToObject(a, "prometheus.io/scrape", "true");
+        cJSON_AddStringToObject(a, "prometheus.io/path", "/actuator/prometheus");
+        cJSON_AddStringToObject(a, "sidecar.istio.io/status",
+                                "{\"initContainers\":[\"istio-init\"],\"containers\":"
+                                "[\"istio-proxy\"],\"volumes\":[\"workload-socket\","
+                                "\"credential-socket\",\"workload-certs\",\"istio-envoy\","
+                                "\"istio-data\",\"istio-podinfo\",\"istio-token\","
+                                "\"istiod-ca-cert\"],\"imagePullSecrets\":null,"
+                                "\"revision\":\"default\"}");
         cJSON *refs = cJSON_AddArrayToObject(m, "ownerReferences"), *r = cJSON_CreateObject();
         cJSON_AddStringToObject(r, "apiVersion", "apps/v1");
         cJSON_AddStringToObject(r, "kind", "ReplicaSet");
@@ -91,6 +100,10 @@ static cJSON *make_configmap(size_t i)
     cJSON_AddStringToObject(d, "LOG_LEVEL", "info");
     cJSON_AddStringToObject(d, "REGION", "eu-west-1");
     cJSON_AddStringToObject(d, "FEATURE_FLAGS", "cart-v2,fast-checkout,apple-pay,klarna");
+    cJSON_AddStringToObject(d, "payment-providers.json",
+                            "{\"stripe\":{\"timeoutMs\":2500,\"retries\":2},\"adyen\":"
+                            "{\"timeoutMs\":3000,\"retries\":1},\"paypal\":{\"timeoutMs\":"
+                            "4000,\"retries\":0,\"sandbox\":false}}");
     return o;
 }
 

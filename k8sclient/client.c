@@ -911,7 +911,10 @@ static void set_common_opts(kc_client_t *c, CURL *e, const cred_t *cr, char *err
     if (cfg->proxy_url)
         curl_easy_setopt(e, CURLOPT_PROXY, cfg->proxy_url);
     if (cr->cert.data) {
+        /* certificates from an exec plugin rotate: never resume a TLS
+         * session that was authenticated with an older one */
         struct curl_blob cb = {cr->cert.data, cr->cert.len, CURL_BLOB_COPY};
+        curl_easy_setopt(e, CURLOPT_SSL_SESSIONID_CACHE, 0L);
         struct curl_blob kb = {cr->key.data, cr->key.len, CURL_BLOB_COPY};
         curl_easy_setopt(e, CURLOPT_SSLCERT_BLOB, &cb);
         curl_easy_setopt(e, CURLOPT_SSLCERTTYPE, "PEM");
