@@ -77,7 +77,7 @@ out=$(k apply -f "$work/cm2.yaml")
 [ "$out" = "configmap/cfg unchanged" ] && ok "apply same configmap" || fail "apply same printed: $out"
 
 out=$(k get configmaps -A)
-if echo "$out" | head -1 | grep -q '^NAMESPACE *NAME *AGE' && echo "$out" | grep -q '^kc-test *cfg '; then
+if echo "$out" | head -1 | grep -q '^NAMESPACE *NAME *DATA *AGE' && echo "$out" | grep -q '^kc-test *cfg *1 '; then
     ok "get configmaps -A"
 else
     fail "get configmaps -A printed: $out"
