@@ -19,6 +19,11 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <stdatomic.h>
+#include <sys/socket.h>
 
 #include "client_int.h"
 #include "k8sclient_responder.h"
@@ -1002,6 +1007,123 @@ static void test_watch(void **state)
     kc_client_free(c);
 }
 
+/* ---- a one-tunnel-at-a-time HTTP CONNECT proxy for proxy-url ---- */
+
+typedef struct proxy {
+    int lfd;
+    int port;
+    pthread_t th;
+    _Atomic int stop;
+    _Atomic int connects;
+    char target[256];   /* last CONNECT target, written by the proxy thread */
+} proxy_t;
+
+static void pump(proxy_t *px, int a, int b)
+{
+    char buf[16384];
+
+    while (!atomic_load(&px->stop)) {
+        struct pollfd p[2] = {{a, POLLIN, 0}, {b, POLLIN, 0}};
+        int r = poll(p, 2, 100);
+        if (r < 0)
+            return;
+        for (int i = 0; i < 2; i++) {
+            ssize_t n;
+            if (!(p[i].revents & (POLLIN | POLLHUP | POLLERR)))
+                continue;
+            n = read(p[i].fd, buf, sizeof(buf));
+            if (n <= 0 || write(i ? a : b, buf, (size_t)n) != n)
+                return;
+        }
+    }
+}
+
+static void *proxy_main(void *arg)
+{
+    proxy_t *px = arg;
+
+    while (!atomic_load(&px->stop)) {
+        struct pollfd pl = {px->lfd, POLLIN, 0};
+        char req[2048], host[200];
+        size_t len = 0;
+        int cfd, ufd, port;
+        struct sockaddr_in sa;
+
+        if (poll(&pl, 1, 100) <= 0)
+            continue;
+        cfd = accept(px->lfd, NULL, NULL);
+        if (cfd < 0)
+            continue;
+        while (len < sizeof(req) - 1) {
+            ssize_t n = read(cfd, req + len, sizeof(req) - 1 - len);
+            if (n <= 0)
+                break;
+            len += (size_t)n;
+            req[len] = '\0';
+            if (strstr(req, "\r\n\r\n"))
+                break;
+        }
+        req[len] = '\0';
+        if (sscanf(req, "CONNECT %199[^:]:%d ", host, &port) != 2) {
+            close(cfd);
+            continue;
+        }
+        snprintf(px->target, sizeof(px->target), "%s:%d", host, port);
+        atomic_fetch_add(&px->connects, 1);
+        ufd = socket(AF_INET, SOCK_STREAM, 0);
+        memset(&sa, 0, sizeof(sa));
+        sa.sin_family = AF_INET;
+        sa.sin_port = htons((uint16_t)port);
+        sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        if (connect(ufd, (struct sockaddr *)&sa, sizeof(sa)) == 0) {
+            const char *ok = "HTTP/1.1 200 Connection established\r\n\r\n";
+            if (write(cfd, ok, strlen(ok)) > 0)
+                pump(px, cfd, ufd);
+        }
+        close(ufd);
+        close(cfd);
+    }
+    return NULL;
+}
+
+static void test_proxy_url(void **state)
+{
+    proxy_t px;
+    struct sockaddr_in sa;
+    socklen_t sl = sizeof(sa);
+    char extra[128], want[64];
+    kc_client_t *c;
+    kc_buf_t b = KC_BUF_INIT;
+    kc_status_t st;
+
+    (void)state;
+    memset(&px, 0, sizeof(px));
+    px.lfd = socket(AF_INET, SOCK_STREAM, 0);
+    memset(&sa, 0, sizeof(sa));
+    sa.sin_family = AF_INET;
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(bind(px.lfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    assert_int_equal(listen(px.lfd, 4), 0);
+    assert_int_equal(getsockname(px.lfd, (struct sockaddr *)&sa, &sl), 0);
+    px.port = ntohs(sa.sin_port);
+    pthread_create(&px.th, NULL, proxy_main, &px);
+
+    snprintf(extra, sizeof(extra), "    proxy-url: http://127.0.0.1:%d\n", px.port);
+    c = client_for(NULL, kc_resp_ca_pem(R), extra, NULL, NULL, 1);
+    assert_int_equal(kc_client_get(c, &kc_res_configmaps, "default", "via-proxy", &b, &st), 0);
+    assert_int_equal(kc_client_get(c, &kc_res_configmaps, "default", "via-proxy", &b, &st), 0);
+    assert_string_equal(T.last_target, "/api/v1/namespaces/default/configmaps/via-proxy");
+    assert_int_equal(atomic_load(&px.connects), 1);   /* the tunnel is reused */
+    snprintf(want, sizeof(want), "127.0.0.1:%d", kc_resp_port(R));
+    assert_string_equal(px.target, want);
+    kc_client_free(c);
+
+    atomic_store(&px.stop, 1);
+    pthread_join(px.th, NULL);
+    close(px.lfd);
+    kc_buf_free(&b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1014,6 +1136,7 @@ int main(void)
         cmocka_unit_test_setup(test_exec_plugin_expiry, reset),
         cmocka_unit_test_setup(test_rate_limiter_and_threads, reset),
         cmocka_unit_test_setup(test_watch, reset),
+        cmocka_unit_test_setup(test_proxy_url, reset),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
