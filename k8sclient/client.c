@@ -634,8 +634,18 @@ static int cred_get(kc_client_t *c, cred_t *out, kc_errbuf_t *eb)
         unlock(&c->auth_mu);
         if (need) {
             rc = read_token_file(c, &tok, &new_id, eb);
-            if (rc && cfg->token == NULL)
-                return rc;
+            if (rc) {
+                int have_old;
+                lock(&c->auth_mu);
+                have_old = c->file_token != NULL;
+                unlock(&c->auth_mu);
+                if (!have_old && cfg->token == NULL)
+                    return rc;
+                /* mid-rotation or unreadable for a moment: keep the token
+                 * we have; the next request (or a 401) tries again */
+                kc_log(&c->o.log, KC_LOG_WARN, KC__COMPONENT, "%s; using the previous token",
+                       eb ? eb->msg : "token file unreadable");
+            }
             if (rc == 0) {
                 lock(&c->auth_mu);
                 if (c->file_token == NULL || strcmp(c->file_token, tok) != 0)
