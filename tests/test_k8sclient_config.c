@@ -19,6 +19,76 @@
 #include "client_int.h"
 #include "kc_client.h"
 
+/* ------------------------------------------------------------------ */
+/* Allocation failures: this program replaces malloc (glibc allows it) to
+ * fail the Nth allocation from now and count live blocks.  Not under
+ * ASan/TSan, which bring their own allocator. */
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define NO_MALLOC_HOOK 1
+#endif
+
+#ifndef NO_MALLOC_HOOK
+extern void *__libc_malloc(size_t);
+extern void *__libc_calloc(size_t, size_t);
+extern void *__libc_realloc(void *, size_t);
+extern void __libc_free(void *);
+
+static long fail_at; /* 0: never; else the fail_at-th allocation from now fails */
+static long live;    /* blocks allocated and not freed */
+
+static int fail_now(void)
+{
+    return fail_at > 0 && --fail_at == 0;
+}
+
+void *malloc(size_t n)
+{
+    void *p;
+
+    if (fail_now())
+        return NULL;
+    p = __libc_malloc(n);
+    if (p)
+        live++;
+    return p;
+}
+
+void *calloc(size_t a, size_t b)
+{
+    void *p;
+
+    if (fail_now())
+        return NULL;
+    p = __libc_calloc(a, b);
+    if (p)
+        live++;
+    return p;
+}
+
+void *realloc(void *q, size_t n)
+{
+    void *p;
+
+    if (q && n == 0) {
+        live--;
+        return __libc_realloc(q, 0);
+    }
+    if (fail_now())
+        return NULL;
+    p = __libc_realloc(q, n);
+    if (p && !q)
+        live++;
+    return p;
+}
+
+void free(void *p)
+{
+    if (p)
+        live--;
+    __libc_free(p);
+}
+#endif
+
 static char tmpdir[256];
 
 static void wfile(const char *rel, const char *content, int mode)
@@ -505,6 +575,81 @@ static void test_helpers(void **state)
     assert_int_equal(kc__parse_rfc3339("1970-01-01 00:00:00", &t), -EINVAL);
 }
 
+static void test_alloc_failures(void **state)
+{
+#ifdef NO_MALLOC_HOOK
+    (void)state;
+    skip();
+#else
+    kc_config_opts_t o = KC_CONFIG_OPTS_INIT;
+    char env[1024], yaml[2048];
+    char *cert = b64("-----BEGIN CERTIFICATE-----\nC\n-----END CERTIFICATE-----\n");
+    int n, rc = -1;
+
+    (void)state;
+    assert_int_equal(kc_global_init(), 0);
+    wfile("a/one", "current-context: a\nclusters:\n- name: c\n  cluster:\n    server: https://x:1\n"
+                   "    certificate-authority: ca.crt\n    tls-server-name: k\n"
+                   "contexts:\n- name: a\n  context: {cluster: c, user: u, namespace: n}\n", 0600);
+    wfile("a/ca.crt", CA_PEM, 0600);
+    snprintf(yaml, sizeof(yaml),
+             "users:\n- name: u\n  user:\n    client-certificate-data: %s\n"
+             "    client-key-data: %s\n    tokenFile: tok\n    exec:\n"
+             "      apiVersion: client.authentication.k8s.io/v1\n      command: bin/p\n"
+             "      args: [a, b]\n      env: [{name: A, value: b}]\n"
+             "- name: other\n  user: {token: t}\n", cert, cert);
+    wfile("a/two", yaml, 0600);
+    snprintf(env, sizeof(env), "%s:%s", tpath("a/one"), tpath("a/two"));
+    setenv("KUBECONFIG", env, 1);
+    for (n = 1; n < 10000; n++) {
+        kc_config_t *cfg = NULL;
+        kc_errbuf_t eb;
+        long base = live;
+
+        fail_at = n;
+        rc = kc_config_load(&o, &cfg, &eb);
+        fail_at = 0;
+        if (rc == 0) {
+            assert_non_null(cfg->exec);
+            kc_config_free(cfg);
+            assert_int_equal(live, base);
+            break;
+        }
+        if (rc != -ENOMEM)
+            fail_msg("allocation %d failed: %s: %s", n, kc_err_name(rc), eb.msg);
+        assert_null(cfg);
+        assert_int_equal(live, base);
+    }
+    assert_int_equal(rc, 0);
+    assert_true(n > 20);
+    /* the client copies the config: every failure point unwinds cleanly */
+    for (n = 1; n < 10000; n++) {
+        kc_config_t *cfg = NULL;
+        kc_client_t *c = NULL;
+        kc_errbuf_t eb;
+        long base;
+
+        assert_int_equal(kc_config_load(&o, &cfg, &eb), 0);
+        base = live;
+        fail_at = n;
+        rc = kc_client_new(cfg, NULL, &c, &eb);
+        fail_at = 0;
+        if (rc == 0)
+            kc_client_free(c);
+        else
+            assert_int_equal(rc, -ENOMEM);
+        assert_int_equal(live, base);
+        kc_config_free(cfg);
+        if (rc == 0)
+            break;
+    }
+    assert_int_equal(rc, 0);
+    unsetenv("KUBECONFIG");
+    free(cert);
+    kc_global_cleanup();
+#endif
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -518,6 +663,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_exec_v1beta1_cert, setup, teardown),
         cmocka_unit_test_setup_teardown(test_exec_failures, setup, teardown),
         cmocka_unit_test(test_helpers),
+        cmocka_unit_test_setup_teardown(test_alloc_failures, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

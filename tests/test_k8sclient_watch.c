@@ -9,11 +9,82 @@
 #include <cmocka.h>
 
 #include <cjson/cJSON.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "kc_client.h"
+
+/* ------------------------------------------------------------------ */
+/* Allocation failures: this program replaces malloc (glibc allows it) to
+ * fail the Nth allocation from now and count live blocks.  Not under
+ * ASan/TSan, which bring their own allocator. */
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define NO_MALLOC_HOOK 1
+#endif
+
+#ifndef NO_MALLOC_HOOK
+extern void *__libc_malloc(size_t);
+extern void *__libc_calloc(size_t, size_t);
+extern void *__libc_realloc(void *, size_t);
+extern void __libc_free(void *);
+
+static long fail_at; /* 0: never; else the fail_at-th allocation from now fails */
+static long live;    /* blocks allocated and not freed */
+
+static int fail_now(void)
+{
+    return fail_at > 0 && --fail_at == 0;
+}
+
+void *malloc(size_t n)
+{
+    void *p;
+
+    if (fail_now())
+        return NULL;
+    p = __libc_malloc(n);
+    if (p)
+        live++;
+    return p;
+}
+
+void *calloc(size_t a, size_t b)
+{
+    void *p;
+
+    if (fail_now())
+        return NULL;
+    p = __libc_calloc(a, b);
+    if (p)
+        live++;
+    return p;
+}
+
+void *realloc(void *q, size_t n)
+{
+    void *p;
+
+    if (q && n == 0) {
+        live--;
+        return __libc_realloc(q, 0);
+    }
+    if (fail_now())
+        return NULL;
+    p = __libc_realloc(q, n);
+    if (p && !q)
+        live++;
+    return p;
+}
+
+void free(void *p)
+{
+    if (p)
+        live--;
+    __libc_free(p);
+}
+#endif
 
 #define STREAM_FILE "tests/data/k8sclient/watch_stream.jsonl"
 #define MAX_EV 64
@@ -426,6 +497,55 @@ static void test_status_fixture(void **state)
     assert_int_equal(kc_status_from_json(ok, strlen(ok), &st), 0);
 }
 
+static int count_only(void *ud, const kc_watch_event_t *ev)
+{
+    (void)ev;
+    (*(size_t *)ud)++;
+    return 0;
+}
+
+static void test_alloc_failures(void **state)
+{
+#ifdef NO_MALLOC_HOOK
+    (void)state;
+    skip();
+#else
+    size_t len;
+    char *data = slurp(STREAM_FILE, &len);
+    int n, rc = -1;
+
+    (void)state;
+    for (n = 1; n < 1000; n++) {
+        kc_watch_decoder_t *d = NULL;
+        kc_errbuf_t eb;
+        size_t events = 0;
+        long base = live;
+
+        fail_at = n;
+        rc = kc_watch_decoder_new(0, count_only, &events, &d);
+        for (size_t off = 0; rc == 0 && off < len; off += 7)
+            rc = kc_watch_decoder_feed(d, data + off, off + 7 > len ? len - off : 7, &eb);
+        if (rc == 0)
+            rc = kc_watch_decoder_finish(d, &eb);
+        fail_at = 0;
+        if (rc != 0) {
+            assert_int_equal(rc, -ENOMEM);
+            if (d) /* sticky */
+                assert_int_equal(kc_watch_decoder_feed(d, "x", 1, &eb), -ENOMEM);
+        } else {
+            assert_int_equal(events, 8);
+        }
+        kc_watch_decoder_free(d);
+        assert_int_equal(live, base);
+        if (rc == 0)
+            break;
+    }
+    assert_int_equal(rc, 0);
+    assert_true(n > 2);
+    free(data);
+#endif
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -440,6 +560,7 @@ int main(void)
         cmocka_unit_test(test_callback_stops),
         cmocka_unit_test(test_event_parse_and_status),
         cmocka_unit_test(test_status_fixture),
+        cmocka_unit_test(test_alloc_failures),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

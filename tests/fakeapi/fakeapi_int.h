@@ -88,7 +88,7 @@ void fa_obj_unref(fa_obj_t *o);
 cJSON *fa_obj_json(const fa_obj_t *o);
 /* The full object text (with kind/apiVersion), malloc'd. */
 char *fa_obj_text(const fa_obj_t *o);
-/* Append the full object to an evbuffer (by reference to the body). */
+/* Append the full object to an evbuffer (copied), after prefix. */
 void fa_obj_add_to(struct evbuffer *b, fa_obj_t *o, const char *prefix);
 
 /* ---- errors -> Status ----------------------------------------------------- */
@@ -264,6 +264,7 @@ struct fa_server {
     /* everything below: loop thread only (see file comment) */
     fa_store_t store;
     fa_watcher_t *watchers;      /* doubly linked */
+    void *delayed;               /* requests held by a delay fault (http.c) */
     fa_token_t *tokens;
     size_t ntokens;
     fa_user_rule_t *rules;
@@ -310,6 +311,11 @@ void fa_watch_start(fa_server_t *s, struct evhttp_request *req, const fa_res_t *
                     const char *ns, struct evkeyvalq *q);
 void fa_watch_pump_all(fa_server_t *s);
 void fa_watch_close_all(fa_server_t *s, int abrupt);
+
+/* table.c: a meta.k8s.io/v1 Table of objs (new string) */
+char *fa_table_json(const fa_res_t *r, fa_obj_t *const *objs, size_t n, const char *rv,
+                    const char *cont, long remaining);
+int fa_wants_table(const char *accept);
 
 /* load.c */
 int fa_load_preload(fa_server_t *s, const kc_fakeapi_load_t *l, size_t count);
