@@ -292,6 +292,8 @@ static size_t on_watch(char *p, size_t sz, size_t n, void *ud)
     return sz * n;
 }
 
+static const char *g_watch_accept; /* Accept header for watch_collect */
+
 /* GET path (a watch URL with timeoutSeconds) until the server ends it. */
 static void watch_collect(const char *path, events_t *e)
 {
@@ -300,6 +302,10 @@ static void watch_collect(const char *path, events_t *e)
     char url[1024];
     struct curl_blob ca = {(void *)kc_fakeapi_ca_pem(srv), strlen(kc_fakeapi_ca_pem(srv)), CURL_BLOB_COPY};
     int stop = e->stop_after;
+    if (g_watch_accept) {
+        snprintf(url, sizeof(url), "Accept: %s", g_watch_accept);
+        h = curl_slist_append(h, url);
+    }
     memset(e, 0, sizeof(*e));
     e->stop_after = stop;
     clock_gettime(CLOCK_MONOTONIC, &e->t0);
@@ -1414,6 +1420,44 @@ static void test_direct_api_and_load(void **state)
     assert_true(kc_fakeapi_revision(srv) > before + 20);
 }
 
+static void test_table(void **state)
+{
+    resp_t r;
+    events_t e = {0};
+    reqopt_t t = {NULL, "application/json;as=Table;v=v1;g=meta.k8s.io,application/json", NULL, NULL, 0};
+    (void)state;
+    start(NULL);
+    req("POST", "/api/v1/namespaces/default/configmaps", "{\"metadata\":{\"name\":\"t\"},\"data\":{\"a\":\"1\",\"b\":\"2\"}}", &r);
+    rfree(&r);
+    reqx("GET", "/api/v1/configmaps?limit=500", NULL, NULL, &t, &r);
+    assert_int_equal(r.code, 200);
+    assert_string_equal(jget(r.body, "kind"), "Table");
+    assert_string_equal(jget(r.body, "columnDefinitions.1.name"), "Data");
+    assert_string_equal(jget(r.body, "rows.0.cells.0"), "t");
+    assert_string_equal(jget(r.body, "rows.0.cells.1"), "2");
+    assert_string_equal(jget(r.body, "rows.0.object.kind"), "PartialObjectMetadata");
+    assert_string_equal(jget(r.body, "rows.0.object.metadata.namespace"), "default");
+    assert_string_equal(jget(r.body, "metadata.resourceVersion"), rv_now());
+    rfree(&r);
+    reqx("GET", "/api/v1/namespaces/default/configmaps/t", NULL, NULL, &t, &r);
+    assert_string_equal(jget(r.body, "kind"), "Table");
+    assert_string_equal(jget(r.body, "rows.0.cells.0"), "t");
+    rfree(&r);
+    reqx("GET", "/api/v1/namespaces", NULL, NULL, &t, &r);
+    assert_string_equal(jget(r.body, "columnDefinitions.1.name"), "Status");
+    assert_string_equal(jget(r.body, "rows.0.cells.1"), "Active");
+    rfree(&r);
+    /* a watch asked for Tables gets one-row Tables */
+    g_watch_accept = t.accept;
+    watch_collect("/api/v1/namespaces/default/configmaps?watch=1&timeoutSeconds=1", &e);
+    g_watch_accept = NULL;
+    assert_int_equal(e.n, 1);
+    assert_string_equal(e.type[0], "ADDED");
+    assert_non_null(strstr(e.r.body, "{\"type\":\"ADDED\",\"object\":{\"kind\":\"Table\""));
+    assert_non_null(strstr(e.r.body, "\"cells\":[\"t\",2,"));
+    efree(&e);
+}
+
 static void test_kubeconfig_and_admin(void **state)
 {
     char path[] = "/tmp/kc-fakeapi-test-XXXXXX";
@@ -1495,6 +1539,7 @@ int main(void)
         cmocka_unit_test_teardown(test_live_watch_and_restart, teardown),
         cmocka_unit_test_teardown(test_many_watchers, teardown),
         cmocka_unit_test_teardown(test_direct_api_and_load, teardown),
+        cmocka_unit_test_teardown(test_table, teardown),
         cmocka_unit_test_teardown(test_kubeconfig_and_admin, teardown),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);

@@ -104,6 +104,19 @@ if grep -q '"value3-watched"' "$work/watch.out"; then ok "get -w saw the change"
     fail "get -w did not see the change; it printed: $(cat "$work/watch.out")"; fi
 kill "$wpid" 2>/dev/null; wait "$wpid" 2>/dev/null; wpid=
 
+# the default (server-side Table) output of get -w: a new row per change
+timeout 30 kubectl get configmaps -n kc-test -w >"$work/watch2.out" 2>&1 &
+wpid=$!
+for _ in $(seq 100); do grep -q '^cfg  *2 ' "$work/watch2.out" && break; sleep 0.1; done
+k patch configmap cfg -n kc-test --type=merge -p '{"data":{"key4":"v4"}}' >/dev/null
+for _ in $(seq 100); do grep -q '^cfg  *3 ' "$work/watch2.out" && break; sleep 0.1; done
+if head -1 "$work/watch2.out" | grep -q '^NAME  *DATA  *AGE' && grep -q '^cfg  *3 ' "$work/watch2.out"; then
+    ok "get -w (table) printed the new row"
+else
+    fail "get -w (table) printed: $(cat "$work/watch2.out")"
+fi
+kill "$wpid" 2>/dev/null; wait "$wpid" 2>/dev/null; wpid=
+
 out=$(k delete configmap cfg -n kc-test)
 [ "$out" = 'configmap "cfg" deleted' ] && ok "delete configmap" || fail "delete printed: $out"
 out=$(k get configmap cfg -n kc-test)

@@ -142,6 +142,8 @@ fa_event_t *fa_hist_at(fa_store_t *st, size_t i);
 size_t fa_hist_first_after(fa_store_t *st, uint64_t rv);
 void fa_event_unref(fa_event_t *e);
 void fa_store_compact(fa_store_t *st);
+/* 1 if no namespaced object lives in namespace ns. */
+int fa_store_ns_empty(fa_store_t *st, const char *ns);
 
 /* Objects of r (ns NULL or "": all) at revision rv (must be within the
  * history window, or the current revision), sorted by key.  The vector

@@ -1599,7 +1599,9 @@ void fa_http_restart(fa_server_t *s)
 
 void fa_http_restart_cb(evutil_socket_t fd, short what, void *arg)
 {
+    fa_server_t *s = arg;
     (void)fd;
     (void)what;
-    fa_http_restart(arg);
+    if (s->running && s->http)
+        fa_http_restart(s);
 }

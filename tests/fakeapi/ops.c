@@ -176,17 +176,7 @@ static int check_namespace(fa_server_t *s, const fa_res_t *r, cJSON *md, const c
 
 static size_t ns_content(fa_server_t *s, const char *ns)
 {
-    size_t n = 0, nl = strlen(ns);
-    for (size_t i = 0; i < fa_nres; i++) {
-        const fa_res_t *r = fa_res_at(i);
-        fa_objv_t *v = &s->store.objs[i];
-        if (!r->namespaced)
-            continue;
-        for (size_t k = 0; k < v->n; k++)
-            if (!strncmp(v->v[k]->key, ns, nl) && v->v[k]->key[nl] == '/')
-                n++;
-    }
-    return n;
+    return fa_store_ns_empty(&s->store, ns) ? 0 : 1;
 }
 
 /* Remove o now: DELETED carries its last state with the deletion revision. */

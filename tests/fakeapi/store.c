@@ -590,6 +590,25 @@ fa_obj_t *fa_store_get(fa_store_t *st, const fa_res_t *r, const char *ns, const 
     return found ? v->v[i] : NULL;
 }
 
+int fa_store_ns_empty(fa_store_t *st, const char *ns)
+{
+    char prefix[300];
+    int found;
+    size_t pl;
+    snprintf(prefix, sizeof(prefix), "%s/", ns);
+    pl = strlen(prefix);
+    for (size_t i = 0; i < fa_nres; i++) {
+        const fa_res_t *r = fa_res_at(i);
+        fa_objv_t *v = &st->objs[i];
+        if (!r->namespaced)
+            continue;
+        size_t k = vec_lower(v, prefix, &found);
+        if (k < v->n && !strncmp(v->v[k]->key, prefix, pl))
+            return 0;
+    }
+    return 1;
+}
+
 void fa_emit(fa_server_t *s, int type, const fa_res_t *r, fa_obj_t *obj, fa_obj_t *prev)
 {
     fa_store_t *st = &s->store;
