@@ -617,9 +617,12 @@ static void test_proc_random_replay(void **state)
 typedef struct env {
     kc_fakeapi_t *fa;
     kc_config_t *cfg;
-    kc_client_t *cl;
+    kc_client_t *cl;           /* the informer's, user "admin" (token) */
+    kc_config_t *wcfg;
+    kc_client_t *wcl;          /* the writer's, user "writer" (certificate) */
     char dir[64];
     char kubeconfig[128];
+    char wkubeconfig[128];
 } env_t;
 
 static void env_start(env_t *e, const kc_fakeapi_opts_t *fo)
@@ -655,14 +658,28 @@ static void env_start(env_t *e, const kc_fakeapi_opts_t *fo)
     if (rc != 0)
         fprintf(stderr, "client: %s\n", eb.msg);
     assert_int_equal(rc, 0);
+
+    /* Objects in namespaces are written over HTTP by a second user: the
+     * direct kc_fakeapi_apply_json path cannot take a non-default
+     * namespace yet (see the report).  Writes that hit an injected fault
+     * simply fail: the model is always the server's own state. */
+    snprintf(e->wkubeconfig, sizeof(e->wkubeconfig), "%s/writer", e->dir);
+    assert_int_equal(kc_fakeapi_write_kubeconfig(e->fa, e->wkubeconfig, "writer"), 0);
+    co.kubeconfig = e->wkubeconfig;
+    assert_int_equal(kc_config_load(&co, &e->wcfg, &eb), 0);
+    clo.max_retries = 0;
+    assert_int_equal(kc_client_new(e->wcfg, &clo, &e->wcl, &eb), 0);
 }
 
 static void env_stop(env_t *e)
 {
     kc_client_free(e->cl);
     kc_config_free(e->cfg);
+    kc_client_free(e->wcl);
+    kc_config_free(e->wcfg);
     kc_fakeapi_free(e->fa);
     unlink(e->kubeconfig);
+    unlink(e->wkubeconfig);
     rmdir(e->dir);
 }
 
@@ -674,15 +691,38 @@ static void fa_ns(env_t *e, const char *ns)
     assert_int_equal(kc_fakeapi_apply_json(e->fa, "namespaces", json, NULL), 0);
 }
 
-static void fa_put(env_t *e, const char *ns, const char *name, const char *val)
+/* Create or change a ConfigMap; returns the client's code. */
+static int fa_try_put(env_t *e, const char *ns, const char *name, const char *val)
 {
     char json[256];
+    int n, rc;
+    kc_status_t st;
+    kc_buf_t body = KC_BUF_INIT;
 
-    snprintf(json, sizeof(json),
-             "{\"apiVersion\":\"v1\",\"kind\":\"ConfigMap\",\"metadata\":{\"name\":\"%s\","
-             "\"namespace\":\"%s\",\"labels\":{\"app\":\"t\"}},\"data\":{\"v\":\"%s\"}}",
-             name, ns, val);
-    assert_int_equal(kc_fakeapi_apply_json(e->fa, "configmaps", json, NULL), 0);
+    n = snprintf(json, sizeof(json),
+                 "{\"apiVersion\":\"v1\",\"kind\":\"ConfigMap\",\"metadata\":{\"name\":\"%s\","
+                 "\"namespace\":\"%s\",\"labels\":{\"app\":\"t\"}},\"data\":{\"v\":\"%s\"}}",
+                 name, ns, val);
+    /* a body buffer is needed for the client to decode the 409's reason */
+    rc = kc_client_create(e->wcl, &kc_res_configmaps, ns, json, (size_t)n, &body, &st);
+    if (rc == KC_EEXISTS) {
+        n = snprintf(json, sizeof(json), "{\"data\":{\"v\":\"%s\"}}", val);
+        rc = kc_client_patch(e->wcl, &kc_res_configmaps, ns, name, KC_PATCH_MERGE, json,
+                             (size_t)n, NULL, &body, &st);
+    }
+    kc_buf_free(&body);
+    if (rc != 0 && getenv("KC_TEST_VERBOSE"))
+        fprintf(stderr, "put %s/%s: %d %s: %s\n", ns, name, st.http_code, st.reason, st.message);
+    return rc;
+}
+
+static void fa_put(env_t *e, const char *ns, const char *name, const char *val)
+{
+    int rc = fa_try_put(e, ns, name, val);
+
+    if (rc != 0)
+        fprintf(stderr, "put %s/%s=%s: %s\n", ns, name, val, kc_strerror(rc));
+    assert_int_equal(rc, 0);
 }
 
 static int fa_del(env_t *e, const char *ns, const char *name)
@@ -908,16 +948,20 @@ static void test_informer_relist_diff(void **state)
     before = rec.n;
     assert_int_equal(before, 3);
 
-    /* every request fails; end the running watch */
-    f.p_500 = 1.0;
-    assert_int_equal(kc_fakeapi_set_faults(e.fa, &f), 0);
+    /* the informer's user may do nothing (403) while the writer changes
+     * things; end its running watch */
+    (void)f;
+    assert_int_equal(kc_fakeapi_set_allow(e.fa, "admin", "get", "nothing"), 0);
     assert_int_equal(kc_fakeapi_close_watches(e.fa), 0);
     sleep_ms(100);
     assert_int_equal(fa_del(&e, "x", "gone"), 0);
     fa_put(&e, "x", "changed", "2");
     fa_put(&e, "x", "new", "1");
     assert_int_equal(kc_fakeapi_compact(e.fa), 0);
-    assert_int_equal(kc_fakeapi_set_faults(e.fa, NULL), 0);
+    sleep_ms(50);
+    assert_int_equal(kc_informer_state(inf, &st), 0);
+    assert_int_equal(st.last_error, KC_EFORBIDDEN); /* the state says why */
+    assert_int_equal(kc_fakeapi_clear_allow(e.fa), 0);
 
     assert_true(wait_converged(&e, inf, 10000));
     assert_int_equal(kc_informer_wait_handlers_idle(inf, 5000), 0);
@@ -1176,7 +1220,7 @@ static void converge_one(int seed, int ops)
         if (r < 300) {
             fa_del(&e, ns, name); /* may be KC_ENOTFOUND */
         } else if (r < 960) {
-            fa_put(&e, ns, name, val);
+            fa_try_put(&e, ns, name, val); /* may hit an injected fault */
         } else {
             /* a fault */
             switch (kc__rand_next(&rng) % 7) {
