@@ -69,10 +69,11 @@ id=$(sed -n 's/.*acquired as \([^"]*\)".*/\1/p' "$tmp/$L.log" | head -1)
 wait_log "$tmp/$S.log" 'caches synced' 5 || fail "standby caches not synced"
 pp=$(probe_port "$tmp/$S.log"); mp=$(metrics_port "$tmp/$S.log")
 [ "$(curl -s --noproxy '*' -o /dev/null -w '%{http_code}' "http://127.0.0.1:$pp/readyz")" = 200 ] || fail "standby not ready"
-curl -s --noproxy '*' "http://127.0.0.1:$mp/metrics" |
-    grep -q '^leader_election_master_status{name="kcache-controller"} 0$' || fail "standby master status"
-curl -s --noproxy '*' "http://127.0.0.1:$(metrics_port "$tmp/$L.log")/metrics" |
-    grep -q '^leader_election_master_status{name="kcache-controller"} 1$' || fail "leader master status"
+# (bodies captured first: grep -q closing a pipe early fails under pipefail)
+m=$(curl -s --noproxy '*' "http://127.0.0.1:$mp/metrics")
+grep -q '^leader_election_master_status{name="kcache-controller"} 0$' <<<"$m" || fail "standby master status"
+m=$(curl -s --noproxy '*' "http://127.0.0.1:$(metrics_port "$tmp/$L.log")/metrics")
+grep -q '^leader_election_master_status{name="kcache-controller"} 1$' <<<"$m" || fail "leader master status"
 
 # crash the leader
 kill -KILL "$lp"
