@@ -19,6 +19,17 @@ cleanup() {
 trap cleanup EXIT
 fail() { echo "FAIL: $*" >&2; for f in "$tmp"/*.log; do echo "--- $f"; tail -20 "$f"; done >&2; exit 1; }
 
+# flags
+grep -q "^kcache-controller [0-9]" <<<"$("$B/kcache-controller" --version)" || fail "--version"
+grep -q -- "--leader-election-namespace" <<<"$("$B/kcache-controller" --help)" || fail "--help"
+rc=0; "$B/kcache-controller" --no-such-flag >/dev/null 2>&1 || rc=$?
+[ "$rc" = 2 ] || fail "a bad flag exits $rc, want 2"
+rc=0; "$B/kcache-controller" --log-format xml >/dev/null 2>&1 || rc=$?
+[ "$rc" = 2 ] || fail "a bad --log-format exits $rc, want 2"
+rc=0; "$B/kcache-controller" --kubeconfig "$tmp/missing" --metrics-bind-address 0 \
+    --health-probe-bind-address 0 >"$tmp/missing.log" 2>&1 || rc=$?
+[ "$rc" = 1 ] || fail "a missing kubeconfig exits $rc, want 1"
+
 "$B/kcache-fakeapi" --kubeconfig-out "$tmp/kc" --ca-out "$tmp/ca.pem" --token t0k \
     >"$tmp/fa.out" 2>"$tmp/fa.log" &
 pids+=($!)
