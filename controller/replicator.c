@@ -140,6 +140,17 @@ static bool is_ours(const kc_obj_t *o)
     return v != NULL && strcmp(v, KC_MANAGED_BY_VALUE) == 0;
 }
 
+/* One of our copies: our label and a replicated-from annotation. */
+static bool is_copy(const kc_obj_t *o)
+{
+    char *from = NULL;
+
+    if (!is_ours(o) || kc_obj_annotation(o, KC_REPLICATED_FROM_ANNOTATION, &from) != 0)
+        return false;
+    free(from);
+    return true;
+}
+
 /* ------------------------------------------------------------------ */
 /* indexes and event mapping                                            */
 
@@ -534,7 +545,7 @@ static kc_result_t reconcile(void *ud, const kc_key_t *key)
     }
     /* A source that is itself one of our copies is never replicated
      * (that would let copies chain). */
-    if (src != NULL && !kc_obj_deleting(src) && !is_ours(src) &&
+    if (src != NULL && !kc_obj_deleting(src) && !is_copy(src) &&
         kc_obj_annotation(src, KC_REPLICATE_TO_ANNOTATION, &to) == 0) {
         srcj = kc_obj_parse(src);
         if (srcj == NULL || kc_cache_list(r->ns_cache, &nsl) != 0) {
