@@ -141,7 +141,15 @@ static void test_invalid_table(void **state)
     for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
         kc_json_span_t v;
         kc_json_err_t e = { 9999, NULL };
-        int rc = parse(t[i].in, &v, &e);
+        char dst[64];
+        size_t dl;
+        int rc = kc_json_parse_doc_minify(t[i].in, strlen(t[i].in), dst, &dl, &v, &e);
+        if (rc != KC_EPARSE || e.offset != t[i].off || !strstr(e.what, t[i].what))
+            fail_msg("minify invalid[%zu] '%s': rc %d offset %zu '%s'", i, t[i].in, rc,
+                     e.offset, e.what ? e.what : "");
+        e.offset = 9999;
+        e.what = NULL;
+        rc = parse(t[i].in, &v, &e);
         if (rc != KC_EPARSE)
             fail_msg("invalid[%zu] '%s': rc %d, expected KC_EPARSE", i, t[i].in, rc);
         assert_non_null(e.what);
@@ -253,6 +261,17 @@ static void test_fixtures_agree_with_cjson(void **state)
         assert_non_null(min);
         size_t mlen = kc_json_minify(v, min);
         min[mlen] = '\0';
+        /* the one-pass validate+minify gives the same bytes */
+        char *min2 = malloc(len);
+        size_t mlen2 = 0;
+        kc_json_span_t v2;
+        assert_non_null(min2);
+        assert_int_equal(kc_json_parse_doc_minify(b, len, min2, &mlen2, &v2, &e), 0);
+        assert_int_equal(mlen2, mlen);
+        assert_memory_equal(min2, min, mlen);
+        assert_ptr_equal(v2.p, min2);
+        assert_int_equal(v2.len, mlen);
+        free(min2);
         kc_json_span_t mv;
         assert_int_equal(kc_json_parse_doc(min, mlen, &mv, &e), 0);
         char *refmin = cJSON_PrintUnformatted(ref);
