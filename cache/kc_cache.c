@@ -8,15 +8,17 @@
  * unused top 16 bits, so a probe rejects other keys without touching their
  * objects, and an entry costs 8 bytes of table (the object holds its key).
  * User-space heap pointers on the 64-bit targets kcache supports fit in 48
- * bits; a pointer that does not aborts at insertion rather than corrupt.  Each shard also holds its part
- * of every index: a table from index value to a node whose set holds the
- * objects (one pointer kept in the node itself while the value has a single
- * member in the shard, the usual case for owner UIDs; else an
- * open-addressing pointer set).  Custom index values of an
- * entry are computed once, when it is stored (the index functions run
- * without any lock); next to the slot (ixr[]) the entry keeps pointers to
- * the index nodes it belongs to (one inline, several in a small array) so
- * that removal does not call the index function again.
+ * bits; a pointer that does not aborts at insertion rather than corrupt.
+ *
+ * Each shard also holds its part of every index: a table from index value
+ * to a node holding the member objects (one pointer inline while the value
+ * has a single member in the shard, the usual case for owner UIDs; else an
+ * open-addressing pointer set).  Custom index values are computed once,
+ * when an entry is stored (the index functions run without any lock); the
+ * entry then keeps pointers to its index nodes next to its slot (ixr[]: one
+ * inline, several in a small array), so removal never calls the index
+ * function again.  A node lives while it has members, so those pointers
+ * stay valid while the entry is stored.
  *
  * Locking rule.  Everything in a shard_content_t is protected by its
  * shard's lock: readers take it shared, writers exclusive.  A single-key
