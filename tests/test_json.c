@@ -221,6 +221,13 @@ static void check_truncations(const char *buf, size_t len, size_t stride)
             fail_msg("prefix of %zu bytes: rc %d", cut, rc);
         assert_true(e.offset <= cut);
         assert_non_null(e.what);
+        char *dst = malloc(cut ? cut : 1);
+        size_t dl;
+        kc_json_err_t e2;
+        assert_non_null(dst);
+        assert_int_equal(kc_json_parse_doc_minify(copy, cut, dst, &dl, NULL, &e2), KC_EPARSE);
+        assert_int_equal(e2.offset, e.offset);
+        free(dst);
         free(copy);
         kc_json_parse_doc(buf, len, &v, &e);
     }
@@ -460,6 +467,21 @@ static void test_mutations(void **state)
         kc_json_span_t v;
         kc_json_err_t e;
         int rc = kc_json_parse_doc(m, len, &v, &e);
+        char *dst = malloc(len);
+        size_t dl;
+        kc_json_span_t mv;
+        kc_json_err_t me;
+        assert_non_null(dst);
+        int mrc = kc_json_parse_doc_minify(m, len, dst, &dl, &mv, &me);
+        assert_int_equal(mrc, rc);
+        if (rc == 0) {
+            kc_json_span_t again;
+            assert_int_equal(kc_json_parse_doc(dst, dl, &again, &me), 0);
+            assert_true(dl <= len);
+        } else {
+            assert_int_equal(me.offset, e.offset);
+        }
+        free(dst);
         if (rc == 0 && v.type == KC_JSON_OBJECT) {
             kc_json_iter_t it;
             kc_json_span_t key, val;
