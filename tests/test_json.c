@@ -242,7 +242,7 @@ static void test_truncation_fixtures(void **state)
     check_truncations(cm, len, 1);
     free(cm);
     char *pod = read_fixture("core.v1.Pod.json", &len);
-    check_truncations(pod, len, sanitizer() ? 97 : 3);
+    check_truncations(pod, len, sanitizer() ? 97 : 7);
     free(pod);
 }
 
