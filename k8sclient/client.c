@@ -578,17 +578,25 @@ static int cred_get(kc_client_t *c, cred_t *out, kc_errbuf_t *eb)
     if (cfg->exec) {
         kc__exec_cred_t fresh;
         double now = kc_wall_time();
+        uint64_t gen0;
+        int usable = 0;
+
         lock(&c->auth_mu);
+        gen0 = c->auth_gen;
         for (;;) {
-            if (c->exec_valid && (c->exec_cred.expires == 0 ||
-                                  now < c->exec_cred.expires - EXEC_EXPIRY_LEEWAY_S))
-                break;
-            if (!c->auth_refreshing)
+            /* good for a while yet; or brand new from the refresh we
+             * waited for (short-lived credentials would otherwise make
+             * every waiter run the plugin again) and not yet expired */
+            usable = c->exec_valid &&
+                     (c->exec_cred.expires == 0 ||
+                      now < c->exec_cred.expires - EXEC_EXPIRY_LEEWAY_S ||
+                      (c->auth_gen != gen0 && now < c->exec_cred.expires));
+            if (usable || !c->auth_refreshing)
                 break;
             pthread_cond_wait(&c->auth_cv, &c->auth_mu);
+            now = kc_wall_time();
         }
-        if (!(c->exec_valid && (c->exec_cred.expires == 0 ||
-                                now < c->exec_cred.expires - EXEC_EXPIRY_LEEWAY_S))) {
+        if (!usable) {
             refresh_claim(c);
             unlock(&c->auth_mu);
             kc_log(&c->o.log, KC_LOG_DEBUG, KC__COMPONENT, "running exec plugin %s",

@@ -34,6 +34,7 @@ typedef struct kc__exec {
     kc__exec_env_t *env;
     size_t nenv;
     int provide_cluster_info;
+    char *install_hint;    /* shown when the command cannot be run */
 } kc__exec_t;
 
 struct kc_config {

@@ -67,6 +67,7 @@ static void exec_free(kc__exec_t *ex)
         return;
     free(ex->api_version);
     free(ex->command);
+    free(ex->install_hint);
     for (size_t i = 0; i < ex->nargs; i++)
         free(ex->args[i]);
     free(ex->args);
@@ -148,6 +149,7 @@ static kc__exec_t *exec_dup(const kc__exec_t *src)
         return NULL;
     DUPSTR(api_version);
     DUPSTR(command);
+    DUPSTR(install_hint);
     dst->provide_cluster_info = src->provide_cluster_info;
     dst->args = calloc(src->nargs + 1, sizeof(char *));
     if (dst->args == NULL)
@@ -598,7 +600,10 @@ static int resolve_exec(loader_t *ld, const named_t *us, yaml_node_t *ex, kc_con
                                "not supported (kcache never runs plugins interactively)",
                                f->path, us->name);
         } else if (FIELD_IS("installHint")) {
-            continue;
+            if (v == NULL)
+                goto bad_type;
+            if ((e->install_hint = strdup(v)) == NULL)
+                return -ENOMEM;
         } else {
             return kc_errf(ld->eb, KC_EUNSUPPORTED,
                            "kubeconfig %s: user \"%s\": exec field \"%s\" is not supported",

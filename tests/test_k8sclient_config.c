@@ -544,6 +544,7 @@ static void test_exec_failures(void **state)
         kc_errbuf_t eb;
         assert_int_equal(kc__exec_run(cfg, 2000, &cr, &eb), KC_EAUTH);
         assert_non_null(strstr(eb.msg, "cannot run"));
+        assert_non_null(strstr(eb.msg, "install it"));   /* installHint */
         kc_config_free(cfg);
     }
 }
