@@ -497,12 +497,14 @@ static void test_status_fixture(void **state)
     assert_int_equal(kc_status_from_json(ok, strlen(ok), &st), 0);
 }
 
+#ifndef NO_MALLOC_HOOK
 static int count_only(void *ud, const kc_watch_event_t *ev)
 {
     (void)ev;
     (*(size_t *)ud)++;
     return 0;
 }
+#endif
 
 static void test_alloc_failures(void **state)
 {
