@@ -1325,13 +1325,8 @@ int kc_client_new(const kc_config_t *cfg, const kc_client_opts_t *opts, kc_clien
         /* SNI and verification use tls-server-name: address the URL to it and
          * let CONNECT_TO send the connection to the real host. */
         char *ct = NULL;
-        const char *rh = host;
-        size_t rhl = strlen(host);
-        if (rh[0] == '[') {
-            rh++;
-            rhl -= 2;
-        }
-        if (asprintf(&ct, "%s:%s:%.*s:%s", cfg->tls_server_name, port, (int)rhl, rh, port) < 0)
+        /* host keeps its brackets: CONNECT_TO wants IPv6 literals that way */
+        if (asprintf(&ct, "%s:%s:%s:%s", cfg->tls_server_name, port, host, port) < 0)
             goto fail;
         c->connect_to = curl_slist_append(NULL, ct);
         free(ct);
