@@ -755,11 +755,11 @@ static void test_exec_plugin_expiry(void **state)
     char script[2048], user[1024];
 
     (void)state;
-    /* each run hands out gen-N, valid for 7 s (the client renews 5 s early) */
+    /* each run hands out gen-N, valid for 8-9 s (the client renews 5 s early) */
     snprintf(script, sizeof(script),
              "#!/bin/sh\n"
              "n=$(cat '%s' 2>/dev/null || echo 0); n=$((n+1)); echo $n > '%s'\n"
-             "exp=$(date -u -d '+7 seconds' +%%Y-%%m-%%dT%%H:%%M:%%SZ)\n"
+             "exp=$(date -u -d '+9 seconds' +%%Y-%%m-%%dT%%H:%%M:%%SZ)\n"
              "echo '{\"apiVersion\":\"client.authentication.k8s.io/v1\",\"kind\":\"ExecCredential\","
              "\"status\":{\"token\":\"gen-'$n'\",\"expirationTimestamp\":\"'$exp'\"}}'\n",
              tpath("execcount"), tpath("execcount"));
@@ -775,7 +775,7 @@ static void test_exec_plugin_expiry(void **state)
     assert_string_equal(T.last_auth, "Bearer gen-1");
     assert_int_equal(kc_client_get(c, &kc_res_configmaps, "default", "x", &b, &st), 0);
     assert_string_equal(T.last_auth, "Bearer gen-1");   /* cached */
-    sleep_ms(2500);   /* now within 5 s of expiry: renewed */
+    sleep_ms(4500);   /* now within 5 s of expiry: renewed */
     assert_int_equal(kc_client_get(c, &kc_res_configmaps, "default", "x", &b, &st), 0);
     assert_string_equal(T.last_auth, "Bearer gen-2");
     /* a 401 runs the plugin again */
@@ -991,7 +991,7 @@ static void test_watch(void **state)
                          KC_ESTOPPED);
         secs = (double)(kc_now_ns() - t0) / 1e9;
         pthread_join(th, NULL);
-        assert_true(secs < 0.55);
+        assert_true(secs < 1.5);   /* cancel is looked at every 100 ms */
         assert_int_equal(w.n, 1);
     }
     /* an event bigger than max_event_size */
