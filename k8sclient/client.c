@@ -902,7 +902,8 @@ static void set_common_opts(kc_client_t *c, CURL *e, const cred_t *cr, char *err
     curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(e, CURLOPT_ERRORBUFFER, errbuf);
     curl_easy_setopt(e, CURLOPT_USERAGENT, c->user_agent);
-    curl_easy_setopt(e, CURLOPT_ACCEPT_ENCODING, "");
+    if (!cfg->disable_compression)
+        curl_easy_setopt(e, CURLOPT_ACCEPT_ENCODING, "");  /* gzip for large lists */
     curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2TLS);
     curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
     curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);

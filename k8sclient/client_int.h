@@ -48,6 +48,7 @@ struct kc_config {
     int insecure;
     char *tls_server_name;
     char *proxy_url;
+    int disable_compression;
 
     kc__blob_t client_cert; /* PEM */
     kc__blob_t client_key;  /* PEM */
