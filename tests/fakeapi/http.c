@@ -18,6 +18,7 @@
 #include <sys/queue.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 
 #include <event2/bufferevent.h>
 #include <event2/bufferevent_ssl.h>
@@ -1555,6 +1556,15 @@ static int http_setup(fa_server_t *s, int port)
         evhttp_free(s->http);
         s->http = NULL;
         return -EADDRINUSE;
+    }
+    {
+        /* Accepted sockets inherit TCP_NODELAY from the listener on Linux.
+         * Without it a response written as two TLS records waits for the
+         * client's delayed ACK: ~40 ms per request on keep-alive. */
+        int one = 1;
+        evutil_socket_t fd = evhttp_bound_socket_get_fd(s->bound);
+        if (setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) < 0)
+            kc_log(&s->o.log, KC_LOG_WARN, FA_COMP, "TCP_NODELAY: %s", strerror(errno));
     }
     return 0;
 }
