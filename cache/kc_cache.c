@@ -905,29 +905,46 @@ static inline shard_t *shard_for(kc_cache_t *c, uint64_t h)
     return &c->shards[h & c->shard_mask];
 }
 
-int kc_cache_get(kc_cache_t *c, const kc_key_t *key, kc_obj_t **out)
+static int get_lens(kc_cache_t *c, const char *ns, size_t nl, const char *name, size_t ml,
+                    kc_obj_t **out)
 {
     int found;
 
-    if (!c || !key || !out)
-        return -EINVAL;
-    *out = NULL;
-    if (check_key_scope(c, key->ns) < 0)
+    if (c->namespaced ? nl == 0 : nl != 0)
         return KC_EBADNAME;
-    size_t nl = strnlen(key->ns, sizeof(key->ns)), ml = strnlen(key->name, sizeof(key->name));
     if (nl > KC_NS_MAX || ml > KC_NAME_MAX || ml == 0)
         return KC_EBADNAME;
-    uint64_t h = kc__key_hash(key->ns, nl, key->name, ml);
+    uint64_t h = kc__key_hash(ns, nl, name, ml);
     shard_t *s = shard_for(c, h);
 
     rdlock(&s->lock);
     if (s->ct.count) {
-        size_t i = map_probe(&s->ct, h, key->ns, nl, key->name, ml, &found);
+        size_t i = map_probe(&s->ct, h, ns, nl, name, ml, &found);
         if (found)
             *out = kc_obj_ref(slot_obj(s->ct.slots[i]));
     }
     unlock(&s->lock);
     return *out ? 0 : KC_ENOTFOUND;
+}
+
+int kc_cache_get(kc_cache_t *c, const kc_key_t *key, kc_obj_t **out)
+{
+    if (!c || !key || !out)
+        return -EINVAL;
+    *out = NULL;
+    return get_lens(c, key->ns, strnlen(key->ns, sizeof(key->ns)), key->name,
+                    strnlen(key->name, sizeof(key->name)), out);
+}
+
+int kc_cache_get_nsname(kc_cache_t *c, const char *ns, const char *name, kc_obj_t **out)
+{
+    if (!c || !name || !out)
+        return -EINVAL;
+    *out = NULL;
+    if (!ns)
+        ns = "";
+    return get_lens(c, ns, strnlen(ns, KC_NS_MAX + 1), name, strnlen(name, KC_NAME_MAX + 1),
+                    out);
 }
 
 static int put(kc_cache_t *c, kc_obj_t *obj, int exclusive, kc_obj_t **old)

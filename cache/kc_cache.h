@@ -214,6 +214,11 @@ int kc_cache_add_index(kc_cache_t *c, const char *name, kc_index_cb fn, void *ud
  * cache (empty namespace in a namespaced cache, or the reverse).  Keys are
  * validated when built (kc_key_init), not here.  Thread-safe. */
 int kc_cache_get(kc_cache_t *c, const kc_key_t *key, kc_obj_t **out);
+/* Same as kc_cache_get with the namespace and name given as strings
+ * (borrowed), saving the caller a kc_key_t: ns must be a non-empty
+ * namespace in a namespaced cache and NULL or "" in a cluster-scoped one
+ * (else KC_EBADNAME), and the lengths must fit a key.  Thread-safe. */
+int kc_cache_get_nsname(kc_cache_t *c, const char *ns, const char *name, kc_obj_t **out);
 /* Insert obj (the cache takes its own reference).  KC_EEXISTS if its key
  * is present, KC_EBADNAME if its name or scope does not fit the cache,
  * -ENOMEM, KC_ETOOBIG (index value).  On error nothing changed.

@@ -325,8 +325,8 @@ static int load_file(loader_t *ld, const char *path, int must_exist)
     if (rc == -ENOENT && !must_exist)
         return 0;
     if (rc)
-        return kc_errf(ld->eb, rc == -ENOENT ? -ENOENT : KC_ECONFIG, "kubeconfig %s: %s", path,
-                       kc_strerror(rc));
+        return kc_errf(ld->eb, rc == -ENOENT || rc == -ENOMEM ? rc : KC_ECONFIG,
+                       "kubeconfig %s: %s", path, kc_strerror(rc));
     f = &ld->files[ld->nfiles];
     memset(f, 0, sizeof(*f));
     f->path = strdup(path);
@@ -346,7 +346,12 @@ static int load_file(loader_t *ld, const char *path, int must_exist)
     }
     yaml_parser_set_input_string(&parser, (const unsigned char *)data.data, data.len);
     if (!yaml_parser_load(&parser, &f->doc)) {
-        rc = kc_errf(ld->eb, KC_ECONFIG, "kubeconfig %s: line %zu: %s", path,
+        /* libyaml reports every syntax error with a problem text; some of
+         * its allocation failures leave error unset and problem NULL */
+        if (parser.error == YAML_MEMORY_ERROR || parser.problem == NULL)
+            rc = kc_errf(ld->eb, -ENOMEM, "out of memory");
+        else
+            rc = kc_errf(ld->eb, KC_ECONFIG, "kubeconfig %s: line %zu: %s", path,
                      parser.problem_mark.line + 1,
                      parser.problem ? parser.problem : "invalid YAML");
         yaml_parser_delete(&parser);
@@ -412,7 +417,7 @@ static int read_pem(loader_t *ld, size_t fi, const char *what, const char *name,
         return kc_errf(ld->eb, -ENOMEM, "out of memory");
     rc = kc__read_file(full, MAX_PEM_FILE, out);
     if (rc)
-        rc = kc_errf(ld->eb, KC_ECONFIG, "kubeconfig %s: %s \"%s\": %s: %s",
+        rc = kc_errf(ld->eb, rc == -ENOMEM ? rc : KC_ECONFIG, "kubeconfig %s: %s \"%s\": %s: %s",
                      ld->files[fi].path, what, name, full, kc_strerror(rc));
     free(full);
     return rc;

@@ -13,7 +13,8 @@
  * the callback is not called again.  Every event before the bad line has
  * been delivered, in order, exactly once.
  *
- * Validation per line (kc_json, no allocation): one JSON object; "type" a
+ * Validation per line (kc_json, no allocation, one validating pass): one
+ * JSON object; "type" a
  * string among ADDED, MODIFIED, DELETED, BOOKMARK, ERROR; "object" an
  * object; for every type but ERROR the object has a "metadata" object.
  * Blank lines (and a trailing '\r') are tolerated.
@@ -116,22 +117,30 @@ static int type_of(kc_json_span_t s, kc_watch_type_t *t)
     return -1;
 }
 
+static size_t skip_ws(const char *p, size_t pos, size_t len)
+{
+    while (pos < len && (p[pos] == ' ' || p[pos] == '\t' || p[pos] == '\r' || p[pos] == '\n'))
+        pos++;
+    return pos;
+}
+
 /* Validate and deliver one complete line (without its '\n').  start is the
- * stream offset of line[0]. */
+ * stream offset of line[0].  The envelope is walked member by member with
+ * kc_json_scan, so every byte is validated exactly once and the "object"
+ * span falls out of that one pass. */
 static int deliver(kc_watch_decoder_t *d, const char *line, size_t len, size_t start,
                    kc_errbuf_t *eb)
 {
-    kc_json_span_t doc, type, obj, meta;
+    kc_json_span_t key, val, type = {NULL, 0, KC_JSON_INVALID}, obj = {NULL, 0, KC_JSON_INVALID};
+    kc_json_span_t meta;
     kc_json_err_t jerr = {0, NULL};
     kc_watch_event_t ev;
     char what[160];
-    size_t i;
+    size_t pos;
     int rc;
 
-    for (i = 0; i < len; i++)
-        if (line[i] != ' ' && line[i] != '\t' && line[i] != '\r')
-            break;
-    if (i == len) {         /* blank line */
+    pos = skip_ws(line, 0, len);
+    if (pos == len) {         /* blank line */
         d->line_no++;
         return 0;
     }
@@ -140,21 +149,65 @@ static int deliver(kc_watch_decoder_t *d, const char *line, size_t len, size_t s
                  d->max_event);
         return fail(d, eb, KC_ETOOBIG, start, what);
     }
-    if (kc_json_parse_doc(line, len, &doc, &jerr) != 0) {
-        snprintf(what, sizeof(what), "not JSON: %s", jerr.what ? jerr.what : "malformed");
-        return fail(d, eb, KC_EPARSE, start + jerr.offset, what);
+    if (line[pos] != '{') {
+        size_t p2 = pos;
+        if (kc_json_scan(line, len, &p2, &val, &jerr) != 0)
+            goto not_json;
+        return fail(d, eb, KC_EPARSE, start + pos, "event is not a JSON object");
     }
-    if (doc.type != KC_JSON_OBJECT)
-        return fail(d, eb, KC_EPARSE, start + (size_t)(doc.p - line),
-                    "event is not a JSON object");
-    if (kc_json_obj_get(doc, "type", &type) != 0 || type.type != KC_JSON_STRING)
+    pos = skip_ws(line, pos + 1, len);
+    if (pos < len && line[pos] == '}') {
+        pos++;
+    } else {
+        for (;;) {
+            if (pos >= len || line[pos] != '"') {
+                jerr.offset = pos;
+                jerr.what = "expected a member name";
+                goto not_json;
+            }
+            if (kc_json_scan(line, len, &pos, &key, &jerr) != 0)
+                goto not_json;
+            pos = skip_ws(line, pos, len);
+            if (pos >= len || line[pos] != ':') {
+                jerr.offset = pos;
+                jerr.what = "expected ':'";
+                goto not_json;
+            }
+            pos++;
+            if (kc_json_scan(line, len, &pos, &val, &jerr) != 0)
+                goto not_json;
+            if (type.p == NULL && kc_json_str_eq(key, "type"))
+                type = val;
+            else if (obj.p == NULL && kc_json_str_eq(key, "object"))
+                obj = val;
+            pos = skip_ws(line, pos, len);
+            if (pos < len && line[pos] == ',') {
+                pos = skip_ws(line, pos + 1, len);
+                continue;
+            }
+            if (pos < len && line[pos] == '}') {
+                pos++;
+                break;
+            }
+            jerr.offset = pos;
+            jerr.what = pos < len ? "expected ',' or '}'" : "unterminated object";
+            goto not_json;
+        }
+    }
+    pos = skip_ws(line, pos, len);
+    if (pos != len) {
+        jerr.offset = pos;
+        jerr.what = "trailing bytes after the event";
+        goto not_json;
+    }
+    if (type.p == NULL || type.type != KC_JSON_STRING)
         return fail(d, eb, KC_EPARSE, start, "event without a \"type\" string");
     if (type_of(type, &ev.type) != 0) {
         snprintf(what, sizeof(what), "unknown event type %.*s%s",
                  type.len <= 40 ? (int)type.len : 40, type.p, type.len <= 40 ? "" : "...");
         return fail(d, eb, KC_EPARSE, start + (size_t)(type.p - line), what);
     }
-    if (kc_json_obj_get(doc, "object", &obj) != 0 || obj.type != KC_JSON_OBJECT) {
+    if (obj.p == NULL || obj.type != KC_JSON_OBJECT) {
         snprintf(what, sizeof(what), "%s event without an \"object\" object",
                  kc_watch_type_name(ev.type));
         return fail(d, eb, KC_EPARSE, start, what);
@@ -178,6 +231,9 @@ static int deliver(kc_watch_decoder_t *d, const char *line, size_t len, size_t s
         return kc_errf(eb, rc, "%s", d->errmsg);
     }
     return 0;
+not_json:
+    snprintf(what, sizeof(what), "not JSON: %s", jerr.what ? jerr.what : "malformed");
+    return fail(d, eb, KC_EPARSE, start + jerr.offset, what);
 }
 
 static int carry_append(kc_watch_decoder_t *d, const char *p, size_t n, kc_errbuf_t *eb)

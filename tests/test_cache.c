@@ -505,6 +505,13 @@ static void test_cache_basic(void **state)
     assert_int_equal(kc_cache_get(c, &kb, &got), 0);
     assert_ptr_equal(got, b);
     kc_obj_unref(got);
+    assert_int_equal(kc_cache_get_nsname(c, "ns2", "a", &got), 0);
+    assert_ptr_equal(got, b);
+    kc_obj_unref(got);
+    assert_int_equal(kc_cache_get_nsname(c, "ns3", "a", &got), KC_ENOTFOUND);
+    assert_null(got);
+    assert_int_equal(kc_cache_get_nsname(c, NULL, "a", &got), KC_EBADNAME);
+    assert_int_equal(kc_cache_get_nsname(c, "", "a", &got), KC_EBADNAME);
 
     /* replace hands back the old object */
     assert_int_equal(kc_cache_replace(c, a2, &old), 0);
@@ -636,6 +643,9 @@ static void test_cache_scope(void **state)
     kc_key_t nk = key(NULL, "node-1");
     assert_int_equal(kc_cache_get(cl, &nk, &got), 0);
     kc_obj_unref(got);
+    assert_int_equal(kc_cache_get_nsname(cl, NULL, "node-1", &got), 0);
+    kc_obj_unref(got);
+    assert_int_equal(kc_cache_get_nsname(cl, "team-a", "node-1", &got), KC_EBADNAME);
     assert_int_equal(kc_cache_list_ns(cl, "team-a", &l), -EINVAL);
     assert_int_equal(kc_cache_index_query(cl, "namespace", "", &l), KC_ENOTFOUND);
 
@@ -969,6 +979,285 @@ static void test_memory_bound(void **state)
     assert_true(r <= 1.25);
 }
 
+
+/* ------------------------------------------------------------------ */
+/* allocation failures: this program replaces malloc (glibc allows it) to
+ * fail the Nth allocation and count live blocks.  Not under ASan/TSan,
+ * which bring their own allocator. */
+
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define NO_MALLOC_HOOK 1
+#endif
+
+#ifndef NO_MALLOC_HOOK
+extern void *__libc_malloc(size_t);
+extern void *__libc_calloc(size_t, size_t);
+extern void *__libc_realloc(void *, size_t);
+extern void __libc_free(void *);
+extern void *__libc_memalign(size_t, size_t);
+
+static long fail_at;   /* 0: never; else the fail_at-th allocation from now fails */
+static long live;      /* blocks allocated and not freed */
+
+static int fail_now(void)
+{
+    if (fail_at <= 0)
+        return 0;
+    return --fail_at == 0;
+}
+
+void *malloc(size_t n)
+{
+    if (fail_now())
+        return NULL;
+    void *p = __libc_malloc(n);
+    if (p)
+        live++;
+    return p;
+}
+
+void *calloc(size_t a, size_t b)
+{
+    if (fail_now())
+        return NULL;
+    void *p = __libc_calloc(a, b);
+    if (p)
+        live++;
+    return p;
+}
+
+void *realloc(void *q, size_t n)
+{
+    if (fail_now())
+        return NULL;
+    void *p = __libc_realloc(q, n);
+    if (p && !q)
+        live++;
+    return p;
+}
+
+void free(void *p)
+{
+    if (p)
+        live--;
+    __libc_free(p);
+}
+
+void *aligned_alloc(size_t al, size_t n)
+{
+    if (fail_now())
+        return NULL;
+    void *p = __libc_memalign(al, n);
+    if (p)
+        live++;
+    return p;
+}
+
+static void arm(long n)
+{
+    fail_at = n;
+}
+
+static void disarm(void)
+{
+    fail_at = 0;
+}
+
+/* A cache with two custom indexes and 6 objects in one shard (the next
+ * insert grows the table). */
+static kc_cache_t *oom_cache(void)
+{
+    kc_cache_opts_t o = KC_CACHE_OPTS_INIT;
+    kc_cache_t *c = NULL;
+    o.shards = 1;
+    assert_int_equal(kc_cache_new(&o, &c), 0);
+    assert_int_equal(kc_cache_add_index(c, "app", label_index, "app"), 0);
+    assert_int_equal(kc_cache_add_index(c, "owner", owner_index, NULL), 0);
+    for (int i = 0; i < 6; i++) {
+        char name[16];
+        snprintf(name, sizeof(name), "o%d", i);
+        kc_obj_t *x = mkobj(i % 2 ? "n1" : "n2", name, "1", "app=web", "own-1");
+        assert_int_equal(kc_cache_add(c, x), 0);
+        kc_obj_unref(x);
+    }
+    return c;
+}
+
+static void check_oom_cache_unchanged(kc_cache_t *c)
+{
+    assert_int_equal(kc_cache_len(c), 6);
+    assert_int_equal(query_len(c, "app", "web"), 6);
+    assert_int_equal(query_len(c, "app", "db"), 0);
+    assert_int_equal(query_len(c, "owner", "own-1"), 6);
+    assert_int_equal(query_len(c, "owner", "own-2"), 0);
+    assert_int_equal(query_len(c, "namespace", "n1"), 3);
+    assert_int_equal(query_len(c, "namespace", "n3"), 0);
+    kc_obj_t *got = NULL;
+    assert_int_equal(kc_cache_get_nsname(c, "n3", "new", &got), KC_ENOTFOUND);
+    assert_int_equal(kc_cache_get_nsname(c, "n1", "o1", &got), 0);
+    assert_string_equal(kc_obj_label(got, "app"), "web");
+    kc_obj_unref(got);
+}
+
+static void diff_count(void *ud, kc_diff_t kind, kc_obj_t *old, kc_obj_t *nw)
+{
+    (void)kind;
+    (void)old;
+    (void)nw;
+    (*(int *)ud)++;
+}
+
+static void test_alloc_failures(void **state)
+{
+    (void)state;
+    char *pod = patched_fixture("core.v1.Pod.json", "team-a", "p", NULL);
+    size_t podlen = strlen(pod);
+    int fails;
+
+    /* kc_obj_new */
+    for (long n = 1, done = 0; !done; n++) {
+        long base = live;
+        kc_obj_t *o = NULL;
+        arm(n);
+        int rc = kc_obj_new(pod, podlen, NULL, &o, NULL);
+        disarm();
+        if (rc == 0) {
+            kc_obj_unref(o);
+            done = 1;
+        } else {
+            assert_int_equal(rc, -ENOMEM);
+            assert_null(o);
+        }
+        assert_int_equal(live, base);
+    }
+
+    /* add (table growth, index nodes, sets, index value blobs) */
+    fails = 0;
+    for (long n = 1;; n++) {
+        kc_cache_t *c = oom_cache();
+        kc_obj_t *x = mkobj("n3", "new", "1", "app=db", "own-2");
+        long base = live;
+        arm(n);
+        int rc = kc_cache_add(c, x);
+        disarm();
+        if (rc == 0) {
+            assert_int_equal(kc_cache_len(c), 7);
+            assert_int_equal(query_len(c, "app", "db"), 1);
+            assert_int_equal(query_len(c, "namespace", "n3"), 1);
+            kc_obj_unref(x);
+            kc_cache_free(c);
+            break;
+        }
+        fails++;
+        assert_int_equal(rc, -ENOMEM);
+        assert_int_equal(live, base); /* nothing leaked, nothing kept */
+        check_oom_cache_unchanged(c);
+        kc_obj_unref(x);
+        kc_cache_free(c);
+    }
+    assert_true(fails >= 3);
+
+    /* replace moving the object to new index values */
+    fails = 0;
+    for (long n = 1;; n++) {
+        kc_cache_t *c = oom_cache();
+        kc_obj_t *x = mkobj("n1", "o1", "2", "app=db", "own-2"), *old = NULL;
+        long base = live;
+        arm(n);
+        int rc = kc_cache_replace(c, x, &old);
+        disarm();
+        if (rc == 0) {
+            assert_non_null(old);
+            kc_obj_unref(old);
+            assert_int_equal(query_len(c, "app", "db"), 1);
+            assert_int_equal(query_len(c, "app", "web"), 5);
+            kc_obj_unref(x);
+            kc_cache_free(c);
+            break;
+        }
+        fails++;
+        assert_int_equal(rc, -ENOMEM);
+        assert_int_equal(live, base);
+        assert_null(old);
+        check_oom_cache_unchanged(c);
+        kc_obj_unref(x);
+        kc_cache_free(c);
+    }
+    assert_true(fails >= 2);
+
+    /* delete never fails for want of memory (shrinking is best effort) */
+    {
+        kc_cache_t *c = oom_cache();
+        for (int i = 0; i < 6; i++) {
+            char name[16];
+            snprintf(name, sizeof(name), "o%d", i);
+            kc_key_t k = key(i % 2 ? "n1" : "n2", name);
+            arm(1);
+            assert_int_equal(kc_cache_delete(c, &k), 0);
+            disarm();
+        }
+        assert_int_equal(kc_cache_len(c), 0);
+        assert_int_equal(query_len(c, "app", "web"), 0);
+        kc_cache_free(c);
+    }
+
+    /* replace_all: unchanged and no callback on failure */
+    fails = 0;
+    for (long n = 1;; n++) {
+        kc_cache_t *c = oom_cache();
+        kc_obj_t *objs[3] = { mkobj("n3", "new", "1", "app=db", "own-2"),
+                              mkobj("n1", "o1", "1", "app=web", "own-1"),
+                              mkobj("n1", "o3", "9", "app=db", NULL) };
+        int calls = 0;
+        long base = live;
+        arm(n);
+        int rc = kc_cache_replace_all(c, objs, 3, diff_count, &calls);
+        disarm();
+        if (rc == 0) {
+            assert_int_equal(calls, 1 + 1 + 4); /* added, o3 updated, 4 deleted; o1 same rv */
+            assert_int_equal(kc_cache_len(c), 3);
+            for (int i = 0; i < 3; i++)
+                kc_obj_unref(objs[i]);
+            kc_cache_free(c);
+            break;
+        }
+        fails++;
+        assert_int_equal(rc, -ENOMEM);
+        assert_int_equal(calls, 0);
+        assert_int_equal(live, base);
+        check_oom_cache_unchanged(c);
+        for (int i = 0; i < 3; i++)
+            kc_obj_unref(objs[i]);
+        kc_cache_free(c);
+    }
+    assert_true(fails >= 3);
+
+    /* list */
+    {
+        kc_cache_t *c = oom_cache();
+        kc_objlist_t l = KC_OBJLIST_INIT;
+        arm(1);
+        int rc = kc_cache_list(c, &l);
+        disarm();
+        if (rc != 0) {
+            assert_int_equal(rc, -ENOMEM);
+            assert_int_equal(l.len, 0);
+            assert_null(l.items);
+        } else {
+            kc_objlist_free(&l);
+        }
+        kc_cache_free(c);
+    }
+    cJSON_free(pod);
+}
+#else
+static void test_alloc_failures(void **state)
+{
+    (void)state;
+    skip(); /* the sanitizers own malloc */
+}
+#endif
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -984,6 +1273,7 @@ int main(void)
         cmocka_unit_test(test_indexes),
         cmocka_unit_test(test_replace_all),
         cmocka_unit_test(test_memory_bound),
+        cmocka_unit_test(test_alloc_failures),
     };
     return cmocka_run_group_tests_name("kc_cache", tests, NULL, NULL);
 }

@@ -117,7 +117,7 @@ static void *writer(void *arg)
         int name = (int)(rnd(&w->seed) % (NNAMES / NWRITERS)) * NWRITERS + w->id;
         model_ent_t *m = &sh->model[ns][name];
         unsigned op = rnd(&w->seed) % 10;
-        char nsb[16], nameb[32];
+        char nsb[24], nameb[32];
         kc_key_t k;
         snprintf(nsb, sizeof(nsb), "team-%d", ns);
         snprintf(nameb, sizeof(nameb), "app-config-%d", name);
@@ -179,7 +179,7 @@ static void *reader(void *arg)
         unsigned op = rnd(&w->seed) % 100;
         kc_objlist_t l = KC_OBJLIST_INIT;
         if (op < 85) {
-            char nsb[16], nameb[32];
+            char nsb[24], nameb[32];
             kc_key_t k;
             kc_obj_t *o = NULL;
             int ns = (int)(rnd(&w->seed) % NNS), name = (int)(rnd(&w->seed) % NNAMES);
@@ -202,7 +202,7 @@ static void *reader(void *arg)
             continue;
         }
         int rc;
-        char nsb[16];
+        char nsb[24];
         const char *app = apps[rnd(&w->seed) % NAPPS];
         snprintf(nsb, sizeof(nsb), "team-%u", rnd(&w->seed) % NNS);
         if (op < 90)
@@ -291,7 +291,7 @@ static void test_writers_readers_model(void **state)
         size_t in_ns = 0;
         for (int n = 0; n < NNAMES; n++) {
             model_ent_t *m = &sh->model[ns][n];
-            char nsb[16], nameb[32];
+            char nsb[24], nameb[32];
             kc_key_t k;
             kc_obj_t *o = NULL;
             snprintf(nsb, sizeof(nsb), "team-%d", ns);
@@ -311,7 +311,7 @@ static void test_writers_readers_model(void **state)
             per_app[m->app]++;
         }
         kc_objlist_t l = KC_OBJLIST_INIT;
-        char nsb[16];
+        char nsb[24];
         snprintf(nsb, sizeof(nsb), "team-%d", ns);
         assert_int_equal(kc_cache_list_ns(sh->c, nsb, &l), 0);
         assert_int_equal(l.len, in_ns);
