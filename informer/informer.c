@@ -414,10 +414,17 @@ static int list_paged(kc_informer_t *inf, int relist, kc_status_t *st)
             if (kc_json_obj_get(meta, "resourceVersion", &v) == 0 && v.type == KC_JSON_STRING)
                 rc = kc_json_str_unescape(v, rv, sizeof(rv));
             if (rc == 0 && kc_json_obj_get(meta, "continue", &v) == 0 &&
-                v.type == KC_JSON_STRING)
+                v.type == KC_JSON_STRING) {
+                char prev[sizeof(cont)];
+                memcpy(prev, cont, sizeof(prev));
                 rc = kc_json_str_unescape(v, cont, sizeof(cont));
-            else if (rc == 0)
+                /* a server that hands back the token it was given would
+                 * page forever */
+                if (rc == 0 && cont[0] != '\0' && strcmp(prev, cont) == 0)
+                    rc = KC_EPARSE;
+            } else if (rc == 0) {
                 cont[0] = '\0';
+            }
         } else if (rc == 0) {
             rc = KC_EPARSE;
         }
@@ -1120,6 +1127,11 @@ int kc_informer_wait_handlers_idle(kc_informer_t *inf, long timeout_ms)
     size_t n;
     int rc = 0;
 
+    /* a barrier: an emission in progress (a relist's diff, a watch event)
+     * holds emit_mu until every event of it is queued, so once we got it,
+     * all the changes already in the cache are in the handlers' queues */
+    kc__mu_lock(&inf->emit_mu);
+    kc__mu_unlock(&inf->emit_mu);
     kc__mu_lock(&inf->mu);
     n = inf->nprocs;
     kc__mu_unlock(&inf->mu);
