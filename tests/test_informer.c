@@ -14,6 +14,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1114,6 +1115,180 @@ static void test_informer_factory(void **state)
     env_stop(&e);
 }
 
+/* A streaming list whose initial events do not end in time (every event
+ * stalls): after the deadline the informer lists in pages and remembers
+ * that streaming does not work here. */
+static void test_informer_streaming_deadline_fallback(void **state)
+{
+    env_t e;
+    kc_informer_opts_t o = test_opts(7);
+    kc_fakeapi_faults_t f = KC_FAKEAPI_FAULTS_INIT;
+    kc_informer_t *inf;
+    kc_informer_state_t st;
+
+    (void)state;
+    env_start(&e, NULL);
+    fa_ns(&e, "d");
+    for (int i = 0; i < 4; i++) {
+        char name[16];
+        snprintf(name, sizeof(name), "s%d", i);
+        fa_put(&e, "d", name, "1");
+    }
+    f.p_stall = 1.0;
+    f.stall_ms = 700; /* below the client's idle timeout, above the deadline */
+    assert_int_equal(kc_fakeapi_set_faults(e.fa, &f), 0);
+    o.use_streaming_list = 1;
+    o.streaming_deadline_ms = 300;
+    assert_int_equal(kc_informer_new(e.cl, &o, &inf, NULL), 0);
+    assert_int_equal(kc_informer_start(inf), 0);
+    assert_int_equal(kc_informer_wait_synced(inf, 10000), 0);
+    assert_int_equal(kc_fakeapi_set_faults(e.fa, NULL), 0);
+    assert_true(wait_converged(&e, inf, 10000));
+    assert_int_equal(kc_informer_state(inf, &st), 0);
+    assert_int_equal(st.streaming_supported, 0);
+    assert_int_equal(st.lists, 1);
+    kc_informer_free(inf);
+    env_stop(&e);
+}
+
+/* 429 answers to the watch: back off and watch again, never relist. */
+static void test_informer_429_no_relist(void **state)
+{
+    env_t e;
+    kc_informer_opts_t o = test_opts(8);
+    kc_fakeapi_faults_t f = KC_FAKEAPI_FAULTS_INIT;
+    kc_informer_t *inf;
+    kc_informer_state_t st;
+    uint64_t end;
+
+    (void)state;
+    env_start(&e, NULL);
+    fa_ns(&e, "r");
+    fa_put(&e, "r", "a", "1");
+    assert_int_equal(kc_informer_new(e.cl, &o, &inf, NULL), 0);
+    assert_int_equal(kc_informer_start(inf), 0);
+    assert_int_equal(kc_informer_wait_synced(inf, 10000), 0);
+    f.p_429 = 1.0;
+    f.retry_after_s = 1;
+    f.max_http_faults = 3;
+    assert_int_equal(kc_fakeapi_set_faults(e.fa, &f), 0);
+    assert_int_equal(kc_fakeapi_close_watches(e.fa), 0);
+    fa_put(&e, "r", "b", "1");
+    fa_put(&e, "r", "a", "2");
+    assert_true(wait_converged(&e, inf, 10000));
+    end = kc_now_ns() + 5000000000ull;
+    do { /* the errors were recorded */
+        assert_int_equal(kc_informer_state(inf, &st), 0);
+        if (st.errors >= 3)
+            break;
+        sleep_ms(10);
+    } while (kc_now_ns() < end);
+    assert_true(st.errors >= 3);
+    assert_int_equal(st.last_error, KC_ETOOMANY);
+    assert_int_equal(st.relists, 0);
+    assert_int_equal(st.lists, 1);
+    assert_int_equal(st.phase, KC_INFORMER_WATCHING);
+    kc_informer_free(inf);
+    kc_fakeapi_set_faults(e.fa, NULL);
+    env_stop(&e);
+}
+
+/* The transform hook sees every object (list and watch) before it is
+ * stored.  (managedFields dropping is kc_obj_new's, tested with the cache:
+ * the fake server never stores managedFields.) */
+typedef struct xform {
+    _Atomic int calls;
+} xform_t;
+
+static int add_marker(void *ud, kc_obj_t *in, kc_obj_t **out)
+{
+    xform_t *x = ud;
+    size_t len;
+    const char *json = kc_obj_json(in, &len);
+    char *buf = malloc(len + 32);
+    int rc;
+
+    atomic_fetch_add(&x->calls, 1);
+    /* replace the leading '{' by '{"marker":1,' */
+    memcpy(buf, "{\"marker\":1,", 12);
+    memcpy(buf + 12, json + 1, len - 1);
+    rc = kc_obj_new(buf, len + 11, NULL, out, NULL);
+    free(buf);
+    return rc;
+}
+
+static void test_informer_transform(void **state)
+{
+    env_t e;
+    kc_informer_opts_t o = test_opts(9);
+    kc_informer_t *a;
+    xform_t x;
+    kc_key_t k;
+    kc_obj_t *obj;
+
+    (void)state;
+    atomic_init(&x.calls, 0);
+    env_start(&e, NULL);
+    fa_ns(&e, "t");
+    fa_put(&e, "t", "m", "1");
+    o.transform = add_marker;
+    o.transform_ud = &x;
+    assert_int_equal(kc_informer_new(e.cl, &o, &a, NULL), 0);
+    assert_int_equal(kc_informer_start(a), 0);
+    assert_int_equal(kc_informer_wait_synced(a, 10000), 0);
+    assert_int_equal(kc_key_init(&k, "t", "m"), 0);
+    assert_int_equal(kc_cache_get(kc_informer_cache(a), &k, &obj), 0);
+    assert_non_null(strstr(kc_obj_json(obj, NULL), "\"marker\":1"));
+    kc_obj_unref(obj);
+    assert_int_equal(atomic_load(&x.calls), 1);
+
+    fa_put(&e, "t", "m", "2"); /* a watch event goes through the hook too */
+    assert_true(wait_converged(&e, a, 5000));
+    assert_int_equal(atomic_load(&x.calls), 2);
+    assert_int_equal(kc_cache_get(kc_informer_cache(a), &k, &obj), 0);
+    assert_non_null(strstr(kc_obj_json(obj, NULL), "\"marker\":1"));
+    kc_obj_unref(obj);
+    kc_informer_free(a);
+    env_stop(&e);
+}
+
+/* Stop returns promptly even with a handler that is stuck behind a full
+ * backlog and a reflector waiting for room. */
+static void test_informer_stop_with_slow_handler(void **state)
+{
+    env_t e;
+    kc_informer_opts_t o = test_opts(10);
+    kc_informer_t *inf;
+    rec_t rec;
+    kc_handler_t h;
+    uint64_t t0;
+
+    (void)state;
+    env_start(&e, NULL);
+    fa_ns(&e, "s");
+    for (int i = 0; i < 10; i++) {
+        char name[16];
+        snprintf(name, sizeof(name), "x%d", i);
+        fa_put(&e, "s", name, "1");
+    }
+    rec_init(&rec);
+    rec.gate_closed = 1; /* the first callback blocks until the gate opens */
+    h = rec_handler(&rec);
+    o.handler_backlog_max = 2;
+    assert_int_equal(kc_informer_new(e.cl, &o, &inf, NULL), 0);
+    assert_int_equal(kc_informer_add_handler(inf, &h), 0);
+    assert_int_equal(kc_informer_start(inf), 0);
+    rec_wait_in_gate(&rec);
+    sleep_ms(100); /* the reflector is now blocked on the full backlog */
+    rec_open_gate(&rec);
+    t0 = kc_now_ns();
+    assert_int_equal(kc_informer_stop(inf), 0);
+    assert_true(kc_now_ns() - t0 < 5000000000ull);
+    kc_informer_free(inf);
+    rec_free(&rec);
+    env_stop(&e);
+}
+
 /* ------------------------------------------------------------ convergence */
 
 /* A handler that is sometimes slow, so that its backlog coalesces. */
@@ -1359,6 +1534,10 @@ int main(void)
         cmocka_unit_test(test_informer_streaming_list),
         cmocka_unit_test(test_informer_selectors_and_scope),
         cmocka_unit_test(test_informer_factory),
+        cmocka_unit_test(test_informer_streaming_deadline_fallback),
+        cmocka_unit_test(test_informer_429_no_relist),
+        cmocka_unit_test(test_informer_transform),
+        cmocka_unit_test(test_informer_stop_with_slow_handler),
         cmocka_unit_test(test_informer_convergence),
     };
 
