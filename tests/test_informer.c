@@ -1111,6 +1111,20 @@ static void test_informer_factory(void **state)
     assert_int_equal(kc_informer_factory_wait_synced(f, 10000), 0);
     assert_int_equal(kc_cache_len(kc_informer_cache(a)), 1);
     assert_int_equal(kc_cache_len(kc_informer_cache(c)), 1);
+    /* a cluster-scoped resource, made after start: started at once; the
+     * namespace argument is ignored for it */
+    assert_int_equal(kc_informer_factory_get(f, &kc_res_namespaces, "f", NULL, NULL, &b), 0);
+    assert_int_equal(kc_informer_wait_synced(b, 10000), 0);
+    {
+        kc_key_t k;
+        kc_obj_t *obj;
+        kc_informer_t *b2;
+        assert_int_equal(kc_key_init(&k, NULL, "f"), 0);
+        assert_int_equal(kc_cache_get(kc_informer_cache(b), &k, &obj), 0);
+        kc_obj_unref(obj);
+        assert_int_equal(kc_informer_factory_get(f, &kc_res_namespaces, NULL, NULL, NULL, &b2), 0);
+        assert_ptr_equal(b, b2);
+    }
     kc_informer_factory_free(f);
     env_stop(&e);
 }
