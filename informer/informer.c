@@ -561,6 +561,13 @@ static int watch_cb(void *ud, const kc_watch_event_t *ev)
         if (w->initial) {
             if (!end)
                 return 0; /* progress during the initial state: not yet a resume point */
+            if (rv[0] == '\0') {
+                w->cb_error = KC_EPARSE;
+                snprintf(w->cb_msg, sizeof(w->cb_msg),
+                         "event on line %zu: initial-events-end bookmark without a "
+                         "resourceVersion", ev->line_no);
+                return KC_EPARSE;
+            }
             w->initial = 0;
             rc = store_list(inf, w->items, w->n, rv, w->relist);
             w->items = NULL;
