@@ -5,6 +5,12 @@
  * late handlers, resync, the factory, and the convergence test (a seeded
  * random workload under faults; the cache must equal the server and each
  * handler's per-key history must replay to the same final state).
+ *
+ * Environment: KC_INFORMER_SEEDS=N runs N convergence seeds (50 by
+ * default, 12 under sanitizers; a soak is e.g. KC_INFORMER_SEEDS=2000),
+ * KC_INFORMER_SEED_FIRST=S starts at seed S (to replay one failure),
+ * KC_TEST_VERBOSE=1 logs the informer and dumps handler events on failure,
+ * KC_TEST_PROGRESS=1 prints each seed's timings.
  */
 #include <setjmp.h>
 #include <stdarg.h>
