@@ -286,15 +286,6 @@ static void test_lease_taken_away(void **state)
     env_down(&e);
 }
 
-/* Under TSan: the cache's replace_all holds all 64 shard locks at once,
- * which overflows TSan's deadlock detector (a CHECK failure, not a
- * report).  Race detection stays on; only lock-order checking is off. */
-const char *__tsan_default_options(void);
-const char *__tsan_default_options(void)
-{
-    return "detect_deadlocks=0";
-}
-
 int main(void)
 {
     const struct CMUnitTest tests[] = {

@@ -7,7 +7,6 @@
 # mapped to (verb, resource) and compared with the grants, both ways.
 set -euo pipefail
 B=${KC_BUILD:-build}
-export TSAN_OPTIONS="detect_deadlocks=0 ${TSAN_OPTIONS:-}"
 if ! command -v kubectl >/dev/null 2>&1; then
     echo "SKIP: kubectl not installed"
     exit 0

@@ -6,9 +6,6 @@
 # takes over at its next retry.  Also: /readyz and /metrics of a standby.
 set -euo pipefail
 B=${KC_BUILD:-build}
-# The cache's replace_all holds all 64 shard locks at once, which overflows
-# TSan's deadlock detector (a CHECK failure); race detection stays on.
-export TSAN_OPTIONS="detect_deadlocks=0 ${TSAN_OPTIONS:-}"
 tmp=$(mktemp -d /tmp/kc-procs-XXXXXX)
 pids=()
 cleanup() {
