@@ -193,14 +193,13 @@ fi
 # idle_rss_of PID: wait until the process's CPU time stops moving for SETTLE s.
 proc_cpu() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null; }
 status_bytes() { awk -v f="$2:" '$1==f{print $2 * 1024}' "/proc/$1/status" 2>/dev/null; }
-wait_idle() { # PID TIMEOUT
-    local pid=$1 last=-1 still=0 t=0 cpu
-    while [ "$t" -lt $(( $2 * 2 )) ]; do
-        cpu=$(proc_cpu "$pid") || return 1
-        [ -n "$cpu" ] || return 1
-        if [ "$cpu" = "$last" ]; then still=$((still + 1)); else still=0; fi
-        [ "$still" -ge $(( SETTLE * 2 )) ] && return 0
-        last=$cpu; sleep 0.5; t=$((t + 1))
+wait_idle() { # PID TIMEOUT: idle = at most 2 clock ticks of CPU in SETTLE s
+    local pid=$1 end=$(( $(date +%s) + $2 )) a b
+    while [ "$(date +%s)" -lt "$end" ]; do
+        a=$(proc_cpu "$pid"); [ -n "$a" ] || return 1
+        sleep "$SETTLE"
+        b=$(proc_cpu "$pid"); [ -n "$b" ] || return 1
+        [ $((b - a)) -le 2 ] && return 0
     done
     return 1
 }
@@ -208,16 +207,31 @@ record() { # BENCH IMPL WORKLOAD NAME VALUE UNIT RUN
     printf '{"bench":"%s","impl":"%s","workload":"%s","name":"%s","value":%s,"unit":"%s","run":%s}\n' \
         "$@" >> "$RECORDS"
 }
+free_port() {
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+# kcache-controller: ready once /readyz answers 200 (caches synced), then
+# idle once its CPU time stops moving for SETTLE s; RSS read from outside.
 controller_kcache() { # RUN
-    local wl=configmaps-$CTRL_OBJECTS
+    local wl=configmaps-$CTRL_OBJECTS probe metrics i ready=0
+    probe=$(free_port) metrics=$(free_port)
     "$BUILD/kcache-controller" --kubeconfig "$KUBECONFIG_FILE" \
+        --health-probe-bind-address "127.0.0.1:$probe" \
+        --metrics-bind-address "127.0.0.1:$metrics" \
         >> "$OUT/logs/kcache-controller.log" 2>&1 &
     CTRL_PID=$!
+    for i in $(seq 1 3000); do
+        kill -0 "$CTRL_PID" 2>/dev/null || break
+        if curl -sf -o /dev/null "http://127.0.0.1:$probe/readyz"; then ready=1; break; fi
+        sleep 0.1
+    done
+    [ $ready = 1 ] || log "kcache-controller: /readyz never answered 200; measuring once idle"
     if wait_idle "$CTRL_PID" 300; then
         record controller kcache "$wl" idle_rss "$(status_bytes "$CTRL_PID" VmRSS)" bytes "$1"
         record controller kcache "$wl" peak_rss "$(status_bytes "$CTRL_PID" VmHWM)" bytes "$1"
     else
         log "kcache-controller did not settle (or exited): see $OUT/logs/kcache-controller.log"
+        tail -3 "$OUT/logs/kcache-controller.log" >&2
     fi
     kill "$CTRL_PID" 2>/dev/null; wait "$CTRL_PID" 2>/dev/null; CTRL_PID=
 }
