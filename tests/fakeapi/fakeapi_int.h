@@ -88,7 +88,7 @@ void fa_obj_unref(fa_obj_t *o);
 cJSON *fa_obj_json(const fa_obj_t *o);
 /* The full object text (with kind/apiVersion), malloc'd. */
 char *fa_obj_text(const fa_obj_t *o);
-/* Append the full object to an evbuffer (by reference to the body). */
+/* Append the full object to an evbuffer (copied), after prefix. */
 void fa_obj_add_to(struct evbuffer *b, fa_obj_t *o, const char *prefix);
 
 /* ---- errors -> Status ----------------------------------------------------- */
@@ -142,6 +142,8 @@ fa_event_t *fa_hist_at(fa_store_t *st, size_t i);
 size_t fa_hist_first_after(fa_store_t *st, uint64_t rv);
 void fa_event_unref(fa_event_t *e);
 void fa_store_compact(fa_store_t *st);
+/* 1 if no namespaced object lives in namespace ns. */
+int fa_store_ns_empty(fa_store_t *st, const char *ns);
 
 /* Objects of r (ns NULL or "": all) at revision rv (must be within the
  * history window, or the current revision), sorted by key.  The vector
@@ -264,6 +266,7 @@ struct fa_server {
     /* everything below: loop thread only (see file comment) */
     fa_store_t store;
     fa_watcher_t *watchers;      /* doubly linked */
+    void *delayed;               /* requests held by a delay fault (http.c) */
     fa_token_t *tokens;
     size_t ntokens;
     fa_user_rule_t *rules;
@@ -310,6 +313,11 @@ void fa_watch_start(fa_server_t *s, struct evhttp_request *req, const fa_res_t *
                     const char *ns, struct evkeyvalq *q);
 void fa_watch_pump_all(fa_server_t *s);
 void fa_watch_close_all(fa_server_t *s, int abrupt);
+
+/* table.c: a meta.k8s.io/v1 Table of objs (new string) */
+char *fa_table_json(const fa_res_t *r, fa_obj_t *const *objs, size_t n, const char *rv,
+                    const char *cont, long remaining);
+int fa_wants_table(const char *accept);
 
 /* load.c */
 int fa_load_preload(fa_server_t *s, const kc_fakeapi_load_t *l, size_t count);

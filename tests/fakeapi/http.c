@@ -495,6 +495,8 @@ typedef struct reqctx {
     struct evkeyvalq q;
     const char *user;
     char cn[256];
+    struct event *ev;            /* delay fault timer */
+    struct reqctx *prev, *next;  /* in s->delayed while delayed */
 } reqctx_t;
 
 static const char *qget(reqctx_t *c, const char *k)
@@ -771,8 +773,8 @@ static void do_list(reqctx_t *c, const fa_res_t *r, const char *ns)
         char fullstart[600] = "";
         size_t i = 0, nitems = 0, last = 0;
         int namespaced_list = r->namespaced && ns && *ns;
-        struct evbuffer *items = evbuffer_new();
-        if (!items) {
+        fa_obj_t **picked = malloc((snap.n ? snap.n : 1) * sizeof(*picked));
+        if (!picked) {
             reply_err(s, c->req, 500, "InternalError", "out of memory");
             goto out;
         }
@@ -781,7 +783,8 @@ static void do_list(reqctx_t *c, const fa_res_t *r, const char *ns)
                 snprintf(fullstart, sizeof(fullstart), "%s/%s", ns, start);
             else
                 snprintf(fullstart, sizeof(fullstart), "%s", start);
-            while (i < snap.n && strcmp(snap.v[i]->key, fullstart) < 0)
+            /* the token's start is "<last key>\0": strictly after it */
+            while (i < snap.n && strcmp(snap.v[i]->key, fullstart) <= 0)
                 i++;
         }
         for (; i < snap.n; i++) {
@@ -790,11 +793,7 @@ static void do_list(reqctx_t *c, const fa_res_t *r, const char *ns)
                 continue;
             if (limit > 0 && (long)nitems == limit)
                 break;
-            if (nitems)
-                evbuffer_add(items, ",", 1);
-            evbuffer_add(items, "{", 1);
-            fa_obj_add_to(items, o, "");
-            nitems++;
+            picked[nitems++] = o;
             last = i;
         }
         char *ctok = NULL;
@@ -810,17 +809,30 @@ static void do_list(reqctx_t *c, const fa_res_t *r, const char *ns)
             ctok = make_continue((long long)R, rel);
             remaining = snap.n - i;
         }
-        evbuffer_add_printf(b, "{\"kind\":\"%sList\",\"apiVersion\":\"%s\",\"metadata\":{\"resourceVersion\":\"%" PRIu64 "\"",
-                            r->kind, r->gv, R);
-        if (ctok) {
-            evbuffer_add_printf(b, ",\"continue\":\"%s\"", ctok);
-            if (fa_selector_empty(&sel))
-                evbuffer_add_printf(b, ",\"remainingItemCount\":%zu", remaining);
+        if (fa_wants_table(evhttp_find_header(evhttp_request_get_input_headers(c->req), "Accept"))) {
+            char rvbuf[32];
+            snprintf(rvbuf, sizeof(rvbuf), "%" PRIu64, R);
+            char *t = fa_table_json(r, picked, nitems, rvbuf, ctok,
+                                    fa_selector_empty(&sel) ? (long)remaining : -1);
+            if (t)
+                evbuffer_add(b, t, strlen(t));
+            free(t);
+        } else {
+            evbuffer_add_printf(b, "{\"kind\":\"%sList\",\"apiVersion\":\"%s\",\"metadata\":{\"resourceVersion\":\"%" PRIu64 "\"",
+                                r->kind, r->gv, R);
+            if (ctok) {
+                evbuffer_add_printf(b, ",\"continue\":\"%s\"", ctok);
+                if (fa_selector_empty(&sel))
+                    evbuffer_add_printf(b, ",\"remainingItemCount\":%zu", remaining);
+            }
+            evbuffer_add_printf(b, "},\"items\":[");
+            for (size_t k = 0; k < nitems; k++) {
+                evbuffer_add(b, k ? ",{" : "{", k ? 2 : 1);
+                fa_obj_add_to(b, picked[k], "");
+            }
+            evbuffer_add(b, "]}", 2);
         }
-        evbuffer_add_printf(b, "},\"items\":[");
-        evbuffer_add_buffer(b, items);
-        evbuffer_add(b, "]}", 2);
-        evbuffer_free(items);
+        free(picked);
         free(ctok);
     }
     reply_buf(s, c->req, 200, "application/json", b);
@@ -1279,6 +1291,10 @@ static void route_resource(reqctx_t *c, char **seg, int nseg)
                 st.group = r->group;
                 st.kind = r->plural;
                 reply_status(s, c->req, &st);
+            } else if (fa_wants_table(evhttp_find_header(evhttp_request_get_input_headers(c->req), "Accept"))) {
+                char rvs[32];
+                snprintf(rvs, sizeof(rvs), "%" PRIu64, o->rv);
+                reply_json_take(s, c->req, 200, fa_table_json(r, &o, 1, rvs, NULL, -1));
             } else {
                 reply_obj(s, c->req, 200, o);
             }
@@ -1351,6 +1367,12 @@ static void handle(reqctx_t *c)
         reply_err(s, c->req, 401, "Unauthorized", "Unauthorized");
         return;
     }
+    /* protobuf/CBOR bodies: a clear 415 rather than garbage */
+    const char *ct = evhttp_find_header(evhttp_request_get_input_headers(c->req), "Content-Type");
+    if (ct && (strstr(ct, "protobuf") || strstr(ct, "cbor"))) {
+        reply_415(c);
+        return;
+    }
     if (nseg == 1 && !strcmp(seg[0], "version")) {
         reply_text(s, c->req, 200, "application/json", VERSION_JSON);
         return;
@@ -1418,6 +1440,16 @@ static void handle(reqctx_t *c)
 
 static void ctx_free(reqctx_t *c)
 {
+    if (c->ev) {
+        fa_server_t *s = c->s;
+        if (c->prev)
+            c->prev->next = c->next;
+        else
+            s->delayed = c->next;
+        if (c->next)
+            c->next->prev = c->prev;
+        event_free(c->ev);
+    }
     evhttp_clear_headers(&c->q);
     free(c->path);
     free(c);
@@ -1436,6 +1468,14 @@ static void delayed_cb(evutil_socket_t fd, short what, void *arg)
     }
     handle(c);
     ctx_free(c);
+}
+
+/* Forget delayed requests; evhttp_free then frees them with their
+ * connections. */
+static void drop_delayed(fa_server_t *s)
+{
+    while (s->delayed)
+        ctx_free(s->delayed);
 }
 
 static void on_request(struct evhttp_request *req, void *arg)
@@ -1459,20 +1499,22 @@ static void on_request(struct evhttp_request *req, void *arg)
         ctx_free(c);
         return;
     }
-    /* protobuf/CBOR bodies: a clear 415 rather than garbage */
-    const char *ct = evhttp_find_header(evhttp_request_get_input_headers(req), "Content-Type");
-    if (ct && (strstr(ct, "protobuf") || strstr(ct, "cbor"))) {
-        reply_415(c);
-        ctx_free(c);
-        return;
-    }
     int resource = !strncmp(c->path, "/api/", 5) || !strncmp(c->path, "/apis/", 6);
     if (resource && s->faults.p_delay > 0 && s->faults.delay_ms > 0 &&
         fa_rand01(&s->rng) < s->faults.p_delay) {
         struct timeval tv = {s->faults.delay_ms / 1000, (s->faults.delay_ms % 1000) * 1000};
         s->cnt.faults++;
-        if (event_base_once(s->base, -1, EV_TIMEOUT, delayed_cb, c, &tv) == 0)
+        c->ev = evtimer_new(s->base, delayed_cb, c);
+        if (c->ev && event_add(c->ev, &tv) == 0) {
+            c->next = s->delayed;
+            if (c->next)
+                c->next->prev = c;
+            s->delayed = c;
             return;
+        }
+        if (c->ev)
+            event_free(c->ev);
+        c->ev = NULL;
     }
     handle(c);
     ctx_free(c);
@@ -1541,6 +1583,7 @@ int fa_http_start(fa_server_t *s)
 void fa_http_stop(fa_server_t *s)
 {
     fa_watch_close_all(s, 1);
+    drop_delayed(s);
     if (s->http)
         evhttp_free(s->http);
     s->http = NULL;
@@ -1556,7 +1599,9 @@ void fa_http_restart(fa_server_t *s)
 
 void fa_http_restart_cb(evutil_socket_t fd, short what, void *arg)
 {
+    fa_server_t *s = arg;
     (void)fd;
     (void)what;
-    fa_http_restart(arg);
+    if (s->running && s->http)
+        fa_http_restart(s);
 }

@@ -176,17 +176,7 @@ static int check_namespace(fa_server_t *s, const fa_res_t *r, cJSON *md, const c
 
 static size_t ns_content(fa_server_t *s, const char *ns)
 {
-    size_t n = 0, nl = strlen(ns);
-    for (size_t i = 0; i < fa_nres; i++) {
-        const fa_res_t *r = fa_res_at(i);
-        fa_objv_t *v = &s->store.objs[i];
-        if (!r->namespaced)
-            continue;
-        for (size_t k = 0; k < v->n; k++)
-            if (!strncmp(v->v[k]->key, ns, nl) && v->v[k]->key[nl] == '/')
-                n++;
-    }
-    return n;
+    return fa_store_ns_empty(&s->store, ns) ? 0 : 1;
 }
 
 /* Remove o now: DELETED carries its last state with the deletion revision. */
@@ -735,14 +725,18 @@ fa_obj_t *fa_do_apply(fa_server_t *s, const fa_res_t *r, cJSON *body, fa_status_
     const char *name = jstr(md, "name"), *ns = jstr(md, "namespace");
     fa_write_t w = {0};
     int created;
+    char nsbuf[256], namebuf[256];
+    /* copies: the tree's strings change under the callees */
+    snprintf(nsbuf, sizeof(nsbuf), "%s", ns && *ns ? ns : "default");
+    snprintf(namebuf, sizeof(namebuf), "%s", name ? name : "");
     w.res = r;
-    w.ns = r->namespaced ? (ns && *ns ? ns : "default") : NULL;
-    w.name = name;
+    w.ns = r->namespaced ? nsbuf : NULL;
+    w.name = name ? namebuf : NULL;
     cJSON_DeleteItemFromObjectCaseSensitive(md, "resourceVersion");
-    if (!name || !fa_store_get(&s->store, r, w.ns, name))
+    if (!name || !fa_store_get(&s->store, r, w.ns, w.name))
         return fa_do_create(s, &w, body, st);
     /* unconditional replace, even for kinds that require a resourceVersion */
-    fa_obj_t *old = fa_store_get(&s->store, r, w.ns, name);
+    fa_obj_t *old = fa_store_get(&s->store, r, w.ns, w.name);
     char rvs[32];
     snprintf(rvs, sizeof(rvs), "%" PRIu64, old->rv);
     set_str(md, "resourceVersion", rvs);

@@ -422,18 +422,13 @@ char *fa_obj_text(const fa_obj_t *o)
     return t;
 }
 
-static void obj_ref_cleanup(const void *data, size_t len, void *arg)
-{
-    (void)data;
-    (void)len;
-    fa_obj_unref(arg);
-}
-
 void fa_obj_add_to(struct evbuffer *b, fa_obj_t *o, const char *prefix)
 {
+    /* Copied, not referenced: the bytes are encrypted per connection anyway,
+     * and one contiguous buffer means few large TLS records and syscalls
+     * instead of one per object piece. */
     evbuffer_add(b, prefix, strlen(prefix));
-    if (evbuffer_add_reference(b, o->body + 1, o->len - 1, obj_ref_cleanup, fa_obj_ref(o)) < 0)
-        fa_obj_unref(o);
+    evbuffer_add(b, o->body + 1, o->len - 1);
 }
 
 /* ---- object vectors ------------------------------------------------------------ */
@@ -593,6 +588,25 @@ fa_obj_t *fa_store_get(fa_store_t *st, const fa_res_t *r, const char *ns, const 
         snprintf(key, sizeof(key), "%s", name);
     size_t i = vec_lower(v, key, &found);
     return found ? v->v[i] : NULL;
+}
+
+int fa_store_ns_empty(fa_store_t *st, const char *ns)
+{
+    char prefix[300];
+    int found;
+    size_t pl;
+    snprintf(prefix, sizeof(prefix), "%s/", ns);
+    pl = strlen(prefix);
+    for (size_t i = 0; i < fa_nres; i++) {
+        const fa_res_t *r = fa_res_at(i);
+        fa_objv_t *v = &st->objs[i];
+        if (!r->namespaced)
+            continue;
+        size_t k = vec_lower(v, prefix, &found);
+        if (k < v->n && !strncmp(v->v[k]->key, prefix, pl))
+            return 0;
+    }
+    return 1;
 }
 
 void fa_emit(fa_server_t *s, int type, const fa_res_t *r, fa_obj_t *obj, fa_obj_t *prev)

@@ -2,8 +2,8 @@
  * Fake API server: watch streams.  A watch is a chunked 200 response of
  * newline-terminated JSON events.  Each watcher keeps a position (the last
  * revision it has considered) in the global history and pulls the events
- * after it; every event's object bytes are shared by reference between all
- * watchers, only the small envelope prefix is copied.  Selector
+ * after it; every object is serialised once, when it is stored, and the
+ * same bytes are copied into each watcher's TLS stream.  Selector
  * transitions follow the real cacher: starts matching -> ADDED, stops
  * matching -> DELETED with the previous content at the event's revision.
  *
@@ -39,6 +39,7 @@ struct fa_watcher {
     fa_selector_t sel;
     uint64_t pos;
     int bookmarks;
+    int table;                   /* events carry one-row Tables (kubectl get -w) */
     int end_bookmark_pending;
     fa_objv_t init;
     size_t init_i;
@@ -102,8 +103,18 @@ static struct evbuffer *conn_output(fa_watcher_t *w)
 
 static void add_event(fa_watcher_t *w, struct evbuffer *b, int type, fa_obj_t *o)
 {
-    fa_obj_add_to(b, o, w->r->ev_prefix[type]);
-    evbuffer_add(b, "}\n", 2);
+    if (w->table) {
+        static const char *types[] = {"ADDED", "MODIFIED", "DELETED"};
+        char rv[32];
+        snprintf(rv, sizeof(rv), "%" PRIu64, o->rv);
+        char *t = fa_table_json(w->r, &o, 1, rv, NULL, -1);
+        if (t)
+            evbuffer_add_printf(b, "{\"type\":\"%s\",\"object\":%s}\n", types[type], t);
+        free(t);
+    } else {
+        fa_obj_add_to(b, o, w->r->ev_prefix[type]);
+        evbuffer_add(b, "}\n", 2);
+    }
     w->events++;
     w->s->cnt.watch_events++;
 }
@@ -423,6 +434,7 @@ void fa_watch_start(fa_server_t *s, struct evhttp_request *req, const fa_res_t *
     w->r = r;
     w->ns = r->namespaced && ns && *ns ? strdup(ns) : NULL;
     w->bookmarks = bookmarks;
+    w->table = fa_wants_table(evhttp_find_header(evhttp_request_get_input_headers(req), "Accept"));
     w->next = s->watchers;
     if (s->watchers)
         s->watchers->prev = w;
