@@ -87,8 +87,10 @@ start_server() {
     rm -f "$KUBECONFIG_FILE" "$out"
     local -a cmd
     if [ "$SERVER_KIND" = fakeapi ]; then
+        # A history window larger than the churn burst: a watcher that lags
+        # behind must not be sent 410 in the middle of a measurement.
         cmd=("$FAKEAPI" --listen 127.0.0.1:0 --kubeconfig-out "$KUBECONFIG_FILE"
-             --preload "$resource=$count")
+             --preload "$count" --load-resource "$resource" --history-window 200000)
     else
         [ -n "$STUB" ] || return 1
         cmd=("$STUB" --listen 127.0.0.1:0 --kubeconfig-out "$KUBECONFIG_FILE"
@@ -120,14 +122,20 @@ stop_server() {
     fi
 }
 
-# The command a bench runs right after its initial sync: N changes, now.
+# The command a bench runs right after its initial sync: about N changes
+# (~25% creates, 50% updates, 25% deletes) as fast as the server makes them.
+# kcache-fakeapi churns at a rate: CHURN_RATE/s for N/CHURN_RATE seconds, then 0.
+CHURN_RATE=${KC_BENCH_CHURN_RATE:-100000}
 churn_cmd() { # RESOURCE N
-    local q="resource=$1&n=$2"
+    local auth="-H 'Authorization: Bearer $TOKEN'"
     if [ "$SERVER_KIND" = fakeapi ]; then
-        q="resource=$1&count=$2"
+        local a="$URL/fakeapi/admin/churn?resource=$1&rate"
+        printf "curl -sfk -o /dev/null -X POST %s '%s=%s' && sleep %s; curl -sfk -o /dev/null -X POST %s '%s=0'" \
+            "$auth" "$a" "$CHURN_RATE" "$(awk -v n="$2" -v r="$CHURN_RATE" 'BEGIN{printf "%.3f", n / r}')" \
+            "$auth" "$a"
+    else
+        printf "curl -sfk -o /dev/null -X POST %s '%s/admin/churn?resource=%s&n=%s'" "$auth" "$URL" "$1" "$2"
     fi
-    printf "curl -sfk -o /dev/null -X POST -H 'Authorization: Bearer %s' '%s/admin/churn?%s'" \
-        "$TOKEN" "$URL" "$q"
 }
 
 # run_logged NAME CMD...: run with a log file, report failure without exiting.
