@@ -117,24 +117,35 @@ start_server() {
 stop_server() {
     if [ -n "$SERVER_PID" ]; then
         kill "$SERVER_PID" 2>/dev/null
+        local i
+        for i in $(seq 1 50); do
+            kill -0 "$SERVER_PID" 2>/dev/null || break
+            sleep 0.1
+        done
+        kill -9 "$SERVER_PID" 2>/dev/null
         wait "$SERVER_PID" 2>/dev/null
         SERVER_PID=
     fi
 }
 
 # The command a bench runs right after its initial sync: about N changes
-# (~25% creates, 50% updates, 25% deletes) as fast as the server makes them.
-# kcache-fakeapi churns at a rate: CHURN_RATE/s for N/CHURN_RATE seconds, then 0.
-CHURN_RATE=${KC_BENCH_CHURN_RATE:-100000}
+# (~25% creates, 50% updates, 25% deletes), faster than a client consumes.
+# kcache-fakeapi churns at a rate on its event loop: RATE/s for N/RATE
+# seconds, then 0.  The rates are what it sustains while still feeding a
+# watch on this machine (higher ones starve its watch streams: the loop
+# spends itself generating and the churn overshoots by several times).
+CHURN_RATE_CONFIGMAPS=${KC_BENCH_CHURN_RATE_CONFIGMAPS:-50000}
+CHURN_RATE_PODS=${KC_BENCH_CHURN_RATE_PODS:-10000}
 churn_cmd() { # RESOURCE N
-    local auth="-H 'Authorization: Bearer $TOKEN'"
+    local auth="-H 'Authorization: Bearer $TOKEN'" rate=$CHURN_RATE_CONFIGMAPS
+    [ "$1" = pods ] && rate=$CHURN_RATE_PODS
     if [ "$SERVER_KIND" = fakeapi ]; then
         local a="$URL/fakeapi/admin/churn?resource=$1&rate"
-        printf "curl -sfk -o /dev/null -X POST %s '%s=%s' && sleep %s; curl -sfk -o /dev/null -X POST %s '%s=0'" \
-            "$auth" "$a" "$CHURN_RATE" "$(awk -v n="$2" -v r="$CHURN_RATE" 'BEGIN{printf "%.3f", n / r}')" \
+        printf "curl -sfk -m 10 -o /dev/null -X POST %s '%s=%s' && sleep %s; curl -sfk -m 30 -o /dev/null -X POST %s '%s=0'" \
+            "$auth" "$a" "$rate" "$(awk -v n="$2" -v r="$rate" 'BEGIN{printf "%.3f", n / r}')" \
             "$auth" "$a"
     else
-        printf "curl -sfk -o /dev/null -X POST %s '%s/admin/churn?resource=%s&n=%s'" "$auth" "$URL" "$1" "$2"
+        printf "curl -sfk -m 10 -o /dev/null -X POST %s '%s/admin/churn?resource=%s&n=%s'" "$auth" "$URL" "$1" "$2"
     fi
 }
 

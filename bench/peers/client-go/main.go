@@ -197,7 +197,15 @@ func main() {
 	n := c.n.Load()
 	churnCPU := cpuSeconds() - cpuChurn0
 	if cmd != nil {
-		_ = cmd.Wait()
+		// The churn command only starts the burst; never let it hold the
+		// exit (a server busy churning may answer its last request late).
+		done := make(chan struct{})
+		go func() { _ = cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			_ = cmd.Process.Kill()
+		}
 	}
 	if n >= 2 {
 		span := float64(c.last.Load()-c.first.Load()) / 1e9
