@@ -297,14 +297,19 @@ def charts(figs, out, server):
             if has_cairo() else "set terminal png size 900,%d noenhanced" % (160 + 22 * len(ratios)),
             "set output %s" % gp_quote(png),
             "set title 'kcache / peer (log scale; < 1 means kcache uses less; x = target)'",
-            "set logscale x", "set xrange [*:*]", "set grid xtics",
+            "set logscale x", "set grid xtics",
+            "set xrange [%g:%g]" % (
+                min([1] + [r for _, r, _ in ratios] + [t for _, _, t in ratios if t]) / 2,
+                max([1] + [r for _, r, _ in ratios] + [t for _, _, t in ratios if t]) * 3),
+            "set arrow from 1, graph 0 to 1, graph 1 nohead lc rgb 'black'",
             "set yrange [-1:%d]" % len(ratios), "set ytics font ',8'",
             "set style fill solid 0.7",
             # A bar from 1 to the ratio for each figure (boxxyerrorbars:
             # x, y, xlow, xhigh, ylow, yhigh), the target as a red cross.
             "plot '%s' using (sqrt($3)):1:($3<1?$3:1):($3<1?1:$3):($1-0.35):($1+0.35):ytic(2)"
-            " with boxxyerrorbars notitle, '' using 4:1 with points pt 2 ps 1.5 lc rgb 'red'"
-            " title 'target'" % dat,
+            " with boxxyerrorbars lc rgb '#1f77b4' notitle,"
+            " '' using 3:1:(sprintf('%%.3g', $3)) with labels left offset 1,0 notitle,"
+            " '' using 4:1 with points pt 2 ps 1.5 lc rgb 'red' title 'target'" % dat,
         ])
         if run_gnuplot(script):
             made.append(png)
