@@ -184,7 +184,7 @@ informer_peer() { # RESOURCE COUNT RUN
     run_logged peer-client-go timeout 600 "$CG_PEER" --kubeconfig "$KUBECONFIG_FILE" \
         --resource "$1" --expect "$2" --workload "$1-$2" --watchlist "$WATCHLIST" \
         --churn-cmd "$(churn_cmd "$1" "$CHURN_EVENTS")" --churn-events "$CHURN_EVENTS" \
-        --duration 60s --out "$RECORDS" --run "$3"
+        --duration 60s --idle 5s --out "$RECORDS" --run "$3"
 }
 if want informer; then
     have_k=0; [ -x "$BUILD/bench/bench_informer" ] && have_k=1
