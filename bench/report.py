@@ -181,8 +181,8 @@ def rows_of(figs):
     rows = []
     for k in keys:
         kc = figs.get(k + (KCACHE,))
-        others = sorted(f for f in figs.values() if f["impl"] != KCACHE and
-                        (f["bench"], f["workload"], f["name"]) == k)
+        others = sorted((f for f in figs.values() if f["impl"] != KCACHE and
+                         (f["bench"], f["workload"], f["name"]) == k), key=lambda f: f["impl"])
         for o in (others or [None]):
             if kc is None and o is None:
                 continue

@@ -15,7 +15,10 @@ OUT=$BUILD/bench
 RUNS=${KC_BENCH_RUNS:-3}
 WORKLOADS=${KC_BENCH_WORKLOADS:-"configmaps:10000 configmaps:100000 pods:10000"}
 CHURN_EVENTS=${KC_BENCH_CHURN_EVENTS:-20000}
-WATCHLIST=${KC_BENCH_WATCHLIST:-off}
+# client-go peer modes: "off" = list then watch (impl client-go), "on" =
+# client-go's default streaming WatchList (impl client-go-watchlist).  Both
+# by default: list-then-watch syncs faster, WatchList peaks lower in memory.
+WATCHLIST=${KC_BENCH_WATCHLIST:-both}
 ONLY=${KC_BENCH_ONLY:-"peers cache decode informer controller"}
 CTRL_OBJECTS=${KC_BENCH_CTRL_OBJECTS:-10000}
 SETTLE=3
@@ -180,12 +183,19 @@ informer_kcache() { # RESOURCE COUNT RUN
     KC_BENCH_CHURN_EVENTS=$CHURN_EVENTS KC_BENCH_OUT=$RECORDS KC_BENCH_RUN=$3 KC_BUILD=$BUILD \
         run_logged bench_informer timeout 600 "$BUILD/bench/bench_informer"
 }
-informer_peer() { # RESOURCE COUNT RUN
+informer_peer() { # RESOURCE COUNT RUN MODE
+    local impl=client-go
+    [ "$4" = off ] || impl=client-go-watchlist
     run_logged peer-client-go timeout 600 "$CG_PEER" --kubeconfig "$KUBECONFIG_FILE" \
-        --resource "$1" --expect "$2" --workload "$1-$2" --watchlist "$WATCHLIST" \
+        --resource "$1" --expect "$2" --workload "$1-$2" --watchlist "$4" --impl "$impl" \
         --churn-cmd "$(churn_cmd "$1" "$CHURN_EVENTS")" --churn-events "$CHURN_EVENTS" \
         --duration 60s --idle 5s --out "$RECORDS" --run "$3"
 }
+case $WATCHLIST in
+    both) PEER_MODES="off on" ;;
+    off) PEER_MODES=off ;;
+    *) PEER_MODES=on ;;
+esac
 if want informer; then
     have_k=0; [ -x "$BUILD/bench/bench_informer" ] && have_k=1
     [ $have_k = 1 ] || log "skip informer (kcache side): $BUILD/bench/bench_informer not built yet"
@@ -204,14 +214,20 @@ if want informer; then
         res=${wl%%:*} n=${wl##*:}
         for run in $(seq 1 "$RUNS"); do
             # Alternate who goes first, so drift (page cache, CPU clocks) hits both.
-            if [ $((run % 2)) = 1 ]; then order="kcache peer"; else order="peer kcache"; fi
+            peers=
+            for m in $PEER_MODES; do peers="$peers peer:$m"; done
+            if [ $((run % 2)) = 1 ]; then order="kcache $peers"; else order="$peers kcache"; fi
             for who in $order; do
                 if [ "$who" = kcache ] && [ $have_k = 1 ]; then :;
-                elif [ "$who" = peer ] && [ -n "$CG_PEER" ]; then :;
+                elif [ "$who" != kcache ] && [ -n "$CG_PEER" ]; then :;
                 else continue; fi
                 log "informer $res-$n run $run/$RUNS: $who"
                 start_server "$res" "$n" || continue
-                "informer_$who" "$res" "$n" "$run"
+                if [ "$who" = kcache ]; then
+                    informer_kcache "$res" "$n" "$run"
+                else
+                    informer_peer "$res" "$n" "$run" "${who#peer:}"
+                fi
                 stop_server
             done
         done

@@ -71,6 +71,7 @@ func main() {
 	syncTimeout := flag.Duration("sync-timeout", 10*time.Minute, "give up on the initial sync after this long")
 	watchList := flag.String("watchlist", "default", "WatchListClient feature: default (client-go's), on or off")
 	workload := flag.String("workload", "", "workload label in the records (default RESOURCE-EXPECT)")
+	impl := flag.String("impl", "client-go", "impl label in the records")
 	out := flag.String("out", os.Getenv("KC_BENCH_OUT"), "append JSON-lines records here (default: stdout)")
 	run := flag.Int("run", envInt("KC_BENCH_RUN", 1), "run number in the records")
 	flag.Parse()
@@ -84,7 +85,7 @@ func main() {
 	if *workload == "" {
 		*workload = fmt.Sprintf("%s-%d", *resource, *expect)
 	}
-	rec, err := newRecorder(*out, "informer", "client-go", *workload, *run)
+	rec, err := newRecorder(*out, "informer", *impl, *workload, *run)
 	if err != nil {
 		fatal(err)
 	}
