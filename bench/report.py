@@ -234,7 +234,7 @@ def charts(figs, out, server):
         by_fig.setdefault((f["bench"], f["name"]), []).append(f)
     for (bench, name), fs in sorted(by_fig.items()):
         impls = sorted({f["impl"] for f in fs}, key=lambda i: (i != KCACHE, i))
-        if len(impls) < 2 and (bench, name) not in CHARTED:
+        if (bench, name) not in CHARTED and not (KCACHE in impls and len(impls) > 1):
             continue  # compared figures, and the headline ones, get a chart
         workloads = sorted({f["workload"] for f in fs})
         unit = fs[0]["unit"]
@@ -367,6 +367,9 @@ def main():
         "figures": sorted(figs.values(), key=lambda f: (f["bench"], f["workload"], f["name"],
                                                         f["impl"] != KCACHE, f["impl"])),
     }
+    for old in os.listdir(a.out):  # charts of an earlier run must not linger
+        if old.endswith(".png"):
+            os.remove(os.path.join(a.out, old))
     pngs = [] if a.no_charts else charts(figs, a.out, a.server)
     result["charts"] = [os.path.basename(p) for p in pngs]
     with open(os.path.join(a.out, "results.json"), "w") as f:
