@@ -133,6 +133,7 @@ def summarize(groups):
         figs[key] = {
             "bench": key[0], "workload": key[1], "name": key[2], "impl": key[3],
             "unit": g["unit"], "better": better_of(g["unit"], g["better"]),
+            "value": statistics.median(vals),  # the figure: the median of the runs
             "median": statistics.median(vals), "min": min(vals), "max": max(vals),
             "runs": len(vals), "values": vals,
         }
@@ -234,7 +235,8 @@ def charts(figs, out, server):
         by_fig.setdefault((f["bench"], f["name"]), []).append(f)
     for (bench, name), fs in sorted(by_fig.items()):
         impls = sorted({f["impl"] for f in fs}, key=lambda i: (i != KCACHE, i))
-        if (bench, name) not in CHARTED and not (KCACHE in impls and len(impls) > 1):
+        if (bench, name) not in CHARTED and (name in NO_RATIO_CHART or
+                                              not (KCACHE in impls and len(impls) > 1)):
             continue  # compared figures, and the headline ones, get a chart
         workloads = sorted({f["workload"] for f in fs})
         unit = fs[0]["unit"]
