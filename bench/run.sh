@@ -41,6 +41,9 @@ want() { case " $ONLY " in *" $1 "*) return 0 ;; esac; return 1; }
 T_START=$(date +%s)
 
 # ---- the Go peers: built once, rebuilt when sources or Go change ----------
+if ! command -v go >/dev/null 2>&1 && [ -x /usr/local/go/bin/go ]; then
+    PATH=$PATH:/usr/local/go/bin
+fi
 build_peer() { # NAME DIR -> $OUT/peers/NAME
     local name=$1 dir=$2 bin hash
     bin=$(realpath -m "$OUT/peers/$1")
@@ -54,7 +57,7 @@ build_peer() { # NAME DIR -> $OUT/peers/NAME
     fi
     log "building peer $name (first time can take a few minutes)"
     local t0=$(date +%s)
-    if ! (cd "$dir" && go build -trimpath -ldflags "-s -w" -o "$bin.tmp" .) \
+    if ! (cd "$dir" && go build -buildvcs=false -trimpath -ldflags "-s -w" -o "$bin.tmp" .) \
             > "$OUT/logs/build-$name.log" 2>&1; then
         log "peer $name failed to build: see $OUT/logs/build-$name.log"
         tail -5 "$OUT/logs/build-$name.log" >&2
