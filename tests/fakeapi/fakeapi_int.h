@@ -277,7 +277,6 @@ struct fa_server {
     char **reqlog;
     size_t reqlog_head, reqlog_n;
     kc_fakeapi_load_t churn_load;
-    char churn_resource[64];
     double churn_rate;
     double churn_carry;
     uint64_t churn_last_ns;
