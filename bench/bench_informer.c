@@ -21,6 +21,8 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include <cJSON.h>
+
 #include "kc_informer.h"
 #include "fakeapi.h"
 
@@ -59,6 +61,24 @@ static long peak_rss_kb(void)
 static double secs(uint64_t a, uint64_t b)
 {
     return (double)(b - a) / 1e9;
+}
+
+/* Bare cJSON_Parse rate over the cached objects' JSON (objects/s), the
+ * yardstick for the end-to-end event rate. */
+static double cjson_rate(kc_objlist_t *l, size_t *bytes)
+{
+    uint64_t t0 = kc_now_ns();
+    size_t b = 0;
+
+    for (size_t i = 0; i < l->len; i++) {
+        size_t len;
+        const char *j = kc_obj_json(l->items[i], &len);
+        cJSON *t = cJSON_ParseWithLength(j, len);
+        cJSON_Delete(t);
+        b += len;
+    }
+    *bytes = b;
+    return (double)l->len / secs(t0, kc_now_ns());
 }
 
 typedef struct env {
@@ -136,7 +156,8 @@ static void run(const char *resource, const kc_resource_t *res, size_t n, size_t
     counter_t c = { 0 };
     kc_handler_t h = { c_add, c_update, c_delete, &c };
     kc_objlist_t lst = KC_OBJLIST_INIT;
-    size_t json_bytes = 0, mem;
+    size_t json_bytes = 0, mem, cj_bytes = 0, nobj = 0;
+    double cj_rate = 0;
     uint64_t t0, t1, rev;
     unsigned long long before;
     env_t e;
@@ -182,6 +203,8 @@ static void run(const char *resource, const kc_resource_t *res, size_t n, size_t
             json_bytes += jl;
         }
         mem = kc_cache_mem_usage(kc_informer_cache(inf));
+        cj_rate = cjson_rate(&lst, &cj_bytes);
+        nobj = lst.len;
         if (lst.len)
             printf("%-10s memory: %.0f bytes/object cached, minified JSON %.0f bytes/object "
                    "(ratio %.2fx); peak RSS %ld MiB (fake server included)\n",
@@ -221,6 +244,11 @@ static void run(const char *resource, const kc_resource_t *res, size_t n, size_t
                    (unsigned long long)(rev - rev0), secs(t0, t1), (double)ev / secs(t0, t1),
                    atomic_load(&c.n) - before,
                    s1.relists != s0.relists ? " (relisted: history too short)" : "");
+            if (cj_rate > 0 && nobj > 0)
+                printf("%-10s events: bare cJSON_Parse of the same objects: %9.0f objects/s "
+                       "(%.0f MB/s); end to end is %.2fx that\n", resource, cj_rate,
+                       cj_rate * (double)cj_bytes / (double)nobj / 1e6,
+                       ((double)ev / secs(t0, t1)) / cj_rate);
         } else {
             printf("%-10s events: did not catch up\n", resource);
         }
