@@ -118,9 +118,10 @@ tsan:
 	$(MAKE) BUILD=build/tsan KC_SANITIZER=tsan \
 		CFLAGS="$(SAN_COMMON) -fsanitize=thread" LDFLAGS="-fsanitize=thread" test
 
+# Every benchmark and the Go peers (bench/README.md): build/bench/results.json,
+# a table on stdout and PNG charts under build/bench/.
 bench: all
-	@mkdir -p $(BUILD)/bench
-	@set -e; for b in $(BENCH_BIN); do echo "=== $$(basename $$b)"; KC_BUILD=$(BUILD) $$b; done
+	@BUILD=$(BUILD) bash bench/run.sh
 
 $(BUILD)/kcache.pc: scripts/kcache.pc.in common/kc_common.h
 	@mkdir -p $(dir $@)

@@ -1,0 +1,3 @@
+module kcache.local/bench/peers/stubapi
+
+go 1.25
