@@ -1,0 +1,167 @@
+#!/usr/bin/env bash
+# kubectl against the real kube-apiserver and against the fake API server
+# (build/kcache-fakeapi), the same commands, outputs compared after
+# normalising uids, timestamps, resourceVersions, ages and the server URL.
+#
+# Each step records stdout, stderr and exit code in
+#   $KC_REAL_DIR/compare/{real,fake}/NN-step.{out,err,rc}
+# and the differences go to $KC_REAL_DIR/compare/diff.txt.
+#
+# Exit: 0 when both agree; 1 on a difference, or when a step against the
+# real server does not do what kubectl users expect; 77 (skipped) when
+# there is no fake server program yet (the real-server half still ran).
+# Runs under tests/realapi/run.sh (needs KC_REAL_*); KC_FAKEAPI_BIN
+# overrides the fake server program.
+set -uo pipefail
+: "${KC_REAL_KUBECONFIG:?run me through tests/realapi/run.sh}"
+W=$KC_REAL_DIR/compare
+rm -rf "$W"; mkdir -p -m 700 "$W"
+FAKE_BIN=${KC_FAKEAPI_BIN:-$PWD/${KC_BUILD:-build}/kcache-fakeapi}
+NS=kc-compare
+if ! command -v kubectl >/dev/null 2>&1; then
+    echo "skipped: no kubectl on this machine"; exit 77
+fi
+echo "kubectl: $(kubectl version --client 2>/dev/null | head -1)"
+
+cat > "$W/ns.yaml" <<EOF
+apiVersion: v1
+kind: Namespace
+metadata:
+  name: $NS
+EOF
+mkcm() { # mkcm VALUE EXTRA-LABEL
+    cat <<EOF
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: cm1
+  namespace: $NS
+  labels:
+    app: kcache
+    stage: "$2"
+data:
+  key: "$1"
+  other: "same"
+EOF
+}
+mkcm v1 one > "$W/cm-v1.yaml"
+mkcm v2 two > "$W/cm-v2.yaml"
+mkcm v3 three > "$W/cm-v3.yaml"
+
+# normalise volatile fields of kubectl output (JSON, YAML and tables)
+norm() {
+    perl -pe '
+        s/[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}/<uid>/g;
+        s/("resourceVersion":\s*)"[^"]*"/$1"<rv>"/g;
+        s/(resourceVersion:\s*)"?[0-9]+"?/$1"<rv>"/g;
+        s/\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)/<time>/g;
+        s{https://127\.0\.0\.1:\d+}{<server>}g;
+        # AGE column: last field of a table row
+        s/(\s{2,})(\d+[smhd])(\d+[smh])?\s*$/$1<age>\n/ unless /^\s*[\{\}\[\]"]/;
+    '
+}
+
+# step DIR NAME CMD...: run one kubectl command, record normalised output
+step() {
+    local dir=$1 name=$2; shift 2
+    "$@" > "$dir/$name.out.raw" 2> "$dir/$name.err.raw"
+    echo $? > "$dir/$name.rc"
+    norm < "$dir/$name.out.raw" > "$dir/$name.out"
+    norm < "$dir/$name.err.raw" > "$dir/$name.err"
+}
+
+# scenario KUBECONFIG DIR: the same kubectl session against one server
+scenario() {
+    local kc=$1 dir=$2
+    mkdir -p "$dir/home"
+    local K=(env HOME="$dir/home" KUBECONFIG="$kc" kubectl --request-timeout=20s)
+    step "$dir" 01-apply-ns "${K[@]}" apply -f "$W/ns.yaml"
+    step "$dir" 02-apply-cm "${K[@]}" apply -f "$W/cm-v1.yaml"
+    step "$dir" 03-apply-cm-unchanged "${K[@]}" apply -f "$W/cm-v1.yaml"
+    step "$dir" 04-apply-cm-changed "${K[@]}" apply -f "$W/cm-v2.yaml"
+    # -A lists other namespaces too (kube-system differs by nature): keep
+    # the header and our namespace
+    step "$dir" 05-get-cm-all "${K[@]}" get configmaps -A
+    grep -E "^NAMESPACE|^$NS " "$dir/05-get-cm-all.out" > "$dir/05-get-cm-all.ours"
+    step "$dir" 06-get-cm-json "${K[@]}" get configmap cm1 -n $NS -o json
+    step "$dir" 07-get-cm-list-yaml "${K[@]}" get configmaps -n $NS -o yaml
+    step "$dir" 08-get-cm-selector "${K[@]}" get configmaps -n $NS -l app=kcache,stage=two
+    step "$dir" 09-get-ns-json "${K[@]}" get namespace $NS -o json
+
+    # watch: the current object first, then the change made meanwhile
+    "${K[@]}" get configmap cm1 -n $NS -w --output-watch-events -o json \
+        > "$dir/10-watch.out.raw" 2> "$dir/10-watch.err.raw" &
+    local wpid=$!
+    for _ in $(seq 1 100); do grep -q '"ADDED"' "$dir/10-watch.out.raw" 2>/dev/null && break; sleep 0.1; done
+    "${K[@]}" apply -f "$W/cm-v3.yaml" > "$dir/10-watch-apply.out" 2>&1
+    for _ in $(seq 1 100); do grep -q '"MODIFIED"' "$dir/10-watch.out.raw" 2>/dev/null && break; sleep 0.1; done
+    sleep 0.5
+    kill "$wpid" 2>/dev/null; wait "$wpid" 2>/dev/null
+    norm < "$dir/10-watch.out.raw" > "$dir/10-watch.out"
+    norm < "$dir/10-watch.err.raw" > "$dir/10-watch.err"
+    grep -c '"type"' "$dir/10-watch.out.raw" > "$dir/10-watch.events"
+
+    step "$dir" 11-delete-cm "${K[@]}" delete configmap cm1 -n $NS
+    step "$dir" 12-get-deleted "${K[@]}" get configmap cm1 -n $NS
+    step "$dir" 13-get-missing-ns "${K[@]}" get configmaps -n kc-no-such-namespace
+    step "$dir" 14-delete-ns "${K[@]}" delete namespace $NS --wait=false
+}
+
+bad=0
+echo "--- kubectl against the real kube-apiserver"
+scenario "$KC_REAL_KUBECONFIG" "$W/real"
+# what a kubectl user expects from a real server
+expect_rc() { # expect_rc STEP RC
+    if [ "$(cat "$W/real/$1.rc")" != "$2" ]; then
+        echo "real server: step $1 exit $(cat "$W/real/$1.rc"), want $2: $(head -c 300 "$W/real/$1.err")"
+        bad=1
+    fi
+}
+for s in 01-apply-ns 02-apply-cm 03-apply-cm-unchanged 04-apply-cm-changed 05-get-cm-all \
+         06-get-cm-json 07-get-cm-list-yaml 08-get-cm-selector 09-get-ns-json 11-delete-cm 14-delete-ns; do
+    expect_rc $s 0
+done
+expect_rc 12-get-deleted 1
+grep -q 'configmap/cm1 created' "$W/real/02-apply-cm.out" || { echo "real: apply did not create"; bad=1; }
+grep -q 'configmap/cm1 unchanged' "$W/real/03-apply-cm-unchanged.out" || { echo "real: re-apply not unchanged"; bad=1; }
+grep -q 'configmap/cm1 configured' "$W/real/04-apply-cm-changed.out" || { echo "real: changed apply not configured"; bad=1; }
+grep -q '"MODIFIED"' "$W/real/10-watch.out" || { echo "real: watch saw no MODIFIED event"; bad=1; }
+grep -q 'NotFound' "$W/real/12-get-deleted.err" || { echo "real: get after delete not NotFound"; bad=1; }
+[ $bad = 0 ] && echo "real server: all steps as expected"
+
+if [ ! -x "$FAKE_BIN" ]; then
+    echo "no fake API server program at $FAKE_BIN: comparison skipped"
+    [ $bad = 0 ] && exit 77
+    exit 1
+fi
+
+echo "--- kubectl against the fake API server ($FAKE_BIN)"
+"$FAKE_BIN" --kubeconfig-out "$W/fake.kubeconfig" > "$W/fake.stdout" 2> "$W/fake.stderr" &
+FPID=$!
+trap 'kill $FPID 2>/dev/null; wait $FPID 2>/dev/null' EXIT
+for _ in $(seq 1 100); do
+    grep -q '^ready https://' "$W/fake.stdout" && [ -s "$W/fake.kubeconfig" ] && break
+    kill -0 $FPID 2>/dev/null || break
+    sleep 0.1
+done
+if ! grep -q '^ready https://' "$W/fake.stdout"; then
+    echo "fake API server did not become ready: $(tail -5 "$W/fake.stderr")"
+    exit 1
+fi
+scenario "$W/fake.kubeconfig" "$W/fake"
+kill $FPID 2>/dev/null; wait $FPID 2>/dev/null; trap - EXIT
+
+: > "$W/diff.txt"
+for f in "$W"/real/*.out "$W"/real/*.err "$W"/real/*.rc "$W"/real/*.ours "$W"/real/*.events; do
+    b=$(basename "$f")
+    [ "$b" = 05-get-cm-all.out ] && continue # other namespaces: informational
+    if ! diff -u --label "real/$b" --label "fake/$b" "$f" "$W/fake/$b" >> "$W/diff.txt" 2>&1; then
+        bad=1
+    fi
+done
+if [ -s "$W/diff.txt" ]; then
+    echo "differences between the real and the fake API server (real: -, fake: +):"
+    cat "$W/diff.txt"
+fi
+if [ $bad = 0 ]; then echo "kubectl outputs agree"; fi
+exit $bad
