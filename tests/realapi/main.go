@@ -44,7 +44,6 @@ import (
 	"os/signal"
 	"path/filepath"
 	"sort"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -73,7 +72,6 @@ import (
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 	basecompatibility "k8s.io/component-base/compatibility"
 	logsapi "k8s.io/component-base/logs/api/v1"
-	"k8s.io/klog/v2"
 	"k8s.io/kubernetes/cmd/kube-apiserver/app"
 	"k8s.io/kubernetes/cmd/kube-apiserver/app/options"
 )
@@ -98,8 +96,14 @@ func main() {
 	os.Exit(run())
 }
 
+// harnessErr is where the harness's own messages go: the original stderr,
+// also when --log-file sends everything else (etcd, kube-apiserver, panics)
+// to a file.
+var harnessErr io.Writer = os.Stderr
+
 func logf(format string, args ...any) {
-	fmt.Fprintf(os.Stderr, "realapi: "+format+"\n", args...)
+	fmt.Fprintf(harnessErr, "%s realapi: "+format+"\n",
+		append([]any{time.Now().UTC().Format("15:04:05.000")}, args...)...)
 }
 
 func run() int {
@@ -189,6 +193,7 @@ type harness struct {
 }
 
 func (h *harness) stop() {
+	logf("stopping kube-apiserver")
 	if h.adminSrv != nil {
 		h.adminSrv.Close()
 	}
@@ -205,6 +210,7 @@ func (h *harness) stop() {
 			}
 		}
 	}
+	logf("stopping etcd")
 	if h.etcdClient != nil {
 		h.etcdClient.Close()
 	}
@@ -271,16 +277,24 @@ func start(ctx context.Context, cfg *config) (*harness, error) {
 		return nil, err
 	}
 
-	var logOut io.Writer = os.Stderr
-	var etcdLogOutputs = []string{"stderr"}
 	if cfg.apiserverLog != "" {
+		// everything written to fd 2 (klog, etcd's zap logger, panics) goes
+		// to the log file; the harness keeps a copy of the real stderr
 		f, err := os.OpenFile(cfg.apiserverLog, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 		if err != nil {
 			return h, err
 		}
-		logOut = f
-		etcdLogOutputs = []string{cfg.apiserverLog}
+		saved, err := syscall.Dup(2)
+		if err != nil {
+			return h, err
+		}
+		harnessErr = os.NewFile(uintptr(saved), "stderr")
+		if err := syscall.Dup3(int(f.Fd()), 2, 0); err != nil {
+			return h, err
+		}
+		f.Close()
 	}
+	etcdLogOutputs := []string{"stderr"}
 
 	pki, err := makePKI(filepath.Join(h.tmpDir, "pki"))
 	if err != nil {
@@ -339,16 +353,6 @@ func start(ctx context.Context, cfg *config) (*harness, error) {
 	for _, f := range s.Flags().FlagSets {
 		pfs.AddFlagSet(f)
 	}
-	klogFlags := flag.NewFlagSet("klog", flag.ContinueOnError)
-	klog.InitFlags(klogFlags)
-	_ = klogFlags.Set("v", strconv.Itoa(cfg.verbosity))
-	klog.SetOutput(logOut)
-	_ = klogFlags.Set("logtostderr", "false")
-	_ = klogFlags.Set("alsologtostderr", "false")
-	_ = klogFlags.Set("stderrthreshold", "FATAL")
-	klog.LogToStderr(false)
-	klog.SetOutput(logOut)
-
 	args := []string{
 		"--advertise-address=127.0.0.1",
 		"--bind-address=127.0.0.1",
@@ -377,11 +381,10 @@ func start(ctx context.Context, cfg *config) (*harness, error) {
 	}
 	rest.SetDefaultWarningHandler(rest.NoWarnings{})
 	featureGate := s.GenericServerRunOptions.ComponentGlobalsRegistry.FeatureGateFor(basecompatibility.DefaultKubeComponent)
+	s.Logs.Verbosity = logsapi.VerbosityLevel(cfg.verbosity)
 	if err := logsapi.ValidateAndApply(s.Logs, featureGate); err != nil {
 		return h, err
 	}
-	klog.LogToStderr(false)
-	klog.SetOutput(logOut)
 
 	apiCtx, cancelAPI := context.WithCancel(context.Background())
 	h.cancelAPI = cancelAPI
