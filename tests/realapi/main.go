@@ -44,6 +44,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -235,6 +236,12 @@ func (h *harness) compact(ctx context.Context) (int64, error) {
 		return 0, err
 	}
 	rev := resp.Header.Revision
+	// Tell kube-apiserver as its own compactor does: through the key
+	// compact_rev_key, which it watches; its watch cache then drops list
+	// snapshots older than rev (polled every 15s).
+	if _, err := h.etcdClient.Put(cctx, "compact_rev_key", strconv.FormatInt(rev, 10)); err != nil {
+		return 0, err
+	}
 	if _, err := h.etcdClient.Compact(cctx, rev, clientv3.WithCompactPhysical()); err != nil {
 		if strings.Contains(err.Error(), "compacted") {
 			return rev, nil // already compacted at this revision

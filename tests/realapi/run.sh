@@ -11,6 +11,7 @@
 #   KC_REAL_CA             CA certificate of the server
 #   KC_REAL_ADMIN_URL      harness admin endpoint (POST $KC_REAL_ADMIN_URL/compact)
 #   KC_REAL_DIR            scratch directory for the scripts (build/realapi/work)
+#   KC_REAL_BIN            the harness program (to start a differently configured one)
 #   KC_BUILD               C build directory (build)
 # A script exits 0 (pass), 77 (skipped) or anything else (fail).
 #
@@ -106,6 +107,7 @@ export KC_REAL_CA=$KDIR/ca.crt
 KC_REAL_ADMIN_URL=$(cat "$KDIR/admin.url")
 export KC_REAL_ADMIN_URL
 export KC_REAL_DIR=$WORK
+export KC_REAL_BIN=$BIN
 
 pass=0 fail=0 skip=0
 for t in tests/realapi/compare_kubectl.sh tests/realapi/test_*.sh; do
@@ -125,7 +127,7 @@ done
 
 stop_harness
 trap - EXIT
-if grep -q '^realapi: stopped' "$OUT/harness.err"; then
+if grep -q 'realapi: stopped$' "$OUT/harness.err"; then
     echo "test-real: harness stopped cleanly"
 else
     echo "test-real: harness did not stop cleanly"; tail -5 "$OUT/harness.err"
