@@ -17,7 +17,7 @@
 #
 # Knobs: KC_REAL_BIN (use this harness binary, no build), KC_REAL_ARGS (extra
 # harness flags, e.g. "-- --watch-cache=false"), KC_REAL_ONLY (glob of
-# script names to run), GOFLAGS (default -p=2).
+# script names to run), GOFLAGS (-p=2 added unless it sets -p).
 set -u
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
@@ -47,7 +47,9 @@ if [ -z "${KC_REAL_BIN:-}" ]; then
         V=k8s.io/component-base/version
         ldflags="-X $V.gitVersion=$kver -X $V.gitMajor=1 -X $V.gitMinor=$minor -X $V.gitTreeState=clean"
         ldflags="$ldflags -X k8s.io/client-go/pkg/version.gitVersion=$kver"
-        if ! (cd tests/realapi && GOFLAGS=${GOFLAGS:--p=2} go build -trimpath -ldflags "$ldflags" -o "$BIN.tmp" .) > "$OUT/build.log" 2>&1; then
+        gf=${GOFLAGS:-}
+        case " $gf" in *" -p="*) ;; *) gf="$gf -p=2" ;; esac  # 2 cores, shared
+        if ! (cd tests/realapi && GOFLAGS="$gf" go build -buildvcs=false -trimpath -ldflags "$ldflags" -o "$BIN.tmp" .) > "$OUT/build.log" 2>&1; then
             tail -40 "$OUT/build.log"
             echo "test-real: build failed (log: $OUT/build.log)"
             echo "0 passed, 1 failed"
