@@ -56,6 +56,8 @@ data:
   owned: "by-apply"
 EOF
 sed 's/by-apply/by-other/' "$W/cm2.yaml" > "$W/cm2-other.yaml"
+sed 's/name: cm2/name: Bad_Name/' "$W/cm2.yaml" > "$W/cm-bad.yaml"
+sed 's/name: cm2/name: late/' "$W/cm2.yaml" > "$W/cm-late.yaml"
 cat > "$W/cm1-stale.yaml" <<EOF
 apiVersion: v1
 kind: ConfigMap
@@ -104,6 +106,9 @@ scenario() {
     step "$dir" 04b-apply-ssa-conflict "${K[@]}" apply --server-side --field-manager other -f "$W/cm2-other.yaml"
     step "$dir" 04c-create-exists "${K[@]}" create configmap cm1 -n $NS --from-literal=a=b
     step "$dir" 04d-create-invalid "${K[@]}" create configmap Bad_Name -n $NS
+    # kubectl create TYPE sends protobuf; create -f sends JSON
+    step "$dir" 04c2-create-f-exists "${K[@]}" create -f "$W/cm-v1.yaml"
+    step "$dir" 04d2-create-f-invalid "${K[@]}" create -f "$W/cm-bad.yaml"
     step "$dir" 04e-replace-stale "${K[@]}" replace -f "$W/cm1-stale.yaml"
     step "$dir" 04f-patch-json "${K[@]}" patch configmap cm2 -n $NS --type=json -p '[{"op":"add","path":"/data/x","value":"y"}]'
     step "$dir" 04g-patch-merge "${K[@]}" patch configmap cm2 -n $NS --type=merge -p '{"data":{"m":"1"}}'
@@ -155,6 +160,7 @@ scenario() {
     # stays Terminating (in a cluster it would be emptied, then removed)
     step "$dir" 15-get-ns-terminating "${K[@]}" get namespace $NS -o jsonpath='{.status.phase} {.metadata.deletionTimestamp} {.spec.finalizers}'
     step "$dir" 16-create-in-terminating "${K[@]}" create configmap late -n $NS
+    step "$dir" 16b-create-f-in-terminating "${K[@]}" create -f "$W/cm-late.yaml"
 }
 
 bad=0
@@ -173,8 +179,8 @@ for s in 01-apply-ns 02-apply-cm 03-apply-cm-unchanged 04-apply-cm-changed 04a-a
          11-delete-cm 14-delete-ns; do
     expect_rc $s 0
 done
-for s in 04b-apply-ssa-conflict 04c-create-exists 04d-create-invalid 04e-replace-stale 04n-get-missing \
-         12-get-deleted 16-create-in-terminating; do
+for s in 04b-apply-ssa-conflict 04c-create-exists 04d-create-invalid 04c2-create-f-exists 04d2-create-f-invalid \
+         04e-replace-stale 04n-get-missing 12-get-deleted 16-create-in-terminating 16b-create-f-in-terminating; do
     expect_rc $s 1
 done
 grep -q 'configmap/cm1 created' "$W/real/02-apply-cm.out" || { echo "real: apply did not create"; bad=1; }
