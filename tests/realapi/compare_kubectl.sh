@@ -79,8 +79,8 @@ norm() {
         s/(resourceVersion:\s*)"?[0-9]+"?/$1"<rv>"/g;
         s/\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)/<time>/g;
         s{https://127\.0\.0\.1:\d+}{<server>}g;
-        # AGE column: last field of a table row
-        s/(\s{2,})(\d+[smhd])(\d+[smh])?\s*$/$1<age>\n/ unless /^\s*[\{\}\[\]"]/;
+        # AGE column of a table row (any position)
+        s/(?<=\s\s)\d+[smhd](\d+[smh])?(?=\s\s|\s*$)/<age>/g unless /^\s*[\{\}\[\]"]/;
     '
 }
 
@@ -120,6 +120,14 @@ scenario() {
     step "$dir" 04l-chunked "${K[@]}" get configmaps -n $NS --chunk-size=1 -o name
     step "$dir" 04m-field-selector "${K[@]}" get configmaps -n $NS --field-selector metadata.name=cm2 -o name
     step "$dir" 04n-get-missing "${K[@]}" get configmap nope -n $NS -o name
+    step "$dir" 04o-raw-list-limit "${K[@]}" get --raw "/api/v1/namespaces/$NS/configmaps?limit=1"
+    jq -S '{kind, apiVersion, remainingItemCount: .metadata.remainingItemCount,
+            hasContinue: (.metadata.continue != null), items: (.items | length)}' \
+        < "$dir/04o-raw-list-limit.out" > "$dir/04o-raw-list-limit.sorted" 2>&1
+    step "$dir" 04p-bad-selector "${K[@]}" get configmaps -n $NS -l 'a in (b'
+    step "$dir" 04q-raw-bad-selector "${K[@]}" get --raw "/api/v1/namespaces/$NS/configmaps?labelSelector=a%3D%3D%3Db"
+    step "$dir" 04r-raw-no-such-resource "${K[@]}" get --raw "/api/v1/namespaces/$NS/nosuchthings"
+    step "$dir" 04s-show-labels "${K[@]}" get configmaps -n $NS --show-labels
     step "$dir" 05-get-cm-all "${K[@]}" get configmaps -A
     # -A lists other namespaces too (kube-system differs by nature): keep
     # the header and our namespace, column widths squeezed
@@ -217,7 +225,7 @@ for f in "$W"/real/*.out "$W"/real/*.err "$W"/real/*.rc "$W"/real/*.ours "$W"/re
     b=$(basename "$f")
     case $b in
         05-get-cm-all.out) continue ;;  # other namespaces: informational
-        04k-get-raw.out) continue ;;    # compared key-sorted (.sorted)
+        04k-get-raw.out|04o-raw-list-limit.out) continue ;;  # compared as .sorted
     esac
     if ! diff -u --label "real/$b" --label "fake/$b" "$f" "$W/fake/$b" >> "$W/diff.txt" 2>&1; then
         bad=1
