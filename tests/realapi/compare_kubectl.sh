@@ -81,6 +81,8 @@ norm() {
         s{https://127\.0\.0\.1:\d+}{<server>}g;
         # AGE column of a table row (any position)
         s/(?<=\s\s)\d+[smhd](\d+[smh])?(?=\s\s|\s*$)/<age>/g unless /^\s*[\{\}\[\]"]/;
+        # table column widths depend on the values: squeeze them
+        s/ {2,}/  /g if /^\S/ && !/^[\{\}\[\]"]/;
     '
 }
 
