@@ -14,6 +14,15 @@
 // SIGUSR1, or POST http://127.0.0.1:ADMINPORT/compact (the URL is written to
 // KUBECONFIG_DIR/admin.url), which compacts etcd at its current revision and
 // answers {"revision":N}.  GET /revision answers the current revision.
+// kube-apiserver learns of it through compact_rev_key like of its own
+// compactions: lists at older resourceVersions get 410 within ~15s; its
+// watch cache still serves watches from them (see /restart).
+//
+// Restart on request: SIGUSR2, or POST /restart (answers when the new
+// kube-apiserver is ready): kube-apiserver stops and a new one starts on
+// the same port and etcd.  Every connection is cut, and the new watch cache
+// starts at etcd's current revision, so watches from older
+// resourceVersions get 410 Expired even with the watch cache on.
 //
 // Stops cleanly on SIGTERM/SIGINT, or by itself after --max-lifetime: the
 // apiserver is stopped first, then etcd; its temporary directory (PKI, etcd
@@ -69,6 +78,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/restmapper"
+	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 	basecompatibility "k8s.io/component-base/compatibility"
@@ -131,7 +141,7 @@ func run() int {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	sigs := make(chan os.Signal, 4)
-	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGUSR1)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGUSR1, syscall.SIGUSR2)
 
 	h, err := start(ctx, &cfg)
 	if err != nil {
@@ -160,8 +170,24 @@ loop:
 				}
 				continue
 			}
+			if s == syscall.SIGUSR2 {
+				if err := h.restartAPIServer(ctx); err != nil {
+					logf("restart failed: %v", err)
+					status = 1
+					break loop
+				}
+				continue
+			}
 			logf("got %v, stopping", s)
 			break loop
+		case reply := <-h.restartReq:
+			err := h.restartAPIServer(ctx)
+			reply <- err
+			if err != nil {
+				logf("restart failed: %v", err)
+				status = 1
+				break loop
+			}
 		case <-deadline.C:
 			logf("max lifetime %v reached, stopping", cfg.maxLifetime)
 			break loop
@@ -191,6 +217,116 @@ type harness struct {
 	adminSrv      *http.Server
 	serverURL     string
 	compactMu     sync.Mutex
+	admin         kubernetes.Interface
+	apiArgs       []string
+	verbosity     int
+	port          int
+	logsApplied   bool
+	starts        int
+	restartReq    chan chan error // served by the main loop, which owns apiserverDone
+}
+
+// startAPIServer runs kube-apiserver in this process on listener (the same
+// flags every time; a restart reuses the port).
+func (h *harness) startAPIServer(listener net.Listener) error {
+	s := options.NewServerRunOptions()
+	pfs := pflag.NewFlagSet("kube-apiserver", pflag.ContinueOnError)
+	for _, f := range s.Flags().FlagSets {
+		pfs.AddFlagSet(f)
+	}
+	if err := pfs.Parse(h.apiArgs); err != nil {
+		listener.Close()
+		return fmt.Errorf("kube-apiserver flags: %w", err)
+	}
+	s.SecureServing.Listener = listener
+	s.SecureServing.BindPort = h.port
+	if err := s.GenericServerRunOptions.ComponentGlobalsRegistry.Set(); err != nil {
+		listener.Close()
+		return err
+	}
+	rest.SetDefaultWarningHandler(rest.NoWarnings{})
+	if !h.logsApplied {
+		featureGate := s.GenericServerRunOptions.ComponentGlobalsRegistry.FeatureGateFor(basecompatibility.DefaultKubeComponent)
+		s.Logs.Verbosity = logsapi.VerbosityLevel(h.verbosity)
+		if err := logsapi.ValidateAndApply(s.Logs, featureGate); err != nil {
+			listener.Close()
+			return err
+		}
+		h.logsApplied = true
+	}
+	apiCtx, cancelAPI := context.WithCancel(context.Background())
+	completed, err := s.Complete(apiCtx)
+	if err != nil {
+		cancelAPI()
+		listener.Close()
+		return fmt.Errorf("kube-apiserver options: %w", err)
+	}
+	if errs := completed.Validate(); len(errs) != 0 {
+		cancelAPI()
+		listener.Close()
+		return fmt.Errorf("kube-apiserver options: %w", utilerrors.NewAggregate(errs))
+	}
+	// informer names are process-global and unique: one per start
+	h.starts++
+	completed.InformerName, err = cache.NewInformerName(fmt.Sprintf("kube-apiserver-%d", h.starts))
+	if err != nil {
+		cancelAPI()
+		listener.Close()
+		return err
+	}
+	h.cancelAPI = cancelAPI
+	done := make(chan error, 1)
+	h.apiserverDone = done
+	go func() { done <- app.Run(apiCtx, completed) }()
+	return nil
+}
+
+// stopAPIServer stops kube-apiserver and waits (at most 60s) for it.
+func (h *harness) stopAPIServer() {
+	if h.cancelAPI == nil {
+		return
+	}
+	h.cancelAPI()
+	h.cancelAPI = nil
+	if h.apiserverDone != nil {
+		select {
+		case err := <-h.apiserverDone:
+			if err != nil {
+				logf("kube-apiserver stopped with: %v", err)
+			}
+		case <-time.After(60 * time.Second):
+			logf("kube-apiserver did not stop within 60s")
+		}
+		h.apiserverDone = nil
+	}
+}
+
+// restartAPIServer stops kube-apiserver and starts a new one on the same
+// port and etcd: every connection is cut, and the new watch cache starts at
+// etcd's current revision, so watches from older resourceVersions get 410.
+func (h *harness) restartAPIServer(ctx context.Context) error {
+	logf("restarting kube-apiserver")
+	h.stopAPIServer()
+	var l net.Listener
+	var err error
+	for i := 0; i < 100; i++ {
+		l, err = net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", h.port))
+		if err == nil {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if err != nil {
+		return fmt.Errorf("listen again on port %d: %w", h.port, err)
+	}
+	if err := h.startAPIServer(l); err != nil {
+		return err
+	}
+	if err := waitReady(ctx, h.admin, h.apiserverDone); err != nil {
+		return err
+	}
+	logf("kube-apiserver restarted")
+	return nil
 }
 
 func (h *harness) stop() {
@@ -198,19 +334,7 @@ func (h *harness) stop() {
 	if h.adminSrv != nil {
 		h.adminSrv.Close()
 	}
-	if h.cancelAPI != nil {
-		h.cancelAPI()
-		if h.apiserverDone != nil {
-			select {
-			case err := <-h.apiserverDone:
-				if err != nil {
-					logf("kube-apiserver stopped with: %v", err)
-				}
-			case <-time.After(60 * time.Second):
-				logf("kube-apiserver did not stop within 60s")
-			}
-		}
-	}
+	h.stopAPIServer()
 	logf("stopping etcd")
 	if h.etcdClient != nil {
 		h.etcdClient.Close()
@@ -271,7 +395,7 @@ func freePort() (int, error) {
 }
 
 func start(ctx context.Context, cfg *config) (*harness, error) {
-	h := &harness{}
+	h := &harness{restartReq: make(chan chan error)}
 	var err error
 	if err = os.MkdirAll(cfg.kubeconfigDir, 0o700); err != nil {
 		return nil, err
@@ -355,12 +479,7 @@ func start(ctx context.Context, cfg *config) (*harness, error) {
 	port := listener.Addr().(*net.TCPAddr).Port
 	h.serverURL = fmt.Sprintf("https://127.0.0.1:%d", port)
 
-	s := options.NewServerRunOptions()
-	pfs := pflag.NewFlagSet("kube-apiserver", pflag.ContinueOnError)
-	for _, f := range s.Flags().FlagSets {
-		pfs.AddFlagSet(f)
-	}
-	args := []string{
+	h.apiArgs = []string{
 		"--advertise-address=127.0.0.1",
 		"--bind-address=127.0.0.1",
 		"--etcd-servers=" + curl.String(),
@@ -377,33 +496,12 @@ func start(ctx context.Context, cfg *config) (*harness, error) {
 		"--profiling=false",
 		"--cert-dir=" + filepath.Join(h.tmpDir, "certs"),
 	}
-	args = append(args, cfg.extraArgs...)
-	if err := pfs.Parse(args); err != nil {
-		return h, fmt.Errorf("kube-apiserver flags: %w", err)
-	}
-	s.SecureServing.Listener = listener
-	s.SecureServing.BindPort = port
-	if err := s.GenericServerRunOptions.ComponentGlobalsRegistry.Set(); err != nil {
+	h.apiArgs = append(h.apiArgs, cfg.extraArgs...)
+	h.verbosity = cfg.verbosity
+	h.port = port
+	if err := h.startAPIServer(listener); err != nil {
 		return h, err
 	}
-	rest.SetDefaultWarningHandler(rest.NoWarnings{})
-	featureGate := s.GenericServerRunOptions.ComponentGlobalsRegistry.FeatureGateFor(basecompatibility.DefaultKubeComponent)
-	s.Logs.Verbosity = logsapi.VerbosityLevel(cfg.verbosity)
-	if err := logsapi.ValidateAndApply(s.Logs, featureGate); err != nil {
-		return h, err
-	}
-
-	apiCtx, cancelAPI := context.WithCancel(context.Background())
-	h.cancelAPI = cancelAPI
-	completed, err := s.Complete(apiCtx)
-	if err != nil {
-		return h, fmt.Errorf("kube-apiserver options: %w", err)
-	}
-	if errs := completed.Validate(); len(errs) != 0 {
-		return h, fmt.Errorf("kube-apiserver options: %w", utilerrors.NewAggregate(errs))
-	}
-	h.apiserverDone = make(chan error, 1)
-	go func() { h.apiserverDone <- app.Run(apiCtx, completed) }()
 
 	// admin identity
 	adminCfg := &rest.Config{
@@ -420,6 +518,7 @@ func start(ctx context.Context, cfg *config) (*harness, error) {
 	if err != nil {
 		return h, err
 	}
+	h.admin = admin
 	if err := waitReady(ctx, admin, h.apiserverDone); err != nil {
 		return h, err
 	}
@@ -474,6 +573,24 @@ func start(ctx context.Context, cfg *config) (*harness, error) {
 		logf("compacted at revision %d", rev)
 		w.Header().Set("Content-Type", "application/json")
 		fmt.Fprintf(w, "{\"revision\":%d}\n", rev)
+	})
+	mux.HandleFunc("/restart", func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodPost {
+			http.Error(w, "POST only", http.StatusMethodNotAllowed)
+			return
+		}
+		reply := make(chan error, 1)
+		select {
+		case h.restartReq <- reply:
+		case <-r.Context().Done():
+			return
+		}
+		if err := <-reply; err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprintf(w, "{\"restarted\":true}\n")
 	})
 	mux.HandleFunc("/revision", func(w http.ResponseWriter, r *http.Request) {
 		rev, err := h.revision(r.Context())

@@ -8,6 +8,9 @@
 # kube-apiserver's watch cache keeps serving events newer than its own start
 # whatever etcd compacted (its window, not compaction, makes watches expire).
 #
+# Then the harness restarts kube-apiserver (POST /restart): an open watch is
+# cut, and the watch from the old resourceVersion gets 410 Expired.
+#
 # Part 2, on a second harness started here with --watch-cache=false (watches
 # then go to etcd): after compaction a watch from the old resourceVersion
 # must end in a 410 (an HTTP 410, or a 200 stream whose first event is an
@@ -69,6 +72,20 @@ echo "compacted: $(curl -sS -X POST "$KC_REAL_ADMIN_URL/compact")"
 exact_list_410 $NS
 code=$(c -o "$W/watch1.json" -w '%{http_code}' "$SERVER/api/v1/namespaces/$NS/configmaps?watch=1&resourceVersion=$OLD&timeoutSeconds=1")
 echo "watch from $OLD with the watch cache (not judged): HTTP $code, $(grep -c '"type"' "$W/watch1.json") events, first: $(head -c 60 "$W/watch1.json")"
+# a restart of kube-apiserver cuts open watches, and its new watch cache
+# starts at etcd's current revision: now the watch from OLD gets 410
+c -o "$W/cut.json" "$SERVER/api/v1/namespaces/$NS/configmaps?watch=1&resourceVersion=$NEW&timeoutSeconds=120" &
+CPID=$!
+sleep 0.5
+echo "restart: $(curl -sS -X POST "$KC_REAL_ADMIN_URL/restart")"
+for _ in $(seq 1 50); do kill -0 $CPID 2>/dev/null || break; sleep 0.1; done
+if kill -0 $CPID 2>/dev/null; then kill $CPID; fail "an open watch survived the restart"; fi
+wait $CPID || true
+echo "open watch cut by the restart"
+code=$(c -o "$W/watch2.json" -w '%{http_code}' "$SERVER/api/v1/namespaces/$NS/configmaps?watch=1&resourceVersion=$OLD&timeoutSeconds=1")
+echo "watch from $OLD after restart: HTTP $code: $(head -c 300 "$W/watch2.json")"
+{ [ "$code" = 410 ] || grep -Eq '"type":"ERROR".*"code":410' "$W/watch2.json"; } \
+    || fail "watch from an old resourceVersion after restart did not get 410"
 k delete namespace $NS --wait=false >/dev/null
 
 echo "--- part 2: own server, --watch-cache=false"
