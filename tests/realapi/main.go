@@ -223,12 +223,59 @@ type harness struct {
 	port          int
 	logsApplied   bool
 	starts        int
+	listener      *trackingListener
 	restartReq    chan chan error // served by the main loop, which owns apiserverDone
+}
+
+// trackingListener remembers the connections it accepted, so that a stop
+// can cut them (open watches would otherwise hold kube-apiserver's HTTP
+// server for its 60s shutdown timeout).
+type trackingListener struct {
+	net.Listener
+	mu    sync.Mutex
+	conns map[net.Conn]struct{}
+}
+
+type trackedConn struct {
+	net.Conn
+	l *trackingListener
+}
+
+func (c *trackedConn) Close() error {
+	c.l.mu.Lock()
+	delete(c.l.conns, c.Conn)
+	c.l.mu.Unlock()
+	return c.Conn.Close()
+}
+
+func (l *trackingListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	l.mu.Lock()
+	l.conns[c] = struct{}{}
+	l.mu.Unlock()
+	return &trackedConn{Conn: c, l: l}, nil
+}
+
+func (l *trackingListener) closeAll() {
+	l.mu.Lock()
+	conns := make([]net.Conn, 0, len(l.conns))
+	for c := range l.conns {
+		conns = append(conns, c)
+	}
+	l.mu.Unlock()
+	for _, c := range conns {
+		c.Close()
+	}
 }
 
 // startAPIServer runs kube-apiserver in this process on listener (the same
 // flags every time; a restart reuses the port).
-func (h *harness) startAPIServer(listener net.Listener) error {
+func (h *harness) startAPIServer(plain net.Listener) error {
+	listener := &trackingListener{Listener: plain, conns: map[net.Conn]struct{}{}}
+	h.listener = listener
 	s := options.NewServerRunOptions()
 	pfs := pflag.NewFlagSet("kube-apiserver", pflag.ContinueOnError)
 	for _, f := range s.Flags().FlagSets {
@@ -289,13 +336,26 @@ func (h *harness) stopAPIServer() {
 	h.cancelAPI()
 	h.cancelAPI = nil
 	if h.apiserverDone != nil {
-		select {
-		case err := <-h.apiserverDone:
-			if err != nil {
-				logf("kube-apiserver stopped with: %v", err)
+		// after a 1s grace the open connections (watches) are cut, as when
+		// a real kube-apiserver goes away
+		grace := time.NewTimer(time.Second)
+		defer grace.Stop()
+		limit := time.NewTimer(60 * time.Second)
+		defer limit.Stop()
+	wait:
+		for {
+			select {
+			case err := <-h.apiserverDone:
+				if err != nil {
+					logf("kube-apiserver stopped with: %v", err)
+				}
+				break wait
+			case <-grace.C:
+				h.listener.closeAll()
+			case <-limit.C:
+				logf("kube-apiserver did not stop within 60s")
+				break wait
 			}
-		case <-time.After(60 * time.Second):
-			logf("kube-apiserver did not stop within 60s")
 		}
 		h.apiserverDone = nil
 	}
