@@ -18,6 +18,7 @@ cleanup() {
     rm -rf "$work"
 }
 trap cleanup EXIT
+trap 'exit 1' INT TERM
 "$B/kcache-fakeapi" --listen 127.0.0.1:0 --kubeconfig-out "$work/kubeconfig" \
     >"$work/ready" 2>"$work/server.log" &
 pid=$!
