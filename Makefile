@@ -151,3 +151,9 @@ help:
 
 # keep objects of pattern-built programs between runs
 .SECONDARY:
+
+# Integration tests against a real etcd + kube-apiserver (a Go harness,
+# test-only; built into $(BUILD)/realapi, cached).  Skips without Go.
+test-real: all
+	@KC_BUILD=$(BUILD) tests/realapi/run.sh
+.PHONY: test-real
