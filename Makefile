@@ -48,6 +48,7 @@ TEST_SH := $(wildcard tests/test_*.sh)
 BENCH_SRC := $(wildcard bench/bench_*.c)
 BENCH_BIN := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 CMD_BIN := $(patsubst cmd/%.c,$(BUILD)/%,$(wildcard cmd/*.c))
+EXAMPLE_BIN := $(patsubst examples/%.c,$(BUILD)/examples/%,$(wildcard examples/*.c))
 ifneq ($(wildcard tests/fakeapi/main.c),)
 CMD_BIN += $(BUILD)/kcache-fakeapi
 endif
@@ -60,7 +61,7 @@ TEST_LIBS := $(FAKE_LIB) $(STATIC_LIB)
 .PHONY: all lib test asan tsan bench install uninstall clean help deps
 .DEFAULT_GOAL := all
 
-all: lib $(CMD_BIN) $(TEST_BIN) $(BENCH_BIN)
+all: lib $(CMD_BIN) $(EXAMPLE_BIN) $(TEST_BIN) $(BENCH_BIN)
 
 lib: $(STATIC_LIB) $(SHARED_LIB)
 
@@ -94,6 +95,10 @@ $(BUILD)/kcache-fakeapi: $(BUILD)/obj/tests/fakeapi/main.o $(TEST_LIBS)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(TEST_LIBS) $(LIBS)
 
 $(BUILD)/%: $(BUILD)/obj/cmd/%.o $(STATIC_LIB)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(STATIC_LIB) $(LIBS)
+
+$(BUILD)/examples/%: $(BUILD)/obj/examples/%.o $(STATIC_LIB)
+	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(STATIC_LIB) $(LIBS)
 
 $(BUILD)/tests/%: $(BUILD)/obj/tests/%.o $(TEST_LIBS)
