@@ -85,10 +85,10 @@ export HOME=$run_dir/home
 export KUBECONFIG=$run_dir/kubeconfig
 
 if [ $plain = 0 ] && [ -t 1 ]; then tty=1; else tty=0; fi
-if [ $tty = 1 ]; then B=$'\033[1m' G=$'\033[32m' R=$'\033[31m' N=$'\033[0m'; else B= G= R= N=; fi
+if [ $tty = 1 ]; then B=$'\033[1m' G=$'\033[32m' R=$'\033[31m' N=$'\033[0m'; else B='' G='' R='' N=''; fi
 say() { echo "${B}==>${N} $*"; }
 
-fake_pid= ctrl_pid= drive_pid= mon_pid=
+fake_pid='' ctrl_pid='' drive_pid='' mon_pid=''
 interrupted=0
 
 # stop PID [SECS]: SIGTERM, then SIGKILL after SECS (default 5).  Sets
@@ -183,12 +183,11 @@ stop "$drive_pid" 5; drive_pid=
 
 ctrl_alive=1
 kill -0 "$ctrl_pid" 2>/dev/null || ctrl_alive=0
-converged=0
 if [ $ctrl_alive = 1 ]; then
     # Let the controller catch up with the last changes (bounded).
     end=$((SECONDS + settle))
     while :; do
-        if python3 "$demo_py" check > "$run_dir/settle.out" 2>&1; then converged=1; break; fi
+        python3 "$demo_py" check > "$run_dir/settle.out" 2>&1 && break
         [ $SECONDS -ge $end ] && break
         kill -0 "$ctrl_pid" 2>/dev/null || break
         sleep 1

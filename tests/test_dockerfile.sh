@@ -10,7 +10,7 @@
 #   (-Wl,--as-needed), every shared library it needs comes from a package the
 #   runtime stage installs (or libc6, which the base image has).
 set -u
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 1
 build=${KC_BUILD:-build}
 fails=0
 ok()   { echo "ok: $*"; }

@@ -6,7 +6,7 @@
 # branch has no kcache-controller or fake API server program yet, and under
 # the sanitizer builds (the demo builds and runs the plain build).
 set -u
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 1
 root=$(pwd)
 
 if [ -n "${KC_SANITIZER:-}" ]; then

@@ -6,7 +6,7 @@
 # exists, `kubectl apply -k manifests/` against it creates every object and
 # `kubectl delete -k manifests/` removes them all.
 set -u
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 1
 build=${KC_BUILD:-build}
 fails=0
 ok()   { echo "ok: $*"; }
