@@ -147,7 +147,7 @@ say "fake API server ready at $server (kubeconfig: $KUBECONFIG)"
 
 say "creating the scenario: namespaces, annotated sources, a foreign object, bulk objects"
 if ! python3 "$demo_py" scenario > "$run_dir/scenario.yaml" ||
-   ! kubectl create -f "$run_dir/scenario.yaml" > "$run_dir/scenario.out" 2>&1; then
+   ! kubectl create --validate=false -f "$run_dir/scenario.yaml" > "$run_dir/scenario.out" 2>&1; then
     fail_start "kubectl create of the scenario failed" "$run_dir/scenario.out"
 fi
 echo "    $(grep -c . "$run_dir/scenario.out") objects created; sources:"
@@ -167,6 +167,8 @@ if ! python3 "$demo_py" wait-http "http://127.0.0.1:$hport/readyz" --timeout 30 
 fi
 say "controller ready (caches synced); making changes for ${duration}s (Ctrl-C stops early)"
 
+DEMO_T0=$(date +%s.%N)
+export DEMO_T0
 setsid python3 "$demo_py" drive --duration "$duration" --seed "$seed" --rate "$rate" \
     > "$run_dir/changes.log" 2>&1 < /dev/null &
 drive_pid=$!

@@ -131,6 +131,15 @@ def kind_arg(kind):
 
 # ---------------------------------------------------------------- drive
 
+def t0_offset():
+    """Seconds since run-demo.sh's clock started (env DEMO_T0, Unix time), so
+    that the driver's and the monitor's timestamps agree."""
+    try:
+        return max(0.0, time.time() - float(os.environ["DEMO_T0"]))
+    except (KeyError, ValueError):
+        return 0.0
+
+
 class Stop(Exception):
     pass
 
@@ -154,7 +163,7 @@ def drive(argv):
     signal.signal(signal.SIGINT, signal.SIG_IGN)   # run-demo.sh decides when to stop
 
     rnd = random.Random(seed)
-    start = time.monotonic()
+    start = time.monotonic() - t0_offset()
     live = [(s["kind"], s["metadata"]["namespace"], s["metadata"]["name"])
             for s in sources() if ANN_TO in s["metadata"].get("annotations", {})]
     copies = {  # a few copies to tamper with: (kind, ns, name)
@@ -190,14 +199,14 @@ def drive(argv):
             while timeline and now >= timeline[0][0] * duration:
                 what = timeline.pop(0)[1]
                 if what == "namespace":
-                    do("namespace %s created (matches staging-*)" % LATE_NAMESPACE, "create", "-f", "-",
+                    do("namespace %s created (matches staging-*)" % LATE_NAMESPACE, "create", "--validate=false", "-f", "-",
                        stdin=json.dumps({"apiVersion": "v1", "kind": "Namespace",
                                          "metadata": {"name": LATE_NAMESPACE}}))
                 elif what == "new-source":
                     obj = {"apiVersion": "v1", "kind": "ConfigMap",
                            "metadata": meta("ca-bundle", "platform", {"app": "pki"}, "team-*,prod"),
                            "data": {"ca.crt": "demo CA bundle\n"}}
-                    if do("source platform/ca-bundle created (team-*,prod)", "create", "-f", "-",
+                    if do("source platform/ca-bundle created (team-*,prod)", "create", "--validate=false", "-f", "-",
                           stdin=json.dumps(obj)):
                         live.append(("ConfigMap", "platform", "ca-bundle"))
                 elif what == "narrow":
@@ -428,7 +437,7 @@ def monitor(argv):
     stop = []
     signal.signal(signal.SIGTERM, lambda s, f: stop.append(1))
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    start = time.monotonic()
+    start = time.monotonic() - t0_offset()
     prev = None
     replicas = "?"
     last_state = 0.0
