@@ -1,0 +1,81 @@
+/*
+ * Private to cache/: the object layout and the key hash, shared by
+ * kc_obj.c (which builds objects) and kc_cache.c (which stores them).
+ */
+#ifndef KC_CACHE_INT_H
+#define KC_CACHE_INT_H
+
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "kc_cache.h"
+
+/* One allocation per object: this header, then data[]:
+ *   ns \0 name \0 uid \0 rv \0
+ *   labels:  (key \0 value \0) * nlabels
+ *   owners:  (apiVersion \0 kind \0 name \0 uid \0 flags-byte) * nowners
+ *   json \0
+ * Offsets are from data.  Everything but refs is written once, before the
+ * object is published, and never changes. */
+struct kc_obj {
+    atomic_uint refs;
+    uint32_t json_len;
+    int64_t generation;
+    uint32_t rv_off, labels_off, owners_off, json_off; /* uid follows name */
+    uint16_t ns_len, name_len;
+    uint16_t nlabels, nowners;
+    uint8_t flags;          /* KC__OBJ_DELETING */
+    char data[];
+};
+
+/* Bytes before data[] (sizeof may add tail padding we do not need). */
+#define KC__OBJ_HDR offsetof(struct kc_obj, data)
+
+#define KC__OBJ_DELETING 1u
+#define KC__OWNER_CONTROLLER 1u
+#define KC__OWNER_BLOCK 2u
+
+static inline const char *kc__obj_ns(const kc_obj_t *o) { return o->data; }
+static inline const char *kc__obj_name(const kc_obj_t *o) { return o->data + o->ns_len + 1; }
+
+static inline uint64_t kc__mix(uint64_t a, uint64_t b)
+{
+    __uint128_t r = (__uint128_t)a * b;
+    return (uint64_t)r ^ (uint64_t)(r >> 64);
+}
+
+/* A fast 64-bit hash (multiply-mix over 8-byte words).  Not meant to resist
+ * chosen keys: names come from the API server. */
+static inline uint64_t kc__hash_bytes(const char *p, size_t n, uint64_t seed)
+{
+    uint64_t h = seed ^ ((uint64_t)n * 0x9e3779b97f4a7c15ULL);
+
+    while (n >= 8) {
+        uint64_t w;
+        memcpy(&w, p, 8);
+        h = kc__mix(h ^ w, 0xa0761d6478bd642fULL);
+        p += 8;
+        n -= 8;
+    }
+    if (n) {
+        uint64_t w = 0;
+        memcpy(&w, p, n);
+        h = kc__mix(h ^ w, 0xe7037ed1a0b428dbULL);
+    }
+    return kc__mix(h, 0x8ebc6af09c88c6e3ULL);
+}
+
+static inline uint64_t kc__key_hash(const char *ns, size_t ns_len, const char *name,
+                                    size_t name_len)
+{
+    return kc__hash_bytes(name, name_len, kc__hash_bytes(ns, ns_len, 0x243f6a8885a308d3ULL));
+}
+
+static inline uint64_t kc__obj_hash(const kc_obj_t *o)
+{
+    return kc__key_hash(o->data, o->ns_len, o->data + o->ns_len + 1, o->name_len);
+}
+
+#endif

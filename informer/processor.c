@@ -1,0 +1,441 @@
+/*
+ * The per-handler event processor: a bounded, coalescing, per-key-ordered
+ * queue and the thread that delivers it to one handler.
+ *
+ * Model.  For every key the handler has a view: absent, or the object it
+ * was last given.  The informer pushes events that move its own view; the
+ * processor keeps, per key with undelivered events, a pending entry
+ *     base  the handler's view before the pending events (NULL: absent)
+ *     del   a Delete to deliver first (the deleted object), or NULL
+ *     cur   the newest object after the pending events (NULL: absent)
+ * and delivers it as: Delete(del) if del; then, if cur, Add(cur) when del
+ * is set or base is NULL, else Update(base, cur).  An entry with neither
+ * del nor cur has nothing to say (an Add then Delete of a key the handler
+ * never saw) and is removed.  Because the informer's view after an event
+ * is what the handler's view will be after the entry is delivered, a new
+ * entry's base is the informer's view before the event: the old object of
+ * an Update, the object of a Delete, NULL for an Add.  So the handler's
+ * per-key history is always valid (no Delete or Update of a key it lacks,
+ * no Add of a key it has) and its final state equals the informer's.
+ *
+ * Bound.  Entries are keyed: events for a key with an entry merge into it
+ * and never block; a new key waits while backlog_max entries are pending
+ * (backpressure on the informer).  Entries leave in FIFO order of their
+ * first event.
+ *
+ * Locking.  One mutex protects the table, the queue, the flags and the
+ * counters.  The delivery thread locks, unlinks the head entry, unlocks,
+ * and only then calls the handler.  Objects are referenced by the entry;
+ * the references are released after delivery, outside the lock.
+ */
+#include "informer_int.h"
+
+#include <errno.h>
+#include <string.h>
+
+typedef struct pend {
+    struct pend *hnext;        /* hash chain */
+    struct pend *qprev, *qnext; /* FIFO */
+    uint64_t hash;
+    kc_obj_t *base;
+    kc_obj_t *del;
+    kc_obj_t *cur;
+    int del_unknown;
+    char *name;                /* points into key after the namespace */
+    char key[];                /* "ns\0name\0" */
+} pend_t;
+
+struct kc__proc {
+    kc_handler_t h;
+    size_t backlog_max;
+    const kc_logger_t *log;
+    pthread_t thread;
+    int thread_started;        /* only start/stop touch it */
+
+    pthread_mutex_t mu;
+    /* protected by mu: */
+    pthread_cond_t work;       /* signalled: new entry, stop */
+    pthread_cond_t room;       /* signalled: entry removed, idle, stop */
+    pend_t **tab;
+    size_t tab_size;           /* power of two */
+    size_t count;              /* entries pending */
+    pend_t *qhead, *qtail;
+    int delivering;            /* thread is inside a callback */
+    int stopping;
+    kc_handler_stats_t st;
+};
+
+static uint64_t key_hash(const char *ns, const char *name)
+{
+    uint64_t h = 1469598103934665603ull;
+
+    for (; *ns; ns++)
+        h = (h ^ (unsigned char)*ns) * 1099511628211ull;
+    h = (h ^ 0xff) * 1099511628211ull;
+    for (; *name; name++)
+        h = (h ^ (unsigned char)*name) * 1099511628211ull;
+    return h ^ (h >> 29);
+}
+
+static const char *obj_ns(kc_obj_t *o)
+{
+    const char *s = kc_obj_namespace(o);
+    return s ? s : "";
+}
+
+static const char *obj_name(kc_obj_t *o)
+{
+    const char *s = kc_obj_name(o);
+    return s ? s : "";
+}
+
+int kc__proc_new(const kc_handler_t *h, size_t backlog_max, const kc_logger_t *log,
+                 kc__proc_t **out)
+{
+    kc__proc_t *p;
+
+    *out = NULL;
+    p = calloc(1, sizeof(*p));
+    if (p == NULL)
+        return -ENOMEM;
+    p->h = *h;
+    p->backlog_max = backlog_max ? backlog_max : 1;
+    p->log = log;
+    p->tab_size = 64;
+    p->tab = calloc(p->tab_size, sizeof(*p->tab));
+    if (p->tab == NULL)
+        goto fail_tab;
+    if (kc__mu_init(&p->mu) != 0)
+        goto fail_mu;
+    if (kc__cond_init(&p->work) != 0)
+        goto fail_work;
+    if (kc__cond_init(&p->room) != 0)
+        goto fail_room;
+    *out = p;
+    return 0;
+
+fail_room:
+    pthread_cond_destroy(&p->work);
+fail_work:
+    pthread_mutex_destroy(&p->mu);
+fail_mu:
+    free(p->tab);
+fail_tab:
+    free(p);
+    return -ENOMEM;
+}
+
+/* Called with mu held. */
+static pend_t *lookup(kc__proc_t *p, const char *ns, const char *name, uint64_t h)
+{
+    pend_t *e;
+
+    for (e = p->tab[h & (p->tab_size - 1)]; e; e = e->hnext)
+        if (e->hash == h && strcmp(e->key, ns) == 0 && strcmp(e->name, name) == 0)
+            return e;
+    return NULL;
+}
+
+/* Called with mu held.  Growing is best-effort: a failed allocation leaves
+ * longer chains, never a lost entry. */
+static void maybe_grow(kc__proc_t *p)
+{
+    pend_t **nt;
+    size_t ns, i;
+
+    if (p->count < p->tab_size)
+        return;
+    ns = p->tab_size * 2;
+    nt = calloc(ns, sizeof(*nt));
+    if (nt == NULL)
+        return;
+    for (i = 0; i < p->tab_size; i++) {
+        pend_t *e = p->tab[i], *next;
+        for (; e; e = next) {
+            next = e->hnext;
+            e->hnext = nt[e->hash & (ns - 1)];
+            nt[e->hash & (ns - 1)] = e;
+        }
+    }
+    free(p->tab);
+    p->tab = nt;
+    p->tab_size = ns;
+}
+
+/* Unlink e from the table and the queue (mu held); does not free it. */
+static void unlink_entry(kc__proc_t *p, pend_t *e)
+{
+    pend_t **pp = &p->tab[e->hash & (p->tab_size - 1)];
+
+    while (*pp != e)
+        pp = &(*pp)->hnext;
+    *pp = e->hnext;
+    if (e->qprev)
+        e->qprev->qnext = e->qnext;
+    else
+        p->qhead = e->qnext;
+    if (e->qnext)
+        e->qnext->qprev = e->qprev;
+    else
+        p->qtail = e->qprev;
+    p->count--;
+    pthread_cond_broadcast(&p->room);
+}
+
+static void free_entry(pend_t *e)
+{
+    if (e == NULL)
+        return;
+    if (e->base)
+        kc_obj_unref(e->base);
+    if (e->del)
+        kc_obj_unref(e->del);
+    if (e->cur)
+        kc_obj_unref(e->cur);
+    free(e);
+}
+
+/* Swap *slot to obj (new reference taken), releasing the old one after. */
+static void set_obj(kc_obj_t **slot, kc_obj_t *obj)
+{
+    kc_obj_t *old = *slot;
+
+    *slot = obj ? kc_obj_ref(obj) : NULL;
+    if (old)
+        kc_obj_unref(old);
+}
+
+enum { EV_ADD, EV_UPDATE, EV_DELETE };
+
+/* The heart of it: merge one event into the pending state of its key.
+ * Object reference counting is atomic and takes no lock of ours, so calling
+ * it with mu held is fine (it never calls back). */
+static int push(kc__proc_t *p, int type, kc_obj_t *old, kc_obj_t *obj, int unknown)
+{
+    const char *ns = obj_ns(obj), *name = obj_name(obj);
+    uint64_t h = key_hash(ns, name);
+    pend_t *e, *gone = NULL;
+    size_t nslen, namelen;
+
+    kc__mu_lock(&p->mu);
+    for (;;) {
+        if (p->stopping) {
+            kc__mu_unlock(&p->mu);
+            return KC_ESTOPPED;
+        }
+        e = lookup(p, ns, name, h);
+        if (e != NULL || p->count < p->backlog_max)
+            break;
+        p->st.blocked++;
+        kc__cond_wait_until(&p->room, &p->mu, 0);
+    }
+
+    if (e == NULL) {
+        nslen = strlen(ns);
+        namelen = strlen(name);
+        e = calloc(1, sizeof(*e) + nslen + namelen + 2);
+        if (e == NULL) {
+            kc__mu_unlock(&p->mu);
+            return -ENOMEM;
+        }
+        memcpy(e->key, ns, nslen + 1);
+        e->name = e->key + nslen + 1;
+        memcpy(e->name, name, namelen + 1);
+        e->hash = h;
+        switch (type) {
+        case EV_ADD:
+            set_obj(&e->cur, obj);
+            break;
+        case EV_UPDATE:
+            set_obj(&e->base, old ? old : obj);
+            set_obj(&e->cur, obj);
+            break;
+        default:
+            set_obj(&e->base, obj);
+            set_obj(&e->del, obj);
+            e->del_unknown = unknown;
+            break;
+        }
+        maybe_grow(p);
+        e->hnext = p->tab[h & (p->tab_size - 1)];
+        p->tab[h & (p->tab_size - 1)] = e;
+        e->qprev = p->qtail;
+        e->qnext = NULL;
+        if (p->qtail)
+            p->qtail->qnext = e;
+        else
+            p->qhead = e;
+        p->qtail = e;
+        p->count++;
+        if (p->count > p->st.pending_hwm)
+            p->st.pending_hwm = p->count;
+        pthread_cond_signal(&p->work);
+        kc__mu_unlock(&p->mu);
+        return 0;
+    }
+
+    p->st.coalesced++;
+    switch (type) {
+    case EV_ADD:
+    case EV_UPDATE:
+        /* newest object wins; Add after a pending Delete stays an Add */
+        set_obj(&e->cur, obj);
+        break;
+    default:
+        if (e->del == NULL && e->base != NULL) {
+            /* the handler has the key: this Delete must reach it */
+            set_obj(&e->del, obj);
+            e->del_unknown = unknown;
+        }
+        /* else Delete(a), Add(b), Delete(b): the handler never saw b, so
+         * Delete(a) alone brings it to the final state */
+        set_obj(&e->cur, NULL);
+        if (e->del == NULL) {
+            /* Add(a), Delete(a) of a key the handler never had */
+            unlink_entry(p, e);
+            gone = e;
+        }
+        break;
+    }
+    kc__mu_unlock(&p->mu);
+    free_entry(gone);
+    return 0;
+}
+
+int kc__proc_add(kc__proc_t *p, kc_obj_t *obj)
+{
+    return push(p, EV_ADD, NULL, obj, 0);
+}
+
+int kc__proc_update(kc__proc_t *p, kc_obj_t *old, kc_obj_t *new_obj)
+{
+    return push(p, EV_UPDATE, old, new_obj, 0);
+}
+
+int kc__proc_delete(kc__proc_t *p, kc_obj_t *obj, int final_state_unknown)
+{
+    return push(p, EV_DELETE, NULL, obj, final_state_unknown ? 1 : 0);
+}
+
+static void *proc_main(void *arg)
+{
+    kc__proc_t *p = arg;
+    pend_t *e;
+
+    kc__mu_lock(&p->mu);
+    for (;;) {
+        while (!p->stopping && p->qhead == NULL)
+            kc__cond_wait_until(&p->work, &p->mu, 0);
+        if (p->stopping)
+            break;
+        e = p->qhead;
+        unlink_entry(p, e);
+        p->delivering = 1;
+        if (e->del)
+            p->st.deletes++;
+        if (e->cur) {
+            if (e->del || e->base == NULL)
+                p->st.adds++;
+            else
+                p->st.updates++;
+        }
+        kc__mu_unlock(&p->mu);
+
+        /* no lock held from here: the handler may block or call the cache */
+        if (e->del && p->h.on_delete)
+            p->h.on_delete(p->h.ud, e->del, e->del_unknown);
+        if (e->cur) {
+            if (e->del || e->base == NULL) {
+                if (p->h.on_add)
+                    p->h.on_add(p->h.ud, e->cur);
+            } else if (p->h.on_update) {
+                p->h.on_update(p->h.ud, e->base, e->cur);
+            }
+        }
+        free_entry(e);
+
+        kc__mu_lock(&p->mu);
+        p->delivering = 0;
+        if (p->qhead == NULL)
+            pthread_cond_broadcast(&p->room);
+    }
+    kc__mu_unlock(&p->mu);
+    return NULL;
+}
+
+int kc__proc_start(kc__proc_t *p)
+{
+    int rc;
+
+    if (p->thread_started)
+        return KC_EBUSY;
+    rc = pthread_create(&p->thread, NULL, proc_main, p);
+    if (rc != 0)
+        return -rc;
+    p->thread_started = 1;
+    return 0;
+}
+
+int kc__proc_wait_idle(kc__proc_t *p, long timeout_ms)
+{
+    uint64_t deadline = timeout_ms < 0 ? 0 : kc_now_ns() + (uint64_t)timeout_ms * 1000000ull;
+    int rc = 0;
+
+    kc__mu_lock(&p->mu);
+    while (!p->stopping && (p->qhead != NULL || p->delivering)) {
+        if (kc__cond_wait_until(&p->room, &p->mu, deadline) == ETIMEDOUT) {
+            rc = KC_ETIMEOUT;
+            break;
+        }
+    }
+    kc__mu_unlock(&p->mu);
+    return rc;
+}
+
+void kc__proc_stop(kc__proc_t *p)
+{
+    pend_t *e, *list;
+
+    if (p == NULL)
+        return;
+    kc__mu_lock(&p->mu);
+    p->stopping = 1;
+    pthread_cond_broadcast(&p->work);
+    pthread_cond_broadcast(&p->room);
+    kc__mu_unlock(&p->mu);
+    if (p->thread_started) {
+        pthread_join(p->thread, NULL);
+        p->thread_started = 0;
+    }
+    kc__mu_lock(&p->mu);
+    list = p->qhead;
+    p->qhead = p->qtail = NULL;
+    memset(p->tab, 0, p->tab_size * sizeof(*p->tab));
+    p->count = 0;
+    kc__mu_unlock(&p->mu);
+    while (list) {
+        e = list;
+        list = e->qnext;
+        free_entry(e);
+    }
+}
+
+void kc__proc_free(kc__proc_t *p)
+{
+    if (p == NULL)
+        return;
+    kc__proc_stop(p);
+    pthread_cond_destroy(&p->room);
+    pthread_cond_destroy(&p->work);
+    pthread_mutex_destroy(&p->mu);
+    free(p->tab);
+    free(p);
+}
+
+void kc__proc_stats(kc__proc_t *p, kc_handler_stats_t *out)
+{
+    kc__mu_lock(&p->mu);
+    *out = p->st;
+    out->pending = p->count;
+    kc__mu_unlock(&p->mu);
+}

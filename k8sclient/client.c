@@ -1,0 +1,1848 @@
+/*
+ * The HTTPS transport and REST verbs: one kc_client_t shared by all
+ * threads of a program.
+ *
+ * Connections: each request borrows a "slot" (a curl multi handle with one
+ * easy handle) from a mutex-protected pool and returns it afterwards, so a
+ * handle is never used by two threads at once and a thread's next request
+ * reuses the connection the slot kept open.  DNS results and TLS sessions
+ * are shared between slots through a CURLSH with its own per-data locks.
+ * The transfer is driven with curl_multi_poll in slices of 100 ms so a
+ * cancel flag and the watch idle guard are looked at that often.
+ *
+ * Credentials: a static token, a token file (re-read whenever its identity
+ * (inode, size, mtime) changes, and after a 401), basic auth, client
+ * certificates from memory, or an exec plugin (kept until it expires, run
+ * again after a 401).  The current credential lives under auth_mu; a
+ * request copies what it needs under the lock and never holds it while
+ * reading files, running the plugin or talking to the server.  One thread
+ * at a time refreshes (auth_refreshing + auth_cv); the others wait for its
+ * result.
+ *
+ * Rate limit: a token bucket under rl_mu; a request reserves a token and
+ * sleeps, without the lock, until it is due.
+ *
+ * Retries: 429 (any verb, waiting Retry-After when given), 5xx and dropped
+ * connections for idempotent verbs (GET, PUT, DELETE), connection refused
+ * for any verb (nothing was sent), each after exponential backoff with full
+ * jitter, at most max_retries times.  A 401 refreshes a refreshable
+ * credential and tries once more.
+ *
+ * Locks: pool_mu, rl_mu, auth_mu, disc_mu and the share locks are leaves:
+ * none is taken while another is held, and none is held across a curl
+ * call, a callback, JSON parsing or logging.  Tokens and keys never reach
+ * the logger or a status message.
+ */
+#include "client_int.h"
+#include "kc_json.h"
+
+#include <cjson/cJSON.h>
+#include <curl/curl.h>
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#define POLL_SLICE_MS 100
+#define MAX_IDLE_SLOTS 64
+#define MAX_ERROR_BODY (64u << 10)
+#define EXEC_TIMEOUT_MS 60000
+#define EXEC_EXPIRY_LEEWAY_S 5.0
+
+const kc_resource_t kc_res_configmaps = {"", "v1", "configmaps", "ConfigMap", 1};
+const kc_resource_t kc_res_secrets = {"", "v1", "secrets", "Secret", 1};
+const kc_resource_t kc_res_namespaces = {"", "v1", "namespaces", "Namespace", 0};
+const kc_resource_t kc_res_pods = {"", "v1", "pods", "Pod", 1};
+const kc_resource_t kc_res_services = {"", "v1", "services", "Service", 1};
+const kc_resource_t kc_res_events = {"", "v1", "events", "Event", 1};
+const kc_resource_t kc_res_leases = {"coordination.k8s.io", "v1", "leases", "Lease", 1};
+const kc_resource_t kc_res_deployments = {"apps", "v1", "deployments", "Deployment", 1};
+
+typedef struct slot {
+    CURLM *multi;
+    CURL *easy;
+    struct slot *next;
+} slot_t;
+
+typedef struct disc_entry {
+    char *api_version;
+    char *kind;
+    char *group;
+    char *version;
+    char *resource;
+    kc_resource_t res;
+    struct disc_entry *next;
+} disc_entry_t;
+
+typedef struct token_id {
+    dev_t dev;
+    ino_t ino;
+    off_t size;
+    struct timespec mtime;
+    int valid;
+} token_id_t;
+
+struct kc_client {
+    kc_config_t *cfg;
+    kc_client_opts_t o;        /* user_agent/field_manager point into owned copies */
+    char *user_agent;
+    char *field_manager;
+    char *base;                /* URL prefix requests use (host may be tls-server-name) */
+    char *host;                /* host[:port] for metrics */
+    struct curl_slist *connect_to;
+
+    CURLSH *share;
+    pthread_mutex_t share_mu[CURL_LOCK_DATA_LAST];
+
+    pthread_mutex_t pool_mu;
+    slot_t *idle;              /* protected by pool_mu */
+    size_t nidle;              /* protected by pool_mu */
+
+    pthread_mutex_t rl_mu;
+    double rl_tokens;          /* protected by rl_mu */
+    uint64_t rl_last_ns;       /* protected by rl_mu */
+
+    pthread_mutex_t auth_mu;
+    pthread_cond_t auth_cv;
+    int auth_refreshing;       /* protected by auth_mu */
+    uint64_t auth_gen;         /* protected by auth_mu: bumped on every new credential */
+    char *file_token;          /* protected by auth_mu */
+    token_id_t file_id;        /* protected by auth_mu */
+    kc__exec_cred_t exec_cred; /* protected by auth_mu */
+    int exec_valid;            /* protected by auth_mu */
+
+    pthread_mutex_t disc_mu;
+    disc_entry_t *disc;        /* protected by disc_mu; entries immutable, freed with the client */
+
+    _Atomic uint64_t rng;
+};
+
+/* ------------------------------------------------------------------ */
+/* small things                                                         */
+
+void kc_buf_free(kc_buf_t *b)
+{
+    size_t max;
+
+    if (b == NULL)
+        return;
+    max = b->max;
+    free(b->data);
+    b->data = NULL;
+    b->len = b->cap = 0;
+    b->max = max;
+}
+
+void kc_cancel_set(kc_cancel_t *c)
+{
+    atomic_store(&c->flag, 1);
+}
+
+void kc_cancel_reset(kc_cancel_t *c)
+{
+    atomic_store(&c->flag, 0);
+}
+
+int kc_cancel_is_set(const kc_cancel_t *c)
+{
+    return c != NULL && atomic_load(&((kc_cancel_t *)c)->flag) != 0;
+}
+
+static void lock(pthread_mutex_t *m)
+{
+    if (pthread_mutex_lock(m) != 0)
+        abort();
+}
+
+static void unlock(pthread_mutex_t *m)
+{
+    if (pthread_mutex_unlock(m) != 0)
+        abort();
+}
+
+static int mutex_init(pthread_mutex_t *m)
+{
+    pthread_mutexattr_t a;
+    int rc;
+
+    pthread_mutexattr_init(&a);
+#ifndef NDEBUG
+    pthread_mutexattr_settype(&a, PTHREAD_MUTEX_ERRORCHECK);
+#endif
+    rc = pthread_mutex_init(m, &a);
+    pthread_mutexattr_destroy(&a);
+    return -rc;
+}
+
+static double rand01(kc_client_t *c)
+{
+    uint64_t x = atomic_fetch_add(&c->rng, 0x9e3779b97f4a7c15ull);
+
+    x ^= x >> 30;
+    x *= 0xbf58476d1ce4e5b9ull;
+    x ^= x >> 27;
+    x *= 0x94d049bb133111ebull;
+    x ^= x >> 31;
+    return (double)(x >> 11) / 9007199254740992.0;
+}
+
+/* Sleep ms, waking early (returning KC_ESTOPPED) when cancel is set. */
+static int sleep_ms(double ms, kc_cancel_t *cancel)
+{
+    uint64_t end = kc_now_ns() + (uint64_t)(ms * 1e6);
+
+    for (;;) {
+        uint64_t now = kc_now_ns();
+        struct timespec ts;
+        uint64_t left;
+        if (kc_cancel_is_set(cancel))
+            return KC_ESTOPPED;
+        if (now >= end)
+            return 0;
+        left = end - now;
+        if (left > 50000000ull)
+            left = 50000000ull;
+        ts.tv_sec = (time_t)(left / 1000000000ull);
+        ts.tv_nsec = (long)(left % 1000000000ull);
+        nanosleep(&ts, NULL);
+    }
+}
+
+const char *kc_client_server(const kc_client_t *c)
+{
+    return c->cfg->server;
+}
+
+const char *kc_client_namespace(const kc_client_t *c)
+{
+    return kc_config_namespace(c->cfg);
+}
+
+/* ------------------------------------------------------------------ */
+/* status                                                               */
+
+void kc_status_clear(kc_status_t *st)
+{
+    if (st)
+        memset(st, 0, sizeof(*st));
+}
+
+static const char *reason_for_code(int code)
+{
+    switch (code) {
+    case 400: return "BadRequest";
+    case 401: return "Unauthorized";
+    case 403: return "Forbidden";
+    case 404: return "NotFound";
+    case 405: return "MethodNotAllowed";
+    case 406: return "NotAcceptable";
+    case 409: return "Conflict";
+    case 410: return "Gone";
+    case 413: return "RequestEntityTooLarge";
+    case 415: return "UnsupportedMediaType";
+    case 422: return "Invalid";
+    case 429: return "TooManyRequests";
+    case 500: return "InternalError";
+    case 503: return "ServiceUnavailable";
+    case 504: return "Timeout";
+    default:
+        return "Unknown";
+    }
+}
+
+static int err_for(int code, const char *reason)
+{
+    switch (code) {
+    case 400: return KC_EBADREQUEST;
+    case 401: return KC_EUNAUTHORIZED;
+    case 403: return KC_EFORBIDDEN;
+    case 404: return KC_ENOTFOUND;
+    case 409: return reason && strcmp(reason, "AlreadyExists") == 0 ? KC_EEXISTS : KC_ECONFLICT;
+    case 410: return KC_EGONE;
+    case 422: return KC_EINVALID;
+    case 429: return KC_ETOOMANY;
+    default:
+        if (code >= 500 && code < 600)
+            return KC_ESERVER;
+        if (code >= 200 && code < 300)
+            return 0;
+        return KC_EHTTP;
+    }
+}
+
+static const char *jstr(const cJSON *o, const char *k)
+{
+    return cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(o, k));
+}
+
+int kc_status_from_json(const char *json, size_t len, kc_status_t *st)
+{
+    cJSON *root = cJSON_ParseWithLength(json, len), *v, *d;
+    const char *s;
+    int code = 0, rc;
+    kc_status_t tmp;
+
+    if (st == NULL)
+        st = &tmp;
+    if (root == NULL || !cJSON_IsObject(root) || (s = jstr(root, "kind")) == NULL ||
+        strcmp(s, "Status") != 0) {
+        cJSON_Delete(root);
+        return KC_EPARSE;
+    }
+    v = cJSON_GetObjectItemCaseSensitive(root, "code");
+    if (cJSON_IsNumber(v))
+        code = v->valueint;
+    st->http_code = code ? code : st->http_code;
+    if ((s = jstr(root, "reason")) != NULL && s[0])
+        kc__strlcpy(st->reason, s, sizeof(st->reason));
+    else if (st->http_code)
+        kc__strlcpy(st->reason, reason_for_code(st->http_code), sizeof(st->reason));
+    if ((s = jstr(root, "message")) != NULL)
+        kc__strlcpy(st->message, s, sizeof(st->message));
+    v = cJSON_GetObjectItemCaseSensitive(root, "metadata");
+    if ((s = jstr(v, "continue")) != NULL)
+        kc__strlcpy(st->continue_token, s, sizeof(st->continue_token));
+    d = cJSON_GetObjectItemCaseSensitive(root, "details");
+    if (cJSON_IsObject(d)) {
+        const cJSON *causes = cJSON_GetObjectItemCaseSensitive(d, "causes");
+        const cJSON *c0 = cJSON_IsArray(causes) ? cJSON_GetArrayItem(causes, 0) : NULL;
+        v = cJSON_GetObjectItemCaseSensitive(d, "retryAfterSeconds");
+        if (cJSON_IsNumber(v) && v->valuedouble > 0 && st->retry_after_s <= 0)
+            st->retry_after_s = v->valuedouble;
+        snprintf(st->detail, sizeof(st->detail), "%s%s%s%s%s%s%s%s%s%s",
+                 jstr(d, "kind") ? "kind=" : "", jstr(d, "kind") ? jstr(d, "kind") : "",
+                 jstr(d, "group") && jstr(d, "group")[0] ? " group=" : "",
+                 jstr(d, "group") ? jstr(d, "group") : "",
+                 jstr(d, "name") ? " name=" : "", jstr(d, "name") ? jstr(d, "name") : "",
+                 c0 && jstr(c0, "field") ? " field=" : "",
+                 c0 && jstr(c0, "field") ? jstr(c0, "field") : "",
+                 c0 && jstr(c0, "message") ? " cause: " : "",
+                 c0 && jstr(c0, "message") ? jstr(c0, "message") : "");
+    }
+    s = jstr(root, "status");
+    if (s && strcmp(s, "Success") == 0 && (code == 0 || (code >= 200 && code < 300)))
+        rc = 0;
+    else
+        rc = err_for(st->http_code, st->reason);
+    if (rc == 0 && s && strcmp(s, "Failure") == 0)
+        rc = KC_EHTTP;
+    st->err = rc;
+    cJSON_Delete(root);
+    return rc;
+}
+
+/* A non-2xx answer whose body is not a Status: say what it was. */
+static void status_from_text(kc_status_t *st, const char *body, size_t len)
+{
+    char text[200];
+    size_t n = 0;
+    const char *title;
+
+    kc__strlcpy(st->reason, reason_for_code(st->http_code), sizeof(st->reason));
+    if (len == 0) {
+        snprintf(st->message, sizeof(st->message), "HTTP %d (%s), empty body", st->http_code,
+                 st->reason);
+        return;
+    }
+    if (memmem(body, len, "<html", 5) || memmem(body, len, "<HTML", 5) ||
+        memmem(body, len, "<!DOCTYPE", 9)) {
+        title = memmem(body, len, "<title>", 7);
+        if (title) {
+            title += 7;
+            while (n < sizeof(text) - 1 && title + n < body + len && title[n] != '<')
+                n++;
+            memcpy(text, title, n);
+        }
+        text[n] = '\0';
+        snprintf(st->message, sizeof(st->message),
+                 "HTTP %d (%s): HTML page instead of a Kubernetes Status%s%s (a proxy?)",
+                 st->http_code, st->reason, n ? ": " : "", text);
+        return;
+    }
+    for (size_t i = 0; i < len && n < sizeof(text) - 1; i++) {
+        unsigned char ch = (unsigned char)body[i];
+        if (ch == '\n' || ch == '\r') {
+            if (n)
+                break;
+            continue;
+        }
+        text[n++] = (ch >= 0x20 && ch < 0x7f) ? (char)ch : '?';
+    }
+    text[n] = '\0';
+    snprintf(st->message, sizeof(st->message), "HTTP %d (%s): %s", st->http_code, st->reason,
+             text);
+}
+
+static int status_is(const kc_status_t *st, int err)
+{
+    return st != NULL && st->err == err;
+}
+
+int kc_status_is_not_found(const kc_status_t *st) { return status_is(st, KC_ENOTFOUND); }
+int kc_status_is_already_exists(const kc_status_t *st) { return status_is(st, KC_EEXISTS); }
+int kc_status_is_conflict(const kc_status_t *st) { return status_is(st, KC_ECONFLICT); }
+int kc_status_is_gone(const kc_status_t *st)
+{
+    return st != NULL && (st->err == KC_EGONE || st->http_code == 410 ||
+                          strcmp(st->reason, "Expired") == 0 || strcmp(st->reason, "Gone") == 0);
+}
+int kc_status_is_unauthorized(const kc_status_t *st) { return status_is(st, KC_EUNAUTHORIZED); }
+int kc_status_is_forbidden(const kc_status_t *st) { return status_is(st, KC_EFORBIDDEN); }
+int kc_status_is_invalid(const kc_status_t *st) { return status_is(st, KC_EINVALID); }
+int kc_status_is_too_many(const kc_status_t *st) { return status_is(st, KC_ETOOMANY); }
+int kc_status_is_server_error(const kc_status_t *st) { return status_is(st, KC_ESERVER); }
+int kc_status_is_retryable(const kc_status_t *st)
+{
+    return st != NULL && (st->err == KC_ETOOMANY || st->err == KC_ESERVER ||
+                          st->err == KC_ECONNECT || st->err == KC_ETIMEOUT ||
+                          st->err == KC_ECLOSED);
+}
+
+/* ------------------------------------------------------------------ */
+/* curl share locks                                                     */
+
+static void share_lock(CURL *h, curl_lock_data data, curl_lock_access acc, void *ud)
+{
+    kc_client_t *c = ud;
+
+    (void)h;
+    (void)acc;
+    lock(&c->share_mu[data]);
+}
+
+static void share_unlock(CURL *h, curl_lock_data data, void *ud)
+{
+    kc_client_t *c = ud;
+
+    (void)h;
+    unlock(&c->share_mu[data]);
+}
+
+/* ------------------------------------------------------------------ */
+/* slots                                                                */
+
+static void slot_free(slot_t *s)
+{
+    if (s == NULL)
+        return;
+    if (s->easy)
+        curl_easy_cleanup(s->easy);
+    if (s->multi)
+        curl_multi_cleanup(s->multi);
+    free(s);
+}
+
+static slot_t *slot_get(kc_client_t *c)
+{
+    slot_t *s;
+
+    lock(&c->pool_mu);
+    s = c->idle;
+    if (s) {
+        c->idle = s->next;
+        c->nidle--;
+    }
+    unlock(&c->pool_mu);
+    if (s)
+        return s;
+    s = calloc(1, sizeof(*s));
+    if (s == NULL)
+        return NULL;
+    s->multi = curl_multi_init();
+    s->easy = curl_easy_init();
+    if (s->multi == NULL || s->easy == NULL) {
+        slot_free(s);
+        return NULL;
+    }
+    curl_multi_setopt(s->multi, CURLMOPT_MAX_HOST_CONNECTIONS, 1L);
+    return s;
+}
+
+static void slot_put(kc_client_t *c, slot_t *s)
+{
+    lock(&c->pool_mu);
+    if (c->nidle < MAX_IDLE_SLOTS) {
+        s->next = c->idle;
+        c->idle = s;
+        c->nidle++;
+        s = NULL;
+    }
+    unlock(&c->pool_mu);
+    slot_free(s);
+}
+
+/* ------------------------------------------------------------------ */
+/* credentials                                                          */
+
+typedef struct cred {
+    char *bearer;
+    kc__blob_t cert;
+    kc__blob_t key;
+    uint64_t gen;
+} cred_t;
+
+static void cred_free(cred_t *cr)
+{
+    kc__str_wipe(&cr->bearer);
+    kc__blob_free(&cr->cert);
+    kc__blob_wipe(&cr->key);
+}
+
+static int blob_copy(kc__blob_t *dst, const kc__blob_t *src)
+{
+    if (src->data == NULL)
+        return 0;
+    dst->data = malloc(src->len + 1);
+    if (dst->data == NULL)
+        return -ENOMEM;
+    memcpy(dst->data, src->data, src->len);
+    dst->data[src->len] = '\0';
+    dst->len = src->len;
+    return 0;
+}
+
+static int token_id_of(const char *path, token_id_t *id)
+{
+    struct stat s;
+
+    if (stat(path, &s) != 0)
+        return -errno;
+    id->dev = s.st_dev;
+    id->ino = s.st_ino;
+    id->size = s.st_size;
+    id->mtime = s.st_mtim;
+    id->valid = 1;
+    return 0;
+}
+
+static int token_id_eq(const token_id_t *a, const token_id_t *b)
+{
+    return a->valid && b->valid && a->dev == b->dev && a->ino == b->ino && a->size == b->size &&
+           a->mtime.tv_sec == b->mtime.tv_sec && a->mtime.tv_nsec == b->mtime.tv_nsec;
+}
+
+/* Read the token file (no lock held).  Trimmed; empty is an error. */
+static int read_token_file(kc_client_t *c, char **out, token_id_t *id, kc_errbuf_t *eb)
+{
+    kc__blob_t b = {0};
+    size_t s = 0, e;
+    int rc;
+
+    token_id_of(c->cfg->token_file, id);
+    rc = kc__read_file(c->cfg->token_file, 1u << 20, &b);
+    if (rc)
+        return kc_errf(eb, KC_ECONFIG, "token file %s: %s", c->cfg->token_file, kc_strerror(rc));
+    e = b.len;
+    while (s < e && (b.data[s] == ' ' || b.data[s] == '\n' || b.data[s] == '\r' || b.data[s] == '\t'))
+        s++;
+    while (e > s && (b.data[e - 1] == ' ' || b.data[e - 1] == '\n' || b.data[e - 1] == '\r' ||
+                     b.data[e - 1] == '\t'))
+        e--;
+    if (e == s) {
+        kc__blob_wipe(&b);
+        return kc_errf(eb, KC_ECONFIG, "token file %s is empty", c->cfg->token_file);
+    }
+    *out = strndup(b.data + s, e - s);
+    kc__blob_wipe(&b);
+    return *out ? 0 : kc_errf(eb, -ENOMEM, "out of memory");
+}
+
+/* Wait until no other thread refreshes, then claim the refresh (auth_mu
+ * held on entry and exit). */
+static void refresh_claim(kc_client_t *c)
+{
+    while (c->auth_refreshing)
+        pthread_cond_wait(&c->auth_cv, &c->auth_mu);
+    c->auth_refreshing = 1;
+}
+
+static void refresh_release(kc_client_t *c)
+{
+    c->auth_refreshing = 0;
+    pthread_cond_broadcast(&c->auth_cv);
+}
+
+/* Copy the credential a request should use into *out. */
+static int cred_get(kc_client_t *c, cred_t *out, kc_errbuf_t *eb)
+{
+    const kc_config_t *cfg = c->cfg;
+    int rc = 0;
+
+    memset(out, 0, sizeof(*out));
+    if (cfg->exec) {
+        kc__exec_cred_t fresh;
+        double now = kc_wall_time();
+        lock(&c->auth_mu);
+        for (;;) {
+            if (c->exec_valid && (c->exec_cred.expires == 0 ||
+                                  now < c->exec_cred.expires - EXEC_EXPIRY_LEEWAY_S))
+                break;
+            if (!c->auth_refreshing)
+                break;
+            pthread_cond_wait(&c->auth_cv, &c->auth_mu);
+        }
+        if (!(c->exec_valid && (c->exec_cred.expires == 0 ||
+                                now < c->exec_cred.expires - EXEC_EXPIRY_LEEWAY_S))) {
+            refresh_claim(c);
+            unlock(&c->auth_mu);
+            kc_log(&c->o.log, KC_LOG_DEBUG, KC__COMPONENT, "running exec plugin %s",
+                   cfg->exec->command);
+            rc = kc__exec_run(cfg, EXEC_TIMEOUT_MS, &fresh, eb);
+            lock(&c->auth_mu);
+            if (rc == 0) {
+                kc__exec_cred_free(&c->exec_cred);
+                c->exec_cred = fresh;
+                c->exec_valid = 1;
+                c->auth_gen++;
+            }
+            refresh_release(c);
+        }
+        if (rc == 0) {
+            out->gen = c->auth_gen;
+            if (c->exec_cred.token && (out->bearer = strdup(c->exec_cred.token)) == NULL)
+                rc = -ENOMEM;
+            if (rc == 0 && (blob_copy(&out->cert, &c->exec_cred.cert) ||
+                            blob_copy(&out->key, &c->exec_cred.key)))
+                rc = -ENOMEM;
+        }
+        unlock(&c->auth_mu);
+        if (rc == 0 && out->bearer == NULL && out->cert.data == NULL)
+            rc = kc_errf(eb, KC_EAUTH, "exec plugin gave no credential");
+        if (rc == -ENOMEM)
+            kc_errf(eb, rc, "out of memory");
+        if (rc)
+            cred_free(out);
+        return rc;
+    }
+    if (cfg->token_file) {
+        token_id_t now_id = {0}, new_id = {0};
+        char *tok = NULL;
+        int need;
+
+        token_id_of(cfg->token_file, &now_id);
+        lock(&c->auth_mu);
+        need = c->file_token == NULL || !token_id_eq(&now_id, &c->file_id);
+        if (need && c->file_token == NULL && cfg->token && c->file_id.valid == 0 &&
+            now_id.valid == 0)
+            need = 0;   /* static token, token file unreadable: keep the static one */
+        unlock(&c->auth_mu);
+        if (need) {
+            rc = read_token_file(c, &tok, &new_id, eb);
+            if (rc) {
+                int have_old;
+                lock(&c->auth_mu);
+                have_old = c->file_token != NULL;
+                unlock(&c->auth_mu);
+                if (!have_old && cfg->token == NULL)
+                    return rc;
+                /* mid-rotation or unreadable for a moment: keep the token
+                 * we have; the next request (or a 401) tries again */
+                kc_log(&c->o.log, KC_LOG_WARN, KC__COMPONENT, "%s; using the previous token",
+                       eb ? eb->msg : "token file unreadable");
+            }
+            if (rc == 0) {
+                lock(&c->auth_mu);
+                if (c->file_token == NULL || strcmp(c->file_token, tok) != 0)
+                    c->auth_gen++;
+                kc__str_wipe(&c->file_token);
+                c->file_token = tok;
+                c->file_id = new_id;
+                unlock(&c->auth_mu);
+                kc_log(&c->o.log, KC_LOG_DEBUG, KC__COMPONENT, "read token file %s",
+                       cfg->token_file);
+            }
+            rc = 0;
+        }
+        lock(&c->auth_mu);
+        out->gen = c->auth_gen;
+        if (c->file_token)
+            out->bearer = strdup(c->file_token);
+        else if (cfg->token)
+            out->bearer = strdup(cfg->token);
+        unlock(&c->auth_mu);
+        if (out->bearer == NULL)
+            return kc_errf(eb, -ENOMEM, "out of memory");
+    } else if (cfg->token) {
+        if ((out->bearer = strdup(cfg->token)) == NULL)
+            return kc_errf(eb, -ENOMEM, "out of memory");
+    }
+    return 0;
+}
+
+/* After a 401: drop the credential used (gen) so the next request reads the
+ * token file again / runs the plugin again.  Returns 1 if retrying can
+ * help. */
+static int cred_invalidate(kc_client_t *c, uint64_t gen)
+{
+    int refreshable = c->cfg->exec != NULL || c->cfg->token_file != NULL;
+
+    if (!refreshable)
+        return 0;
+    lock(&c->auth_mu);
+    if (c->auth_gen == gen) {
+        c->exec_valid = 0;
+        c->file_id.valid = 0;
+        kc__str_wipe(&c->file_token);
+    }
+    unlock(&c->auth_mu);
+    return 1;
+}
+
+/* ------------------------------------------------------------------ */
+/* rate limiter                                                         */
+
+static int rl_wait(kc_client_t *c, kc_cancel_t *cancel)
+{
+    double wait_s = 0;
+    uint64_t now;
+
+    if (c->o.qps <= 0)
+        return 0;
+    lock(&c->rl_mu);
+    now = kc_now_ns();
+    c->rl_tokens += (double)(now - c->rl_last_ns) / 1e9 * c->o.qps;
+    if (c->rl_tokens > c->o.burst)
+        c->rl_tokens = c->o.burst;
+    c->rl_last_ns = now;
+    if (c->rl_tokens < 1.0)
+        wait_s = (1.0 - c->rl_tokens) / c->o.qps;
+    c->rl_tokens -= 1.0;   /* reserve, even when it has to be waited for */
+    unlock(&c->rl_mu);
+    if (wait_s > 0)
+        return sleep_ms(wait_s * 1000.0, cancel);
+    return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* one HTTP attempt                                                     */
+
+typedef enum { SINK_BUF, SINK_WATCH } sink_kind_t;
+
+typedef struct xfer {
+    kc_client_t *c;
+    CURL *easy;
+    sink_kind_t kind;
+    kc_buf_t *buf;             /* SINK_BUF (may be NULL: discard, but keep errors) */
+    size_t buf_max;
+    kc_buf_t errbody;          /* SINK_WATCH non-2xx body */
+    kc_watch_decoder_t *dec;   /* SINK_WATCH */
+    int sink_err;              /* why the write callback refused data */
+    kc_errbuf_t sink_eb;
+    long code;                 /* response code once known */
+    int decided;               /* SINK_WATCH: 2xx known */
+    double retry_after;
+    int is_json;
+    uint64_t last_byte_ns;
+    size_t bytes;
+} xfer_t;
+
+static int buf_append(kc_buf_t *b, size_t max, const char *p, size_t n)
+{
+    size_t need;
+
+    if (n > max || b->len > max - n)
+        return KC_ETOOBIG;
+    need = b->len + n + 1;
+    if (need > b->cap) {
+        size_t ncap = b->cap ? b->cap : 16384;
+        char *np;
+        while (ncap < need)
+            ncap *= 2;
+        np = realloc(b->data, ncap);
+        if (np == NULL)
+            return -ENOMEM;
+        b->data = np;
+        b->cap = ncap;
+    }
+    memcpy(b->data + b->len, p, n);
+    b->len += n;
+    b->data[b->len] = '\0';
+    return 0;
+}
+
+static size_t on_write(char *p, size_t size, size_t nmemb, void *ud)
+{
+    xfer_t *x = ud;
+    size_t n = size * nmemb;
+    int rc;
+
+    x->last_byte_ns = kc_now_ns();
+    x->bytes += n;
+    if (x->code == 0)
+        curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &x->code);
+    if (x->kind == SINK_WATCH) {
+        if (x->code >= 200 && x->code < 300) {
+            rc = kc_watch_decoder_feed(x->dec, p, n, &x->sink_eb);
+        } else {
+            rc = buf_append(&x->errbody, MAX_ERROR_BODY, p, n);
+            if (rc == KC_ETOOBIG)
+                rc = 0;   /* the start of an error body is enough */
+        }
+    } else {
+        rc = x->buf ? buf_append(x->buf, x->buf_max, p, n) : 0;
+        if (rc == KC_ETOOBIG)
+            kc_errf(&x->sink_eb, rc, "response larger than %zu bytes", x->buf_max);
+        else if (rc)
+            kc_errf(&x->sink_eb, rc, "out of memory buffering the response");
+    }
+    if (rc) {
+        x->sink_err = rc;
+        return 0;   /* makes curl stop with CURLE_WRITE_ERROR */
+    }
+    return n;
+}
+
+static size_t on_header(char *p, size_t size, size_t nmemb, void *ud)
+{
+    xfer_t *x = ud;
+    size_t n = size * nmemb;
+
+    x->last_byte_ns = kc_now_ns();
+    if (n > 12 && strncasecmp(p, "Retry-After:", 12) == 0) {
+        char v[64];
+        size_t i = 12, k = 0;
+        while (i < n && (p[i] == ' ' || p[i] == '\t'))
+            i++;
+        while (i < n && p[i] != '\r' && p[i] != '\n' && k < sizeof(v) - 1)
+            v[k++] = p[i++];
+        v[k] = '\0';
+        if (k) {
+            char *end;
+            double s = strtod(v, &end);
+            if (end != v && *end == '\0' && s >= 0) {
+                x->retry_after = s;
+            } else {
+                time_t t = curl_getdate(v, NULL);
+                if (t > 0) {
+                    double d = (double)t - kc_wall_time();
+                    x->retry_after = d > 0 ? d : 0.001;
+                }
+            }
+        }
+    } else if (n > 13 && strncasecmp(p, "Content-Type:", 13) == 0) {
+        x->is_json = memmem(p, n, "json", 4) != NULL;
+    } else if (n > 5 && strncmp(p, "HTTP/", 5) == 0) {
+        /* a new response (e.g. after 100 Continue): forget the old headers */
+        x->retry_after = 0;
+        x->is_json = 0;
+    }
+    return n;
+}
+
+static int map_curl_error(CURLcode cc)
+{
+    switch (cc) {
+    case CURLE_SSL_CONNECT_ERROR:
+    case CURLE_PEER_FAILED_VERIFICATION:
+    case CURLE_SSL_CERTPROBLEM:
+    case CURLE_SSL_CIPHER:
+    case CURLE_SSL_CACERT_BADFILE:
+    case CURLE_SSL_ISSUER_ERROR:
+    case CURLE_SSL_CRL_BADFILE:
+    case CURLE_SSL_PINNEDPUBKEYNOTMATCH:
+    case CURLE_SSL_INVALIDCERTSTATUS:
+    case CURLE_SSL_ENGINE_NOTFOUND:
+    case CURLE_SSL_ENGINE_SETFAILED:
+    case CURLE_SSL_ENGINE_INITFAILED:
+    case CURLE_USE_SSL_FAILED:
+        return KC_ETLS;
+    case CURLE_COULDNT_CONNECT:
+    case CURLE_COULDNT_RESOLVE_HOST:
+    case CURLE_COULDNT_RESOLVE_PROXY:
+        return KC_ECONNECT;
+    case CURLE_OPERATION_TIMEDOUT:
+        return KC_ETIMEOUT;
+    case CURLE_RECV_ERROR:
+    case CURLE_SEND_ERROR:
+    case CURLE_GOT_NOTHING:
+    case CURLE_PARTIAL_FILE:
+    case CURLE_HTTP2:
+    case CURLE_HTTP2_STREAM:
+    case CURLE_HTTP3:
+        return KC_ECLOSED;
+    case CURLE_OUT_OF_MEMORY:
+        return -ENOMEM;
+    case CURLE_URL_MALFORMAT:
+    case CURLE_UNSUPPORTED_PROTOCOL:
+        return KC_ECONFIG;
+    default:
+        return -EIO;
+    }
+}
+
+typedef struct req {
+    const char *method;
+    const char *url;
+    const char *content_type;
+    const char *data;
+    size_t len;
+    int watch;
+    kc_cancel_t *cancel;
+} req_t;
+
+static void set_common_opts(kc_client_t *c, CURL *e, const cred_t *cr, char *errbuf)
+{
+    const kc_config_t *cfg = c->cfg;
+
+    curl_easy_setopt(e, CURLOPT_SHARE, c->share);
+    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(e, CURLOPT_ERRORBUFFER, errbuf);
+    curl_easy_setopt(e, CURLOPT_USERAGENT, c->user_agent);
+    curl_easy_setopt(e, CURLOPT_ACCEPT_ENCODING, "");
+    curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2TLS);
+    curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
+    curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
+    curl_easy_setopt(e, CURLOPT_TCP_KEEPIDLE, 30L);
+    curl_easy_setopt(e, CURLOPT_TCP_KEEPINTVL, 30L);
+    curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);
+    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, c->o.connect_timeout_ms);
+    curl_easy_setopt(e, CURLOPT_BUFFERSIZE, 256L * 1024);
+    curl_easy_setopt(e, CURLOPT_SSLVERSION, (long)CURL_SSLVERSION_TLSv1_2);
+    /* AES-128-GCM first: as safe for this use and cheaper per byte on long watches */
+    curl_easy_setopt(e, CURLOPT_TLS13_CIPHERS,
+                     "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256");
+    if (cfg->insecure) {
+        curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 0L);
+        curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 0L);
+    } else {
+        curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 1L);
+        curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 2L);
+    }
+    if (cfg->ca.data) {
+        struct curl_blob b = {cfg->ca.data, cfg->ca.len, CURL_BLOB_NOCOPY};
+        curl_easy_setopt(e, CURLOPT_CAINFO_BLOB, &b);
+    }
+    if (c->connect_to)
+        curl_easy_setopt(e, CURLOPT_CONNECT_TO, c->connect_to);
+    if (cfg->proxy_url)
+        curl_easy_setopt(e, CURLOPT_PROXY, cfg->proxy_url);
+    if (cr->cert.data) {
+        /* certificates from an exec plugin rotate: never resume a TLS
+         * session that was authenticated with an older one */
+        struct curl_blob cb = {cr->cert.data, cr->cert.len, CURL_BLOB_COPY};
+        curl_easy_setopt(e, CURLOPT_SSL_SESSIONID_CACHE, 0L);
+        struct curl_blob kb = {cr->key.data, cr->key.len, CURL_BLOB_COPY};
+        curl_easy_setopt(e, CURLOPT_SSLCERT_BLOB, &cb);
+        curl_easy_setopt(e, CURLOPT_SSLCERTTYPE, "PEM");
+        curl_easy_setopt(e, CURLOPT_SSLKEY_BLOB, &kb);
+        curl_easy_setopt(e, CURLOPT_SSLKEYTYPE, "PEM");
+    } else if (cfg->client_cert.data) {
+        struct curl_blob cb = {cfg->client_cert.data, cfg->client_cert.len, CURL_BLOB_NOCOPY};
+        struct curl_blob kb = {cfg->client_key.data, cfg->client_key.len, CURL_BLOB_NOCOPY};
+        curl_easy_setopt(e, CURLOPT_SSLCERT_BLOB, &cb);
+        curl_easy_setopt(e, CURLOPT_SSLCERTTYPE, "PEM");
+        curl_easy_setopt(e, CURLOPT_SSLKEY_BLOB, &kb);
+        curl_easy_setopt(e, CURLOPT_SSLKEYTYPE, "PEM");
+    }
+    if (cr->bearer) {
+        curl_easy_setopt(e, CURLOPT_HTTPAUTH, (long)CURLAUTH_BEARER);
+        curl_easy_setopt(e, CURLOPT_XOAUTH2_BEARER, cr->bearer);
+    } else if (cfg->username) {
+        curl_easy_setopt(e, CURLOPT_HTTPAUTH, (long)CURLAUTH_BASIC);
+        curl_easy_setopt(e, CURLOPT_USERNAME, cfg->username);
+        curl_easy_setopt(e, CURLOPT_PASSWORD, cfg->password);
+    }
+}
+
+/* One attempt.  Fills st (http_code, err, texts) and returns the code. */
+static int attempt(kc_client_t *c, const req_t *rq, kc_buf_t *body, kc_watch_decoder_t *dec,
+                   const cred_t *cr, kc_status_t *st, double *retry_after)
+{
+    char errbuf[CURL_ERROR_SIZE];
+    struct curl_slist *hdrs = NULL, *h2;
+    slot_t *s;
+    xfer_t x;
+    CURLcode cc = CURLE_OK;
+    CURLMsg *msg;
+    int running = 1, rc = 0, left, aborted = 0;
+    uint64_t t0 = kc_now_ns();
+    char ct[160];
+
+    memset(&x, 0, sizeof(x));
+    errbuf[0] = '\0';
+    *retry_after = 0;
+    s = slot_get(c);
+    if (s == NULL) {
+        kc__strlcpy(st->message, "out of memory creating a curl handle", sizeof(st->message));
+        return st->err = -ENOMEM;
+    }
+    x.c = c;
+    x.easy = s->easy;
+    x.kind = dec ? SINK_WATCH : SINK_BUF;
+    x.buf = body;
+    x.buf_max = body && body->max ? body->max : c->o.max_response_size;
+    x.dec = dec;
+    x.last_byte_ns = t0;
+    if (body)
+        body->len = 0;
+
+    curl_easy_reset(s->easy);
+    set_common_opts(c, s->easy, cr, errbuf);
+    curl_easy_setopt(s->easy, CURLOPT_URL, rq->url);
+    curl_easy_setopt(s->easy, CURLOPT_WRITEFUNCTION, on_write);
+    curl_easy_setopt(s->easy, CURLOPT_WRITEDATA, &x);
+    curl_easy_setopt(s->easy, CURLOPT_HEADERFUNCTION, on_header);
+    curl_easy_setopt(s->easy, CURLOPT_HEADERDATA, &x);
+    if (!rq->watch && c->o.request_timeout_ms > 0)
+        curl_easy_setopt(s->easy, CURLOPT_TIMEOUT_MS, c->o.request_timeout_ms);
+    h2 = curl_slist_append(hdrs, "Accept: application/json");
+    hdrs = h2 ? h2 : hdrs;
+    h2 = curl_slist_append(hdrs, "Expect:");
+    hdrs = h2 ? h2 : hdrs;
+    if (rq->data) {
+        snprintf(ct, sizeof(ct), "Content-Type: %s",
+                 rq->content_type ? rq->content_type : "application/json");
+        h2 = curl_slist_append(hdrs, ct);
+        hdrs = h2 ? h2 : hdrs;
+        curl_easy_setopt(s->easy, CURLOPT_POSTFIELDS, rq->data);
+        curl_easy_setopt(s->easy, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)rq->len);
+        if (strcmp(rq->method, "POST") != 0)
+            curl_easy_setopt(s->easy, CURLOPT_CUSTOMREQUEST, rq->method);
+    } else if (strcmp(rq->method, "GET") == 0) {
+        curl_easy_setopt(s->easy, CURLOPT_HTTPGET, 1L);
+    } else if (strcmp(rq->method, "HEAD") == 0) {
+        curl_easy_setopt(s->easy, CURLOPT_NOBODY, 1L);
+    } else {
+        curl_easy_setopt(s->easy, CURLOPT_CUSTOMREQUEST, rq->method);
+    }
+    curl_easy_setopt(s->easy, CURLOPT_HTTPHEADER, hdrs);
+
+    if (curl_multi_add_handle(s->multi, s->easy) != CURLM_OK) {
+        rc = -ENOMEM;
+        kc__strlcpy(st->message, "curl_multi_add_handle failed", sizeof(st->message));
+        goto done;
+    }
+    while (running) {
+        CURLMcode mc = curl_multi_perform(s->multi, &running);
+        if (mc != CURLM_OK) {
+            cc = CURLE_RECV_ERROR;
+            snprintf(errbuf, sizeof(errbuf), "%s", curl_multi_strerror(mc));
+            break;
+        }
+        if (!running)
+            break;
+        if (kc_cancel_is_set(rq->cancel)) {
+            aborted = KC_ESTOPPED;
+            break;
+        }
+        if (rq->watch && c->o.watch_idle_timeout_ms > 0 &&
+            kc_now_ns() - x.last_byte_ns > (uint64_t)c->o.watch_idle_timeout_ms * 1000000ull) {
+            aborted = KC_ETIMEOUT;
+            break;
+        }
+        curl_multi_poll(s->multi, NULL, 0, POLL_SLICE_MS, NULL);
+    }
+    if (!aborted) {
+        while ((msg = curl_multi_info_read(s->multi, &left)) != NULL)
+            if (msg->msg == CURLMSG_DONE)
+                cc = msg->data.result;
+    }
+    curl_easy_getinfo(s->easy, CURLINFO_RESPONSE_CODE, &x.code);
+    curl_multi_remove_handle(s->multi, s->easy);
+    st->http_code = (int)x.code;
+    *retry_after = x.retry_after;
+    st->retry_after_s = x.retry_after;
+
+    if (aborted == KC_ESTOPPED) {
+        rc = KC_ESTOPPED;
+        kc__strlcpy(st->message, "cancelled", sizeof(st->message));
+    } else if (aborted == KC_ETIMEOUT) {
+        rc = KC_ETIMEOUT;
+        snprintf(st->message, sizeof(st->message),
+                 "watch idle: no bytes for %ld ms, connection closed", c->o.watch_idle_timeout_ms);
+    } else if (cc == CURLE_WRITE_ERROR && x.sink_err) {
+        rc = x.sink_err;
+        kc__strlcpy(st->message, x.sink_eb.msg, sizeof(st->message));
+    } else if (cc != CURLE_OK) {
+        rc = map_curl_error(cc);
+        snprintf(st->message, sizeof(st->message), "%s %s: %s%s%s", rq->method, c->host,
+                 rc == KC_ETLS ? "TLS: " : "", errbuf[0] ? errbuf : curl_easy_strerror(cc),
+                 rc == KC_ETLS && (cc == CURLE_PEER_FAILED_VERIFICATION ||
+                                   cc == CURLE_SSL_CACERT_BADFILE)
+                     ? " (server certificate not trusted or not valid for this host name)"
+                     : "");
+        kc__strlcpy(st->detail, curl_easy_strerror(cc), sizeof(st->detail));
+        if (dec && x.code >= 200 && x.code < 300 && rc == KC_ECLOSED)
+            rc = KC_ECLOSED;
+    } else if (x.code < 200 || x.code >= 300) {
+        const char *b = dec ? x.errbody.data : (body ? body->data : NULL);
+        size_t bl = dec ? x.errbody.len : (body ? body->len : 0);
+        if (b == NULL || kc_status_from_json(b, bl, st) == KC_EPARSE) {
+            status_from_text(st, b ? b : "", bl);
+            rc = err_for((int)x.code, st->reason);
+        } else {
+            rc = err_for((int)x.code, st->reason);
+        }
+        if (st->retry_after_s > 0 && *retry_after <= 0)
+            *retry_after = st->retry_after_s;
+        if (st->message[0] == '\0')
+            snprintf(st->message, sizeof(st->message), "HTTP %ld %s", x.code, st->reason);
+    } else {
+        rc = 0;
+    }
+done:
+    curl_slist_free_all(hdrs);
+    kc_buf_free(&x.errbody);
+    slot_put(c, s);
+    if (c->o.on_request)
+        c->o.on_request(c->o.on_request_ud, rq->method, (int)x.code, c->host,
+                        (double)(kc_now_ns() - t0) / 1e9);
+    kc_log(&c->o.log, KC_LOG_DEBUG, KC__COMPONENT, "%s %s -> %ld %s (%.3f s)", rq->method,
+           rq->url + strlen(c->base), x.code, rc ? kc_err_name(rc) : "OK",
+           (double)(kc_now_ns() - t0) / 1e9);
+    st->err = rc;
+    return rc;
+}
+
+static int is_idempotent(const char *m)
+{
+    return !strcmp(m, "GET") || !strcmp(m, "HEAD") || !strcmp(m, "PUT") || !strcmp(m, "DELETE") ||
+           !strcmp(m, "OPTIONS");
+}
+
+/* The request with rate limiting, credentials, 401 refresh and retries. */
+static int perform(kc_client_t *c, const req_t *rq, kc_buf_t *body, kc_watch_decoder_t *dec,
+                   kc_status_t *st)
+{
+    int rc, tries = 0, auth_retried = 0;
+    double ra;
+
+    for (;;) {
+        cred_t cr;
+        kc_errbuf_t eb = {0, ""};
+        double wait_ms;
+        int retry = 0;
+
+        kc_status_clear(st);
+        if ((rc = rl_wait(c, rq->cancel)) != 0) {
+            kc__strlcpy(st->message, "cancelled", sizeof(st->message));
+            break;
+        }
+        if ((rc = cred_get(c, &cr, &eb)) != 0) {
+            kc__strlcpy(st->message, eb.msg, sizeof(st->message));
+            break;
+        }
+        rc = attempt(c, rq, body, dec, &cr, st, &ra);
+        st->attempts = tries + auth_retried + 1;
+        cred_free(&cr);
+        if (rc == 0)
+            break;
+        if (rc == KC_EUNAUTHORIZED && !auth_retried && (!dec || kc_watch_decoder_events(dec) == 0)) {
+            auth_retried = 1;
+            if (cred_invalidate(c, cr.gen)) {
+                kc_log(&c->o.log, KC_LOG_INFO, KC__COMPONENT,
+                       "401 from %s: refreshing credentials and retrying", c->host);
+                continue;
+            }
+        }
+        if (dec || tries >= c->o.max_retries)
+            break;
+        if (rc == KC_ETOOMANY)
+            retry = 1;
+        else if (rc == KC_ESERVER || rc == KC_ECLOSED || rc == KC_ETIMEOUT)
+            retry = is_idempotent(rq->method);
+        else if (rc == KC_ECONNECT)
+            retry = 1;
+        if (!retry)
+            break;
+        {
+            double cap = (double)c->o.retry_max_ms;
+            double exp = (double)c->o.retry_base_ms * (double)(1u << (tries < 20 ? tries : 20));
+            if (exp > cap)
+                exp = cap;
+            wait_ms = exp * rand01(c);  /* full jitter */
+            if (ra > 0)
+                wait_ms = ra * 1000.0 > cap ? cap : ra * 1000.0;
+        }
+        tries++;
+        kc_log(&c->o.log, KC_LOG_INFO, KC__COMPONENT,
+               "%s %s: %s (HTTP %d); retry %d/%d in %.0f ms", rq->method, c->host,
+               kc_err_name(rc), st->http_code, tries, c->o.max_retries, wait_ms);
+        if (sleep_ms(wait_ms, rq->cancel) != 0) {
+            rc = KC_ESTOPPED;
+            break;
+        }
+    }
+    st->err = rc;
+    return rc;
+}
+
+/* ------------------------------------------------------------------ */
+/* client lifetime                                                      */
+
+/* Split "https://host:port/prefix" for CONNECT_TO and metrics. */
+static int parse_server(const char *url, char **scheme_host, char **host, char **port,
+                        const char **rest)
+{
+    const char *p = strstr(url, "://"), *h, *e, *colon = NULL;
+
+    if (p == NULL)
+        return -EINVAL;
+    h = p + 3;
+    if (*h == '[') {
+        e = strchr(h, ']');
+        if (e == NULL)
+            return -EINVAL;
+        e++;
+    } else {
+        e = h + strcspn(h, ":/");
+    }
+    *host = strndup(h, (size_t)(e - h));
+    if (*e == ':') {
+        colon = e + 1;
+        e = colon + strcspn(colon, "/");
+        *port = strndup(colon, (size_t)(e - colon));
+    } else {
+        *port = strdup(strncmp(url, "https", 5) == 0 ? "443" : "80");
+    }
+    *scheme_host = strndup(url, (size_t)(p + 3 - url));
+    *rest = e;
+    if (*host == NULL || *port == NULL || *scheme_host == NULL)
+        return -ENOMEM;
+    return 0;
+}
+
+void kc_client_free(kc_client_t *c)
+{
+    slot_t *s;
+    disc_entry_t *d;
+
+    if (c == NULL)
+        return;
+    while ((s = c->idle) != NULL) {
+        c->idle = s->next;
+        slot_free(s);
+    }
+    if (c->share)
+        curl_share_cleanup(c->share);
+    for (int i = 0; i < CURL_LOCK_DATA_LAST; i++)
+        pthread_mutex_destroy(&c->share_mu[i]);
+    pthread_mutex_destroy(&c->pool_mu);
+    pthread_mutex_destroy(&c->rl_mu);
+    pthread_mutex_destroy(&c->auth_mu);
+    pthread_cond_destroy(&c->auth_cv);
+    pthread_mutex_destroy(&c->disc_mu);
+    while ((d = c->disc) != NULL) {
+        c->disc = d->next;
+        free(d->api_version);
+        free(d->kind);
+        free(d->group);
+        free(d->version);
+        free(d->resource);
+        free(d);
+    }
+    kc__str_wipe(&c->file_token);
+    kc__exec_cred_free(&c->exec_cred);
+    curl_slist_free_all(c->connect_to);
+    free(c->user_agent);
+    free(c->field_manager);
+    free(c->base);
+    free(c->host);
+    kc_config_free(c->cfg);
+    free(c);
+}
+
+int kc_client_new(const kc_config_t *cfg, const kc_client_opts_t *opts, kc_client_t **out,
+                  kc_errbuf_t *eb)
+{
+    static const kc_client_opts_t defaults = KC_CLIENT_OPTS_INIT;
+    kc_client_t *c;
+    char *scheme = NULL, *host = NULL, *port = NULL;
+    const char *rest = NULL;
+    int rc;
+
+    if (cfg == NULL || out == NULL)
+        return kc_errf(eb, -EINVAL, "kc_client_new: NULL argument");
+    c = calloc(1, sizeof(*c));
+    if (c == NULL)
+        return kc_errf(eb, -ENOMEM, "out of memory");
+    c->o = opts ? *opts : defaults;
+    if (c->o.burst < 1)
+        c->o.burst = 1;
+    if (c->o.max_retries < 0)
+        c->o.max_retries = 0;
+    if (c->o.retry_base_ms <= 0)
+        c->o.retry_base_ms = defaults.retry_base_ms;
+    if (c->o.retry_max_ms <= 0)
+        c->o.retry_max_ms = defaults.retry_max_ms;
+    if (c->o.max_event_size == 0)
+        c->o.max_event_size = defaults.max_event_size;
+    if (c->o.max_response_size == 0)
+        c->o.max_response_size = defaults.max_response_size;
+    c->rl_tokens = c->o.burst;
+    c->rl_last_ns = kc_now_ns();
+    atomic_init(&c->rng, kc_now_ns() ^ (uint64_t)(uintptr_t)c);
+
+    if ((rc = mutex_init(&c->pool_mu)) || (rc = mutex_init(&c->rl_mu)) ||
+        (rc = mutex_init(&c->auth_mu)) || (rc = mutex_init(&c->disc_mu)) ||
+        (rc = -pthread_cond_init(&c->auth_cv, NULL))) {
+        free(c);
+        return kc_errf(eb, rc, "pthread init failed");
+    }
+    for (int i = 0; i < CURL_LOCK_DATA_LAST; i++)
+        if ((rc = mutex_init(&c->share_mu[i])) != 0)
+            abort();
+
+    rc = -ENOMEM;
+    if ((c->cfg = kc__config_dup(cfg)) == NULL)
+        goto fail;
+    if (c->o.user_agent)
+        c->user_agent = strdup(c->o.user_agent);
+    else
+        c->user_agent = strdup("kcache/" KC_VERSION_STRING);
+    if (c->user_agent == NULL)
+        goto fail;
+    if (c->o.field_manager && (c->field_manager = strdup(c->o.field_manager)) == NULL)
+        goto fail;
+    c->o.user_agent = c->user_agent;
+    c->o.field_manager = c->field_manager;
+
+    rc = parse_server(cfg->server, &scheme, &host, &port, &rest);
+    if (rc) {
+        rc = kc_errf(eb, rc == -ENOMEM ? rc : KC_ECONFIG, "bad server URL %s", cfg->server);
+        goto fail_msg;
+    }
+    if (asprintf(&c->host, "%s:%s", host, port) < 0) {
+        c->host = NULL;
+        goto fail;
+    }
+    if (cfg->tls_server_name && cfg->tls_server_name[0]) {
+        /* SNI and verification use tls-server-name: address the URL to it and
+         * let CONNECT_TO send the connection to the real host. */
+        char *ct = NULL;
+        const char *rh = host;
+        size_t rhl = strlen(host);
+        if (rh[0] == '[') {
+            rh++;
+            rhl -= 2;
+        }
+        if (asprintf(&ct, "%s:%s:%.*s:%s", cfg->tls_server_name, port, (int)rhl, rh, port) < 0)
+            goto fail;
+        c->connect_to = curl_slist_append(NULL, ct);
+        free(ct);
+        if (c->connect_to == NULL)
+            goto fail;
+        if (asprintf(&c->base, "%s%s:%s%s", scheme, cfg->tls_server_name, port, rest) < 0) {
+            c->base = NULL;
+            goto fail;
+        }
+    } else if ((c->base = strdup(cfg->server)) == NULL) {
+        goto fail;
+    }
+    c->share = curl_share_init();
+    if (c->share == NULL)
+        goto fail;
+    curl_share_setopt(c->share, CURLSHOPT_LOCKFUNC, share_lock);
+    curl_share_setopt(c->share, CURLSHOPT_UNLOCKFUNC, share_unlock);
+    curl_share_setopt(c->share, CURLSHOPT_USERDATA, c);
+    curl_share_setopt(c->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_DNS);
+    curl_share_setopt(c->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION);
+    free(scheme);
+    free(host);
+    free(port);
+    *out = c;
+    return 0;
+fail:
+    kc_errf(eb, rc, "out of memory");
+fail_msg:
+    free(scheme);
+    free(host);
+    free(port);
+    kc_client_free(c);
+    return rc;
+}
+
+/* ------------------------------------------------------------------ */
+/* URLs                                                                 */
+
+static int check_name(const char *what, const char *s, kc_status_t *st)
+{
+    size_t n = s ? strlen(s) : 0;
+
+    if (n == 0 || n > 253 || strchr(s, '/') || strcmp(s, ".") == 0 || strcmp(s, "..") == 0 ||
+        strchr(s, '%')) {
+        if (st) {
+            snprintf(st->message, sizeof(st->message), "invalid %s \"%.100s\"", what, s ? s : "");
+            st->err = KC_EBADNAME;
+        }
+        return KC_EBADNAME;
+    }
+    return 0;
+}
+
+static int build_path(kc_client_t *c, kc__sb_t *sb, const kc_resource_t *r, const char *ns,
+                      const char *name, const char *sub, int need_ns, kc_status_t *st)
+{
+    int rc;
+
+    if (r == NULL || r->version == NULL || r->resource == NULL) {
+        if (st) {
+            kc__strlcpy(st->message, "resource descriptor incomplete", sizeof(st->message));
+            st->err = -EINVAL;
+        }
+        return -EINVAL;
+    }
+    kc__sb_adds(sb, c->base);
+    if (r->group == NULL || r->group[0] == '\0')
+        kc__sb_addf(sb, "/api/%s", r->version);
+    else
+        kc__sb_addf(sb, "/apis/%s/%s", r->group, r->version);
+    if (r->namespaced && ns && ns[0]) {
+        if ((rc = check_name("namespace", ns, st)))
+            return rc;
+        kc__sb_adds(sb, "/namespaces/");
+        kc__sb_add_escaped(sb, ns);
+    } else if (r->namespaced && need_ns) {
+        if (st) {
+            snprintf(st->message, sizeof(st->message), "%s is namespaced: namespace required",
+                     r->resource);
+            st->err = -EINVAL;
+        }
+        return -EINVAL;
+    }
+    kc__sb_adds(sb, "/");
+    kc__sb_adds(sb, r->resource);
+    if (name) {
+        if ((rc = check_name("name", name, st)))
+            return rc;
+        kc__sb_adds(sb, "/");
+        kc__sb_add_escaped(sb, name);
+    }
+    if (sub) {
+        if ((rc = check_name("subresource", sub, st)))
+            return rc;
+        kc__sb_adds(sb, "/");
+        kc__sb_adds(sb, sub);
+    }
+    return sb->err;
+}
+
+static void add_param(kc__sb_t *sb, int *first, const char *k, const char *v)
+{
+    if (v == NULL)
+        return;
+    kc__sb_adds(sb, *first ? "?" : "&");
+    *first = 0;
+    kc__sb_adds(sb, k);
+    kc__sb_adds(sb, "=");
+    kc__sb_add_escaped(sb, v);
+}
+
+static void add_param_long(kc__sb_t *sb, int *first, const char *k, long v)
+{
+    char tmp[32];
+
+    snprintf(tmp, sizeof(tmp), "%ld", v);
+    add_param(sb, first, k, tmp);
+}
+
+static void add_list_params(kc__sb_t *sb, int *first, const kc_list_opts_t *o)
+{
+    if (o == NULL)
+        return;
+    add_param(sb, first, "labelSelector", o->label_selector);
+    add_param(sb, first, "fieldSelector", o->field_selector);
+    if (o->limit > 0)
+        add_param_long(sb, first, "limit", o->limit);
+    add_param(sb, first, "continue", o->continue_token);
+    add_param(sb, first, "resourceVersion", o->resource_version);
+    add_param(sb, first, "resourceVersionMatch", o->resource_version_match);
+    if (o->timeout_seconds > 0)
+        add_param_long(sb, first, "timeoutSeconds", o->timeout_seconds);
+}
+
+static int sb_fail(kc__sb_t *sb, kc_status_t *st, int rc)
+{
+    if (st) {
+        if (st->message[0] == '\0')
+            snprintf(st->message, sizeof(st->message), "building the request: %s",
+                     kc_strerror(rc));
+        st->err = rc;
+    }
+    kc__sb_free(sb);
+    return rc;
+}
+
+static int do_simple(kc_client_t *c, const char *method, kc__sb_t *url, const char *ctype,
+                     const char *data, size_t len, kc_buf_t *body, kc_status_t *st)
+{
+    kc_status_t tmp;
+    req_t rq = {method, url->p, ctype, data, len, 0, NULL};
+    int rc;
+
+    rc = perform(c, &rq, body, NULL, st ? st : &tmp);
+    kc__sb_free(url);
+    return rc;
+}
+
+/* ------------------------------------------------------------------ */
+/* verbs                                                                */
+
+int kc_client_get(kc_client_t *c, const kc_resource_t *r, const char *ns, const char *name,
+                  kc_buf_t *body, kc_status_t *st)
+{
+    kc__sb_t u;
+    int rc;
+
+    kc_status_clear(st);
+    kc__sb_init(&u, 0);
+    if ((rc = build_path(c, &u, r, ns, name, NULL, 1, st)))
+        return sb_fail(&u, st, rc);
+    return do_simple(c, "GET", &u, NULL, NULL, 0, body, st);
+}
+
+int kc_client_list(kc_client_t *c, const kc_resource_t *r, const char *ns,
+                   const kc_list_opts_t *o, kc_buf_t *body, kc_status_t *st)
+{
+    kc__sb_t u;
+    int rc, first = 1;
+
+    kc_status_clear(st);
+    kc__sb_init(&u, 0);
+    if ((rc = build_path(c, &u, r, ns, NULL, NULL, 0, st)))
+        return sb_fail(&u, st, rc);
+    add_list_params(&u, &first, o);
+    if (u.err)
+        return sb_fail(&u, st, u.err);
+    return do_simple(c, "GET", &u, NULL, NULL, 0, body, st);
+}
+
+static void add_field_manager(kc_client_t *c, kc__sb_t *u, int *first, const char *fm,
+                              int apply)
+{
+    if (fm == NULL)
+        fm = c->field_manager;
+    if (fm == NULL && apply)
+        fm = "kcache";
+    add_param(u, first, "fieldManager", fm);
+}
+
+int kc_client_create(kc_client_t *c, const kc_resource_t *r, const char *ns, const char *json,
+                     size_t len, kc_buf_t *body, kc_status_t *st)
+{
+    kc__sb_t u;
+    int rc, first = 1;
+
+    kc_status_clear(st);
+    kc__sb_init(&u, 0);
+    if ((rc = build_path(c, &u, r, ns, NULL, NULL, 1, st)))
+        return sb_fail(&u, st, rc);
+    add_field_manager(c, &u, &first, NULL, 0);
+    if (u.err)
+        return sb_fail(&u, st, u.err);
+    return do_simple(c, "POST", &u, "application/json", json, len, body, st);
+}
+
+static int update_sub(kc_client_t *c, const kc_resource_t *r, const char *ns, const char *name,
+                      const char *sub, const char *json, size_t len, kc_buf_t *body,
+                      kc_status_t *st)
+{
+    kc__sb_t u;
+    int rc, first = 1;
+
+    kc_status_clear(st);
+    kc__sb_init(&u, 0);
+    if ((rc = build_path(c, &u, r, ns, name, sub, 1, st)))
+        return sb_fail(&u, st, rc);
+    add_field_manager(c, &u, &first, NULL, 0);
+    if (u.err)
+        return sb_fail(&u, st, u.err);
+    return do_simple(c, "PUT", &u, "application/json", json, len, body, st);
+}
+
+int kc_client_update(kc_client_t *c, const kc_resource_t *r, const char *ns, const char *name,
+                     const char *json, size_t len, kc_buf_t *body, kc_status_t *st)
+{
+    return update_sub(c, r, ns, name, NULL, json, len, body, st);
+}
+
+int kc_client_update_status(kc_client_t *c, const kc_resource_t *r, const char *ns,
+                            const char *name, const char *json, size_t len, kc_buf_t *body,
+                            kc_status_t *st)
+{
+    return update_sub(c, r, ns, name, "status", json, len, body, st);
+}
+
+int kc_client_patch(kc_client_t *c, const kc_resource_t *r, const char *ns, const char *name,
+                    kc_patch_type_t type, const char *patch, size_t len,
+                    const kc_patch_opts_t *o, kc_buf_t *body, kc_status_t *st)
+{
+    static const char *const ctypes[] = {
+        "application/merge-patch+json", "application/strategic-merge-patch+json",
+        "application/json-patch+json", "application/apply-patch+yaml"};
+    kc__sb_t u;
+    int rc, first = 1;
+
+    kc_status_clear(st);
+    if ((unsigned)type > KC_PATCH_APPLY) {
+        if (st) {
+            kc__strlcpy(st->message, "unknown patch type", sizeof(st->message));
+            st->err = -EINVAL;
+        }
+        return -EINVAL;
+    }
+    kc__sb_init(&u, 0);
+    if ((rc = build_path(c, &u, r, ns, name, o ? o->subresource : NULL, 1, st)))
+        return sb_fail(&u, st, rc);
+    add_field_manager(c, &u, &first, o ? o->field_manager : NULL, type == KC_PATCH_APPLY);
+    if (type == KC_PATCH_APPLY && o && o->force)
+        add_param(&u, &first, "force", "true");
+    if (u.err)
+        return sb_fail(&u, st, u.err);
+    return do_simple(c, "PATCH", &u, ctypes[type], patch, len, body, st);
+}
+
+static char *delete_body(const kc_delete_opts_t *o)
+{
+    cJSON *root, *pre;
+    char *out = NULL;
+
+    if (o == NULL || (o->propagation_policy == NULL && o->grace_period_seconds < 0 &&
+                      o->precondition_uid == NULL && o->precondition_resource_version == NULL))
+        return NULL;
+    root = cJSON_CreateObject();
+    if (root == NULL)
+        return NULL;
+    cJSON_AddStringToObject(root, "kind", "DeleteOptions");
+    cJSON_AddStringToObject(root, "apiVersion", "v1");
+    if (o->propagation_policy)
+        cJSON_AddStringToObject(root, "propagationPolicy", o->propagation_policy);
+    if (o->grace_period_seconds >= 0)
+        cJSON_AddNumberToObject(root, "gracePeriodSeconds", (double)o->grace_period_seconds);
+    if (o->precondition_uid || o->precondition_resource_version) {
+        pre = cJSON_AddObjectToObject(root, "preconditions");
+        if (pre && o->precondition_uid)
+            cJSON_AddStringToObject(pre, "uid", o->precondition_uid);
+        if (pre && o->precondition_resource_version)
+            cJSON_AddStringToObject(pre, "resourceVersion", o->precondition_resource_version);
+    }
+    out = cJSON_PrintUnformatted(root);
+    cJSON_Delete(root);
+    return out;
+}
+
+int kc_client_delete(kc_client_t *c, const kc_resource_t *r, const char *ns, const char *name,
+                     const kc_delete_opts_t *o, kc_buf_t *body, kc_status_t *st)
+{
+    kc__sb_t u;
+    char *db;
+    int rc, has_opts;
+
+    kc_status_clear(st);
+    kc__sb_init(&u, 0);
+    if ((rc = build_path(c, &u, r, ns, name, NULL, 1, st)))
+        return sb_fail(&u, st, rc);
+    has_opts = o && (o->propagation_policy || o->grace_period_seconds >= 0 ||
+                     o->precondition_uid || o->precondition_resource_version);
+    db = delete_body(o);
+    if (has_opts && db == NULL)
+        return sb_fail(&u, st, -ENOMEM);
+    rc = do_simple(c, "DELETE", &u, "application/json", db, db ? strlen(db) : 0, body, st);
+    free(db);
+    return rc;
+}
+
+int kc_client_delete_collection(kc_client_t *c, const kc_resource_t *r, const char *ns,
+                                const kc_list_opts_t *o, kc_buf_t *body, kc_status_t *st)
+{
+    kc__sb_t u;
+    int rc, first = 1;
+
+    kc_status_clear(st);
+    kc__sb_init(&u, 0);
+    if ((rc = build_path(c, &u, r, ns, NULL, NULL, 0, st)))
+        return sb_fail(&u, st, rc);
+    add_list_params(&u, &first, o);
+    if (u.err)
+        return sb_fail(&u, st, u.err);
+    return do_simple(c, "DELETE", &u, NULL, NULL, 0, body, st);
+}
+
+int kc_client_request(kc_client_t *c, const char *method, const char *path, const char *query,
+                      const char *content_type, const char *data, size_t len, kc_buf_t *body,
+                      kc_status_t *st)
+{
+    kc__sb_t u;
+
+    kc_status_clear(st);
+    if (method == NULL || path == NULL || path[0] != '/') {
+        if (st) {
+            kc__strlcpy(st->message, "method and absolute path required", sizeof(st->message));
+            st->err = -EINVAL;
+        }
+        return -EINVAL;
+    }
+    kc__sb_init(&u, 0);
+    kc__sb_adds(&u, c->base);
+    kc__sb_adds(&u, path);
+    if (query && query[0]) {
+        kc__sb_adds(&u, "?");
+        kc__sb_adds(&u, query);
+    }
+    if (u.err)
+        return sb_fail(&u, st, u.err);
+    return do_simple(c, method, &u, content_type, data, len, body, st);
+}
+
+/* ------------------------------------------------------------------ */
+/* watch                                                                */
+
+int kc_client_watch(kc_client_t *c, const kc_resource_t *r, const char *ns,
+                    const kc_watch_opts_t *o, kc_watch_cb cb, void *ud, kc_status_t *st)
+{
+    static const kc_watch_opts_t defaults = KC_WATCH_OPTS_INIT;
+    kc_watch_decoder_t *dec = NULL;
+    kc_status_t tmp;
+    kc_errbuf_t eb = {0, ""};
+    kc__sb_t u;
+    req_t rq;
+    int rc, first = 1;
+
+    if (st == NULL)
+        st = &tmp;
+    kc_status_clear(st);
+    if (o == NULL)
+        o = &defaults;
+    kc__sb_init(&u, 0);
+    if ((rc = build_path(c, &u, r, ns, NULL, NULL, 0, st)))
+        return sb_fail(&u, st, rc);
+    add_param(&u, &first, "watch", "true");
+    add_param(&u, &first, "resourceVersion", o->resource_version);
+    if (o->allow_bookmarks)
+        add_param(&u, &first, "allowWatchBookmarks", "true");
+    add_param(&u, &first, "labelSelector", o->label_selector);
+    add_param(&u, &first, "fieldSelector", o->field_selector);
+    if (o->send_initial_events) {
+        add_param(&u, &first, "sendInitialEvents", "true");
+        add_param(&u, &first, "resourceVersionMatch", "NotOlderThan");
+    }
+    if (o->timeout_seconds > 0)
+        add_param_long(&u, &first, "timeoutSeconds", o->timeout_seconds);
+    if (u.err)
+        return sb_fail(&u, st, u.err);
+    if ((rc = kc_watch_decoder_new(c->o.max_event_size, cb, ud, &dec)) != 0)
+        return sb_fail(&u, st, rc);
+    rq = (req_t){"GET", u.p, NULL, NULL, 0, 1, o->cancel};
+    rc = perform(c, &rq, NULL, dec, st);
+    if (rc == 0) {
+        rc = kc_watch_decoder_finish(dec, &eb);
+        if (rc) {
+            kc__strlcpy(st->message, eb.msg, sizeof(st->message));
+            st->err = rc;
+        }
+    } else if (rc > 0) {
+        rc = KC_ESTOPPED;   /* the callback asked to stop */
+        st->err = rc;
+    }
+    kc_watch_decoder_free(dec);
+    kc__sb_free(&u);
+    return rc;
+}
+
+/* ------------------------------------------------------------------ */
+/* discovery                                                            */
+
+static const disc_entry_t *disc_find(kc_client_t *c, const char *apiv, const char *kind)
+{
+    const disc_entry_t *d;
+
+    lock(&c->disc_mu);
+    for (d = c->disc; d; d = d->next)
+        if (strcmp(d->api_version, apiv) == 0 && strcmp(d->kind, kind) == 0)
+            break;
+    unlock(&c->disc_mu);
+    return d;
+}
+
+int kc_client_discover(kc_client_t *c, const char *api_version, const char *kind,
+                       kc_resource_t *out, kc_status_t *st)
+{
+    const disc_entry_t *found;
+    disc_entry_t *ne = NULL;
+    kc_buf_t body = KC_BUF_INIT;
+    kc_status_t tmp;
+    cJSON *root = NULL, *res, *it;
+    const char *slash;
+    char path[512];
+    int rc;
+
+    if (st == NULL)
+        st = &tmp;
+    kc_status_clear(st);
+    if (api_version == NULL || kind == NULL || out == NULL || api_version[0] == '\0' ||
+        strchr(api_version, '?') || strlen(api_version) > 300)
+        return st->err = -EINVAL;
+    if ((found = disc_find(c, api_version, kind)) != NULL) {
+        *out = found->res;
+        return 0;
+    }
+    slash = strchr(api_version, '/');
+    snprintf(path, sizeof(path), "%s/%s", slash ? "/apis" : "/api", api_version);
+    rc = kc_client_request(c, "GET", path, NULL, NULL, NULL, 0, &body, st);
+    if (rc)
+        goto out;
+    root = cJSON_ParseWithLength(body.data, body.len);
+    res = cJSON_GetObjectItemCaseSensitive(root, "resources");
+    if (!cJSON_IsArray(res)) {
+        rc = KC_EPARSE;
+        snprintf(st->message, sizeof(st->message), "discovery %.400s: not an APIResourceList", path);
+        goto out;
+    }
+    cJSON_ArrayForEach(it, res) {
+        const char *name = jstr(it, "name"), *k = jstr(it, "kind");
+        if (name && k && strcmp(k, kind) == 0 && strchr(name, '/') == NULL)
+            break;
+    }
+    if (it == NULL) {
+        rc = KC_ENOTFOUND;
+        snprintf(st->message, sizeof(st->message), "kind %s is not served by %s", kind,
+                 api_version);
+        goto out;
+    }
+    ne = calloc(1, sizeof(*ne));
+    if (ne == NULL || (ne->api_version = strdup(api_version)) == NULL ||
+        (ne->kind = strdup(kind)) == NULL || (ne->resource = strdup(jstr(it, "name"))) == NULL ||
+        (ne->group = slash ? strndup(api_version, (size_t)(slash - api_version)) : strdup("")) ==
+            NULL ||
+        (ne->version = strdup(slash ? slash + 1 : api_version)) == NULL) {
+        rc = -ENOMEM;
+        goto out;
+    }
+    ne->res.group = ne->group;
+    ne->res.version = ne->version;
+    ne->res.resource = ne->resource;
+    ne->res.kind = ne->kind;
+    ne->res.namespaced = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(it, "namespaced"));
+    lock(&c->disc_mu);
+    for (found = c->disc; found; found = found->next)
+        if (strcmp(found->api_version, api_version) == 0 && strcmp(found->kind, kind) == 0)
+            break;
+    if (found == NULL) {
+        ne->next = c->disc;
+        c->disc = ne;
+        found = ne;
+        ne = NULL;
+    }
+    *out = found->res;
+    unlock(&c->disc_mu);
+out:
+    if (ne) {
+        free(ne->api_version);
+        free(ne->kind);
+        free(ne->resource);
+        free(ne->group);
+        free(ne->version);
+        free(ne);
+    }
+    cJSON_Delete(root);
+    kc_buf_free(&body);
+    st->err = rc;
+    return rc;
+}

@@ -1,0 +1,328 @@
+/*
+ * Incremental framer for the watch stream: newline-delimited JSON events
+ * {"type":"ADDED","object":{...}} split arbitrarily across the chunks curl
+ * hands over.
+ *
+ * Invariants: an event is copied at most once.  Complete lines inside a fed
+ * chunk are validated and delivered straight from the caller's bytes; only
+ * the tail of a chunk that has no newline yet is copied into the carry
+ * buffer, and the next newline completes it there.  The carry buffer never
+ * exceeds max_event bytes: a line longer than that is KC_ETOOBIG as soon as
+ * it is known to be too long, before more memory is spent on it.  After an
+ * error the decoder is dead: every later call returns the same code, and
+ * the callback is not called again.  Every event before the bad line has
+ * been delivered, in order, exactly once.
+ *
+ * Validation per line (kc_json, no allocation, one validating pass): one
+ * JSON object; "type" a
+ * string among ADDED, MODIFIED, DELETED, BOOKMARK, ERROR; "object" an
+ * object; for every type but ERROR the object has a "metadata" object.
+ * Blank lines (and a trailing '\r') are tolerated.
+ *
+ * Not thread-safe: one decoder per stream, used by one thread.
+ */
+#include "client_int.h"
+#include "kc_json.h"
+
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define DEFAULT_MAX_EVENT ((size_t)16 << 20)
+
+struct kc_watch_decoder {
+    kc_watch_cb cb;
+    void *ud;
+    size_t max_event;
+    char *carry;           /* partial line; capacity carry_cap <= max_event */
+    size_t carry_len;
+    size_t carry_cap;
+    size_t line_no;        /* lines completed so far */
+    size_t offset;         /* stream offset of the first byte not yet consumed */
+    size_t line_start;     /* stream offset of the line being assembled */
+    size_t events;
+    int err;               /* sticky */
+    char errmsg[256];
+};
+
+const char *kc_watch_type_name(kc_watch_type_t t)
+{
+    switch (t) {
+    case KC_WATCH_ADDED: return "ADDED";
+    case KC_WATCH_MODIFIED: return "MODIFIED";
+    case KC_WATCH_DELETED: return "DELETED";
+    case KC_WATCH_BOOKMARK: return "BOOKMARK";
+    case KC_WATCH_ERROR: return "ERROR";
+    }
+    return "?";
+}
+
+int kc_watch_decoder_new(size_t max_event, kc_watch_cb cb, void *ud,
+                         kc_watch_decoder_t **out)
+{
+    kc_watch_decoder_t *d;
+
+    if (cb == NULL || out == NULL)
+        return -EINVAL;
+    d = calloc(1, sizeof(*d));
+    if (d == NULL)
+        return -ENOMEM;
+    d->cb = cb;
+    d->ud = ud;
+    d->max_event = max_event ? max_event : DEFAULT_MAX_EVENT;
+    *out = d;
+    return 0;
+}
+
+void kc_watch_decoder_free(kc_watch_decoder_t *d)
+{
+    if (d == NULL)
+        return;
+    free(d->carry);
+    free(d);
+}
+
+size_t kc_watch_decoder_events(const kc_watch_decoder_t *d)
+{
+    return d->events;
+}
+
+static int fail(kc_watch_decoder_t *d, kc_errbuf_t *eb, int code, size_t byte,
+                const char *what)
+{
+    d->err = code;
+    snprintf(d->errmsg, sizeof(d->errmsg), "watch stream line %zu, byte %zu: %s",
+             d->line_no + 1, byte, what);
+    return kc_errf(eb, code, "%s", d->errmsg);
+}
+
+static int type_of(kc_json_span_t s, kc_watch_type_t *t)
+{
+    static const struct {
+        const char *name;
+        kc_watch_type_t t;
+    } types[] = {
+        {"ADDED", KC_WATCH_ADDED},       {"MODIFIED", KC_WATCH_MODIFIED},
+        {"DELETED", KC_WATCH_DELETED},   {"BOOKMARK", KC_WATCH_BOOKMARK},
+        {"ERROR", KC_WATCH_ERROR},
+    };
+
+    for (size_t i = 0; i < sizeof(types) / sizeof(types[0]); i++)
+        if (kc_json_str_eq(s, types[i].name)) {
+            *t = types[i].t;
+            return 0;
+        }
+    return -1;
+}
+
+static size_t skip_ws(const char *p, size_t pos, size_t len)
+{
+    while (pos < len && (p[pos] == ' ' || p[pos] == '\t' || p[pos] == '\r' || p[pos] == '\n'))
+        pos++;
+    return pos;
+}
+
+/* Validate and deliver one complete line (without its '\n').  start is the
+ * stream offset of line[0].  The envelope is walked member by member with
+ * kc_json_scan, so every byte is validated exactly once and the "object"
+ * span falls out of that one pass. */
+static int deliver(kc_watch_decoder_t *d, const char *line, size_t len, size_t start,
+                   kc_errbuf_t *eb)
+{
+    kc_json_span_t key, val, type = {NULL, 0, KC_JSON_INVALID}, obj = {NULL, 0, KC_JSON_INVALID};
+    kc_json_span_t meta;
+    kc_json_err_t jerr = {0, NULL};
+    kc_watch_event_t ev;
+    char what[160];
+    size_t pos;
+    int rc;
+
+    pos = skip_ws(line, 0, len);
+    if (pos == len) {         /* blank line */
+        d->line_no++;
+        return 0;
+    }
+    if (len > d->max_event) {
+        snprintf(what, sizeof(what), "event of %zu bytes exceeds the limit of %zu bytes", len,
+                 d->max_event);
+        return fail(d, eb, KC_ETOOBIG, start, what);
+    }
+    if (line[pos] != '{') {
+        size_t p2 = pos;
+        if (kc_json_scan(line, len, &p2, &val, &jerr) != 0)
+            goto not_json;
+        return fail(d, eb, KC_EPARSE, start + pos, "event is not a JSON object");
+    }
+    pos = skip_ws(line, pos + 1, len);
+    if (pos < len && line[pos] == '}') {
+        pos++;
+    } else {
+        for (;;) {
+            if (pos >= len || line[pos] != '"') {
+                jerr.offset = pos;
+                jerr.what = "expected a member name";
+                goto not_json;
+            }
+            if (kc_json_scan(line, len, &pos, &key, &jerr) != 0)
+                goto not_json;
+            pos = skip_ws(line, pos, len);
+            if (pos >= len || line[pos] != ':') {
+                jerr.offset = pos;
+                jerr.what = "expected ':'";
+                goto not_json;
+            }
+            pos++;
+            if (kc_json_scan(line, len, &pos, &val, &jerr) != 0)
+                goto not_json;
+            if (type.p == NULL && kc_json_str_eq(key, "type"))
+                type = val;
+            else if (obj.p == NULL && kc_json_str_eq(key, "object"))
+                obj = val;
+            pos = skip_ws(line, pos, len);
+            if (pos < len && line[pos] == ',') {
+                pos = skip_ws(line, pos + 1, len);
+                continue;
+            }
+            if (pos < len && line[pos] == '}') {
+                pos++;
+                break;
+            }
+            jerr.offset = pos;
+            jerr.what = pos < len ? "expected ',' or '}'" : "unterminated object";
+            goto not_json;
+        }
+    }
+    pos = skip_ws(line, pos, len);
+    if (pos != len) {
+        jerr.offset = pos;
+        jerr.what = "trailing bytes after the event";
+        goto not_json;
+    }
+    if (type.p == NULL || type.type != KC_JSON_STRING)
+        return fail(d, eb, KC_EPARSE, start, "event without a \"type\" string");
+    if (type_of(type, &ev.type) != 0) {
+        snprintf(what, sizeof(what), "unknown event type %.*s%s",
+                 type.len <= 40 ? (int)type.len : 40, type.p, type.len <= 40 ? "" : "...");
+        return fail(d, eb, KC_EPARSE, start + (size_t)(type.p - line), what);
+    }
+    if (obj.p == NULL || obj.type != KC_JSON_OBJECT) {
+        snprintf(what, sizeof(what), "%s event without an \"object\" object",
+                 kc_watch_type_name(ev.type));
+        return fail(d, eb, KC_EPARSE, start, what);
+    }
+    if (ev.type != KC_WATCH_ERROR &&
+        (kc_json_obj_get(obj, "metadata", &meta) != 0 || meta.type != KC_JSON_OBJECT)) {
+        snprintf(what, sizeof(what), "%s event object without \"metadata\"",
+                 kc_watch_type_name(ev.type));
+        return fail(d, eb, KC_EPARSE, start + (size_t)(obj.p - line), what);
+    }
+    d->line_no++;
+    ev.object = obj.p;
+    ev.object_len = obj.len;
+    ev.line_no = d->line_no;
+    d->events++;
+    rc = d->cb(d->ud, &ev);
+    if (rc != 0) {
+        d->err = rc;
+        snprintf(d->errmsg, sizeof(d->errmsg), "watch stopped by the callback at line %zu",
+                 d->line_no);
+        return kc_errf(eb, rc, "%s", d->errmsg);
+    }
+    return 0;
+not_json:
+    snprintf(what, sizeof(what), "not JSON: %s", jerr.what ? jerr.what : "malformed");
+    return fail(d, eb, KC_EPARSE, start + jerr.offset, what);
+}
+
+static int carry_append(kc_watch_decoder_t *d, const char *p, size_t n, kc_errbuf_t *eb)
+{
+    char what[128];
+
+    if (n > d->max_event - d->carry_len) {
+        snprintf(what, sizeof(what), "event exceeds the limit of %zu bytes", d->max_event);
+        return fail(d, eb, KC_ETOOBIG, d->line_start, what);
+    }
+    if (d->carry_len + n > d->carry_cap) {
+        size_t ncap = d->carry_cap ? d->carry_cap : 4096;
+        char *np;
+        while (ncap < d->carry_len + n)
+            ncap = ncap > d->max_event / 2 ? d->max_event : ncap * 2;
+        np = realloc(d->carry, ncap);
+        if (np == NULL) {
+            d->err = -ENOMEM;
+            return kc_errf(eb, -ENOMEM, "out of memory buffering a watch event");
+        }
+        d->carry = np;
+        d->carry_cap = ncap;
+    }
+    memcpy(d->carry + d->carry_len, p, n);
+    d->carry_len += n;
+    return 0;
+}
+
+int kc_watch_decoder_feed(kc_watch_decoder_t *d, const char *bytes, size_t n,
+                          kc_errbuf_t *eb)
+{
+    const char *p = bytes, *end = bytes + n, *nl;
+    int rc;
+
+    if (d->err)
+        return kc_errf(eb, d->err, "%s", d->errmsg);
+    while (p < end) {
+        nl = memchr(p, '\n', (size_t)(end - p));
+        if (nl == NULL) {
+            if (d->carry_len == 0)
+                d->line_start = d->offset;
+            rc = carry_append(d, p, (size_t)(end - p), eb);
+            if (rc)
+                return rc;
+            d->offset += (size_t)(end - p);
+            return 0;
+        }
+        if (d->carry_len) {
+            /* completes a line begun in an earlier chunk: its one copy */
+            rc = carry_append(d, p, (size_t)(nl - p), eb);
+            if (rc)
+                return rc;
+            size_t len = d->carry_len;
+            d->offset += (size_t)(nl - p) + 1;
+            d->carry_len = 0;
+            rc = deliver(d, d->carry, len, d->line_start, eb);
+            if (rc)
+                return rc;
+        } else {
+            size_t start = d->offset;
+            d->offset += (size_t)(nl - p) + 1;
+            rc = deliver(d, p, (size_t)(nl - p), start, eb);
+            if (rc)
+                return rc;
+        }
+        p = nl + 1;
+    }
+    return 0;
+}
+
+int kc_watch_decoder_finish(kc_watch_decoder_t *d, kc_errbuf_t *eb)
+{
+    size_t i;
+
+    if (d->err)
+        return kc_errf(eb, d->err, "%s", d->errmsg);
+    for (i = 0; i < d->carry_len; i++)
+        if (d->carry[i] != ' ' && d->carry[i] != '\t' && d->carry[i] != '\r')
+            break;
+    if (i < d->carry_len)
+        return fail(d, eb, KC_EPARSE, d->offset, "stream ended in the middle of an event "
+                                                 "(truncated)");
+    d->carry_len = 0;
+    return 0;
+}
+
+struct cJSON *kc_watch_event_parse(const kc_watch_event_t *ev)
+{
+    if (ev == NULL || ev->object == NULL)
+        return NULL;
+    return cJSON_ParseWithLength(ev->object, ev->object_len);
+}

@@ -1,0 +1,472 @@
+/* Unit tests for common/kc_json: the validating scanner, iteration,
+ * unescaping, minify and quote.  Valid and invalid tables, every
+ * truncation of a real fixture, escapes, UTF-8 and the depth limit. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kc_common.h"
+#include "kc_json.h"
+
+static char *read_fixture(const char *name, size_t *len)
+{
+    static const char *dirs[] = { "../shared/fixtures/api-testdata",
+                                  "/work/shared/fixtures/api-testdata" };
+    char path[512];
+    const char *env = getenv("KC_FIXTURES");
+
+    for (int i = -1; i < 2; i++) {
+        const char *d = i < 0 ? env : dirs[i];
+        if (!d)
+            continue;
+        snprintf(path, sizeof(path), "%s/%s", d, name);
+        FILE *f = fopen(path, "rb");
+        if (!f)
+            continue;
+        fseek(f, 0, SEEK_END);
+        long n = ftell(f);
+        fseek(f, 0, SEEK_SET);
+        char *b = malloc((size_t)n + 1);
+        assert_non_null(b);
+        assert_int_equal(fread(b, 1, (size_t)n, f), (size_t)n);
+        fclose(f);
+        b[n] = '\0';
+        *len = (size_t)n;
+        return b;
+    }
+    fail_msg("fixture %s not found (set KC_FIXTURES)", name);
+    return NULL;
+}
+
+static int sanitizer(void)
+{
+    const char *s = getenv("KC_SANITIZER");
+    return s && *s;
+}
+
+static int parse(const char *s, kc_json_span_t *v, kc_json_err_t *e)
+{
+    return kc_json_parse_doc(s, strlen(s), v, e);
+}
+
+static void test_valid_table(void **state)
+{
+    static const struct { const char *in; kc_json_type_t type; size_t vlen; } t[] = {
+        { "{}", KC_JSON_OBJECT, 2 },
+        { "[]", KC_JSON_ARRAY, 2 },
+        { " \t\r\n{ } \n", KC_JSON_OBJECT, 3 },
+        { "0", KC_JSON_NUMBER, 1 },
+        { "-0", KC_JSON_NUMBER, 2 },
+        { "-12.5e+3", KC_JSON_NUMBER, 8 },
+        { "1E9", KC_JSON_NUMBER, 3 },
+        { "0.000", KC_JSON_NUMBER, 5 },
+        { "true", KC_JSON_TRUE, 4 },
+        { "false", KC_JSON_FALSE, 5 },
+        { "null", KC_JSON_NULL, 4 },
+        { "\"\"", KC_JSON_STRING, 2 },
+        { "\"a\\\"b\\\\c\\/\\b\\f\\n\\r\\t\"", KC_JSON_STRING, 21 },
+        { "\"\\u00e9\\uD83D\\uDE00\"", KC_JSON_STRING, 20 },
+        { "\"h\xc3\xa9llo \xe2\x82\xac \xf0\x9f\x98\x80\"", KC_JSON_STRING, 17 },
+        { "{\"a\":[1,2,{\"b\":null}],\"c\":\"d\"}", KC_JSON_OBJECT, 30 },
+        { "[[[[[]]]]]", KC_JSON_ARRAY, 10 },
+        { "{ \"k\" : [ true , false ] }", KC_JSON_OBJECT, 26 },
+        { "\"0123456789abcdef0123456789abcdef\\n0123456789abcdef\"", KC_JSON_STRING, 52 },
+    };
+    (void)state;
+    for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
+        kc_json_span_t v;
+        kc_json_err_t e = { 0, NULL };
+        int rc = parse(t[i].in, &v, &e);
+        if (rc != 0)
+            fail_msg("valid[%zu] %s: rc %d at %zu: %s", i, t[i].in, rc, e.offset, e.what);
+        assert_int_equal(v.type, t[i].type);
+        assert_int_equal(v.len, t[i].vlen);
+    }
+}
+
+static void test_invalid_table(void **state)
+{
+    static const struct { const char *in; size_t off; const char *what; } t[] = {
+        { "", 0, "end of input" },
+        { "   ", 3, "end of input" },
+        { "{", 1, "end of input" },
+        { "[1,", 3, "end of input" },
+        { "[1 2]", 3, "',' or ']'" },
+        { "{\"a\" 1}", 5, "':'" },
+        { "{\"a\":1,}", 7, "member name" },
+        { "{a:1}", 1, "member name" },
+        { "[1,]", 3, "value expected" },
+        { "01", 1, "trailing" },
+        { "1.", 2, "end of input" },
+        { "1.e5", 2, "digit expected" },
+        { "1e", 2, "end of input" },
+        { "1e+x", 3, "digit expected" },
+        { "-", 1, "end of input" },
+        { "-a", 1, "invalid number" },
+        { "+1", 0, "value expected" },
+        { "tru", 3, "end of input" },
+        { "trux", 0, "invalid literal" },
+        { "nul", 3, "end of input" },
+        { "\"abc", 4, "unterminated" },
+        { "\"a\\x\"", 2, "invalid escape" },
+        { "\"\\u12G4\"", 1, "\\u escape" },
+        { "\"\\uD800\"", 1, "surrogate" },
+        { "\"\\uDC00\"", 1, "surrogate" },
+        { "\"\\uD800\\u0041\"", 1, "surrogate" },
+        { "\"a\tb\"", 2, "control character" },
+        { "\"\x01\"", 1, "control character" },
+        { "\"\xc3\x28\"", 1, "UTF-8" },
+        { "\"\xc0\xaf\"", 1, "UTF-8" },
+        { "\"\xe0\x80\xaf\"", 1, "UTF-8" },
+        { "\"\xed\xa0\x80\"", 1, "UTF-8" },
+        { "\"\xf4\x90\x80\x80\"", 1, "UTF-8" },
+        { "\"\xff\"", 1, "UTF-8" },
+        { "\"\x80\"", 1, "UTF-8" },
+        { "\"0123456789abcdef\x80xyz\"", 17, "UTF-8" },
+        { "\"0123456789abcdef0123\x1f\"", 21, "control character" },
+        { "{} {}", 3, "trailing" },
+        { "]", 0, "value expected" },
+        { "[1}", 2, "',' or ']'" },
+        { "{\"a\":1]", 6, "',' or '}'" },
+    };
+    (void)state;
+    for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
+        kc_json_span_t v;
+        kc_json_err_t e = { 9999, NULL };
+        int rc = parse(t[i].in, &v, &e);
+        if (rc != KC_EPARSE)
+            fail_msg("invalid[%zu] '%s': rc %d, expected KC_EPARSE", i, t[i].in, rc);
+        assert_non_null(e.what);
+        if (e.offset != t[i].off || !strstr(e.what, t[i].what))
+            fail_msg("invalid[%zu] '%s': got offset %zu '%s', want %zu '%s'", i, t[i].in,
+                     e.offset, e.what, t[i].off, t[i].what);
+    }
+}
+
+static void test_depth_limit(void **state)
+{
+    char buf[2 * (KC_JSON_MAX_DEPTH + 1) + 1];
+    kc_json_span_t v;
+    kc_json_err_t e;
+    (void)state;
+
+    for (int d = KC_JSON_MAX_DEPTH; d <= KC_JSON_MAX_DEPTH + 1; d++) {
+        for (int i = 0; i < d; i++)
+            buf[i] = '[';
+        for (int i = 0; i < d; i++)
+            buf[d + i] = ']';
+        int rc = kc_json_parse_doc(buf, (size_t)(2 * d), &v, &e);
+        if (d == KC_JSON_MAX_DEPTH) {
+            assert_int_equal(rc, 0);
+        } else {
+            assert_int_equal(rc, KC_EPARSE);
+            assert_int_equal(e.offset, KC_JSON_MAX_DEPTH);
+            assert_non_null(strstr(e.what, "too deep"));
+        }
+    }
+    /* Mixed objects: {"a":{"a":...}} at depth limit + 1 */
+    size_t n = 0;
+    char *big = malloc(8 * (KC_JSON_MAX_DEPTH + 2));
+    assert_non_null(big);
+    for (int i = 0; i < KC_JSON_MAX_DEPTH + 1; i++) {
+        memcpy(big + n, "{\"a\":", 5);
+        n += 5;
+    }
+    big[n++] = '1';
+    for (int i = 0; i < KC_JSON_MAX_DEPTH + 1; i++)
+        big[n++] = '}';
+    assert_int_equal(kc_json_parse_doc(big, n, &v, &e), KC_EPARSE);
+    assert_non_null(strstr(e.what, "too deep"));
+    /* one level less is fine */
+    assert_int_equal(kc_json_parse_doc(big + 5, n - 6, &v, &e), 0);
+    free(big);
+}
+
+/* Every prefix of a fixture must fail (the whole is a single object), with
+ * an offset inside the prefix; the whole must pass. */
+static void check_truncations(const char *buf, size_t len, size_t stride)
+{
+    kc_json_span_t v;
+    kc_json_err_t e;
+
+    assert_int_equal(kc_json_parse_doc(buf, len, &v, &e), 0);
+    assert_int_equal(v.type, KC_JSON_OBJECT);
+    for (size_t cut = 0; cut < len; cut += stride) {
+        /* the object ends at its last '}'; trailing newline may follow */
+        if (cut >= (size_t)(v.p - buf) + v.len)
+            break;
+        char *copy = malloc(cut ? cut : 1); /* exact size: ASan catches over-reads */
+        assert_non_null(copy);
+        memcpy(copy, buf, cut);
+        e.offset = (size_t)-1;
+        e.what = NULL;
+        int rc = kc_json_parse_doc(copy, cut, &v, &e);
+        if (rc != KC_EPARSE)
+            fail_msg("prefix of %zu bytes: rc %d", cut, rc);
+        assert_true(e.offset <= cut);
+        assert_non_null(e.what);
+        free(copy);
+        kc_json_parse_doc(buf, len, &v, &e);
+    }
+}
+
+static void test_truncation_fixtures(void **state)
+{
+    size_t len;
+    char *cm = read_fixture("core.v1.ConfigMap.json", &len);
+    (void)state;
+
+    check_truncations(cm, len, 1);
+    free(cm);
+    char *pod = read_fixture("core.v1.Pod.json", &len);
+    check_truncations(pod, len, sanitizer() ? 97 : 3);
+    free(pod);
+}
+
+/* The whole fixture set: kc_json agrees with cJSON, and minify output is
+ * what cJSON_PrintUnformatted would give in byte count terms (re-parse). */
+static void test_fixtures_agree_with_cjson(void **state)
+{
+    static const char *names[] = { "core.v1.ConfigMap.json", "core.v1.Pod.json",
+                                   "apps.v1.Deployment.json", "core.v1.Event.json",
+                                   "core.v1.Namespace.json",
+                                   "coordination.k8s.io.v1.Lease.json" };
+    (void)state;
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+        size_t len;
+        char *b = read_fixture(names[i], &len);
+        kc_json_span_t v;
+        kc_json_err_t e;
+        assert_int_equal(kc_json_parse_doc(b, len, &v, &e), 0);
+        cJSON *ref = cJSON_ParseWithLength(b, len);
+        assert_non_null(ref);
+
+        char *min = malloc(len + 1);
+        assert_non_null(min);
+        size_t mlen = kc_json_minify(v, min);
+        min[mlen] = '\0';
+        kc_json_span_t mv;
+        assert_int_equal(kc_json_parse_doc(min, mlen, &mv, &e), 0);
+        char *refmin = cJSON_PrintUnformatted(ref);
+        assert_non_null(refmin);
+        cJSON *re = cJSON_ParseWithLength(min, mlen);
+        assert_non_null(re);
+        assert_true(cJSON_Compare(ref, re, 1));
+        /* no whitespace outside strings remains */
+        assert_true(mlen <= strlen(refmin) + 64);
+
+        /* iterate top-level members: same count as cJSON */
+        kc_json_iter_t it;
+        kc_json_span_t k, val;
+        int n = 0, rc;
+        assert_int_equal(kc_json_iter_init(&it, v), 0);
+        while ((rc = kc_json_iter_next(&it, &k, &val)) == 1) {
+            char *ks = NULL;
+            assert_int_equal(kc_json_str_dup(k, &ks), 0);
+            assert_non_null(cJSON_GetObjectItemCaseSensitive(ref, ks));
+            free(ks);
+            n++;
+        }
+        assert_int_equal(rc, 0);
+        assert_int_equal(n, cJSON_GetArraySize(ref));
+
+        kc_json_span_t md, name;
+        assert_int_equal(kc_json_obj_get(v, "metadata", &md), 0);
+        assert_int_equal(md.type, KC_JSON_OBJECT);
+        assert_int_equal(kc_json_obj_get(md, "name", &name), 0);
+        assert_true(kc_json_str_eq(name, "nameValue"));
+        assert_int_equal(kc_json_obj_get(md, "nope", &name), KC_ENOTFOUND);
+
+        cJSON_Delete(re);
+        cJSON_free(refmin);
+        cJSON_Delete(ref);
+        free(min);
+        free(b);
+    }
+}
+
+static void test_escapes_unescape(void **state)
+{
+    static const struct { const char *json; const char *want; } t[] = {
+        { "\"plain\"", "plain" },
+        { "\"a\\\"b\"", "a\"b" },
+        { "\"\\\\\\/\\b\\f\\n\\r\\t\"", "\\/\b\f\n\r\t" },
+        { "\"\\u0041\\u00e9\\u20ac\"", "A\xc3\xa9\xe2\x82\xac" },
+        { "\"\\uD83D\\uDE00!\"", "\xf0\x9f\x98\x80!" },
+        { "\"raw \xc3\xa9\"", "raw \xc3\xa9" },
+        { "\"\"", "" },
+    };
+    (void)state;
+    for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
+        kc_json_span_t v;
+        kc_json_err_t e;
+        assert_int_equal(parse(t[i].json, &v, &e), 0);
+        long n = kc_json_str_len(v);
+        assert_int_equal(n, (long)strlen(t[i].want));
+        char buf[64];
+        assert_int_equal(kc_json_str_unescape(v, buf, sizeof(buf)), 0);
+        assert_string_equal(buf, t[i].want);
+        assert_true(kc_json_str_eq(v, t[i].want));
+        char longer[80];
+        snprintf(longer, sizeof(longer), "%sx", t[i].want);
+        assert_false(kc_json_str_eq(v, longer));
+        if (n > 0) {
+            char shorter[64];
+            memcpy(shorter, t[i].want, (size_t)n - 1);
+            shorter[n - 1] = '\0';
+            assert_false(kc_json_str_eq(v, shorter));
+        }
+        /* exact capacity works, one less is -ERANGE */
+        assert_int_equal(kc_json_str_unescape(v, buf, (size_t)n + 1), 0);
+        assert_int_equal(kc_json_str_unescape(v, buf, (size_t)n), -ERANGE);
+        char *d = NULL;
+        assert_int_equal(kc_json_str_dup(v, &d), 0);
+        assert_string_equal(d, t[i].want);
+        free(d);
+    }
+    /* embedded NUL is rejected by unescape */
+    kc_json_span_t v;
+    kc_json_err_t e;
+    char buf[16];
+    assert_int_equal(parse("\"a\\u0000b\"", &v, &e), 0);
+    assert_int_equal(kc_json_str_unescape(v, buf, sizeof(buf)), KC_EPARSE);
+    /* non-strings */
+    assert_int_equal(parse("12", &v, &e), 0);
+    assert_int_equal(kc_json_str_unescape(v, buf, sizeof(buf)), -EINVAL);
+    assert_false(kc_json_str_eq(v, "12"));
+    assert_true(kc_json_str_len(v) < 0);
+}
+
+static void test_quote_roundtrip(void **state)
+{
+    static const char *in[] = { "", "simple", "q\"b\\s", "ctl\x01\x1f\n\t\r\b\f",
+                                "utf8 \xc3\xa9 \xf0\x9f\x98\x80" };
+    (void)state;
+    for (size_t i = 0; i < sizeof(in) / sizeof(in[0]); i++) {
+        char q[256], back[256];
+        size_t n = kc_json_quote(in[i], q);
+        assert_true(n <= 6 * strlen(in[i]) + 2);
+        kc_json_span_t v;
+        kc_json_err_t e;
+        assert_int_equal(kc_json_parse_doc(q, n, &v, &e), 0);
+        assert_int_equal(v.type, KC_JSON_STRING);
+        assert_int_equal(kc_json_str_unescape(v, back, sizeof(back)), 0);
+        assert_string_equal(back, in[i]);
+    }
+}
+
+static void test_scan_stream_and_iter(void **state)
+{
+    const char *s = " {\"a\":1} [2,3]  \"x\" 4";
+    size_t pos = 0, len = strlen(s);
+    kc_json_span_t v;
+    kc_json_err_t e;
+    kc_json_type_t want[] = { KC_JSON_OBJECT, KC_JSON_ARRAY, KC_JSON_STRING, KC_JSON_NUMBER };
+    (void)state;
+
+    for (int i = 0; i < 4; i++) {
+        assert_int_equal(kc_json_scan(s, len, &pos, &v, &e), 0);
+        assert_int_equal(v.type, want[i]);
+    }
+    assert_int_equal(pos, len);
+    assert_int_equal(kc_json_scan(s, len, &pos, &v, &e), KC_EPARSE);
+    assert_int_equal(pos, len); /* unchanged on error */
+
+    const char *doc = "{ \"k\\u0031\" : [ 1 , \"two\" , { } , [ ] , null ] , \"k2\":true }";
+    kc_json_span_t d, arr, key, val;
+    assert_int_equal(parse(doc, &d, &e), 0);
+    assert_int_equal(kc_json_obj_get(d, "k1", &arr), 0);
+    assert_int_equal(arr.type, KC_JSON_ARRAY);
+    kc_json_iter_t it;
+    kc_json_type_t at[] = { KC_JSON_NUMBER, KC_JSON_STRING, KC_JSON_OBJECT, KC_JSON_ARRAY,
+                            KC_JSON_NULL };
+    assert_int_equal(kc_json_iter_init(&it, arr), 0);
+    for (int i = 0; i < 5; i++) {
+        assert_int_equal(kc_json_iter_next(&it, &key, &val), 1);
+        assert_int_equal(val.type, at[i]);
+        assert_null(key.p);
+    }
+    assert_int_equal(kc_json_iter_next(&it, &key, &val), 0);
+    assert_int_equal(kc_json_obj_get(d, "k2", &val), 0);
+    assert_int_equal(val.type, KC_JSON_TRUE);
+    assert_int_equal(kc_json_obj_get(arr, "k2", &val), -EINVAL);
+    kc_json_span_t num = { "1", 1, KC_JSON_NUMBER };
+    assert_int_equal(kc_json_iter_init(&it, num), -EINVAL);
+
+    /* a span that is not well-formed: EPARSE, never a crash */
+    kc_json_span_t bad = { "{\"a\" 1 \"b\":2}", 13, KC_JSON_OBJECT };
+    assert_int_equal(kc_json_iter_init(&it, bad), 0);
+    assert_int_equal(kc_json_iter_next(&it, &key, &val), KC_EPARSE);
+    kc_json_span_t bad2 = { "[\"abc, 1]", 9, KC_JSON_ARRAY };
+    assert_int_equal(kc_json_iter_init(&it, bad2), 0);
+    assert_int_equal(kc_json_iter_next(&it, &key, &val), KC_EPARSE);
+
+    /* minify keeps string whitespace */
+    const char *pretty = "{ \"a b\" : [ 1 , \" x \\\" y \" ] }";
+    char out[64];
+    assert_int_equal(parse(pretty, &d, &e), 0);
+    size_t n = kc_json_minify(d, out);
+    out[n] = '\0';
+    assert_string_equal(out, "{\"a b\":[1,\" x \\\" y \"]}");
+}
+
+/* Random mutations of a fixture must never crash the scanner (ASan checks
+ * the reads) and must agree with cJSON on validity where cJSON is strict. */
+static void test_mutations(void **state)
+{
+    size_t len;
+    char *cm = read_fixture("core.v1.ConfigMap.json", &len);
+    unsigned seed = 12345;
+    int rounds = sanitizer() ? 500 : 5000;
+    (void)state;
+
+    for (int r = 0; r < rounds; r++) {
+        char *m = malloc(len);
+        assert_non_null(m);
+        memcpy(m, cm, len);
+        for (int k = 0; k < 3; k++) {
+            seed = seed * 1103515245u + 12345u;
+            size_t at = (seed >> 8) % len;
+            seed = seed * 1103515245u + 12345u;
+            m[at] = (char)(seed >> 16);
+        }
+        kc_json_span_t v;
+        kc_json_err_t e;
+        int rc = kc_json_parse_doc(m, len, &v, &e);
+        if (rc == 0 && v.type == KC_JSON_OBJECT) {
+            kc_json_iter_t it;
+            kc_json_span_t key, val;
+            kc_json_iter_init(&it, v);
+            while (kc_json_iter_next(&it, &key, &val) == 1)
+                assert_true(val.p >= m && val.p + val.len <= m + len);
+        } else if (rc != 0) {
+            assert_true(e.offset <= len);
+        }
+        free(m);
+    }
+    free(cm);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_valid_table),
+        cmocka_unit_test(test_invalid_table),
+        cmocka_unit_test(test_depth_limit),
+        cmocka_unit_test(test_truncation_fixtures),
+        cmocka_unit_test(test_fixtures_agree_with_cjson),
+        cmocka_unit_test(test_escapes_unescape),
+        cmocka_unit_test(test_quote_roundtrip),
+        cmocka_unit_test(test_scan_stream_and_iter),
+        cmocka_unit_test(test_mutations),
+    };
+    return cmocka_run_group_tests_name("kc_json", tests, NULL, NULL);
+}

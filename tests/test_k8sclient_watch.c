@@ -1,0 +1,566 @@
+/* Offline tests of the watch stream framer (kc_watch_decoder_*) and of
+ * Status decoding: a recorded stream split at every byte offset gives the
+ * same events; bad input ends the stream with "line N, byte M: what" and
+ * keeps what was delivered before. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kc_client.h"
+
+/* ------------------------------------------------------------------ */
+/* Allocation failures: this program replaces malloc (glibc allows it) to
+ * fail the Nth allocation from now and count live blocks.  Not under
+ * ASan/TSan, which bring their own allocator. */
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define NO_MALLOC_HOOK 1
+#endif
+
+#ifndef NO_MALLOC_HOOK
+extern void *__libc_malloc(size_t);
+extern void *__libc_calloc(size_t, size_t);
+extern void *__libc_realloc(void *, size_t);
+extern void __libc_free(void *);
+
+static long fail_at; /* 0: never; else the fail_at-th allocation from now fails */
+static long live;    /* blocks allocated and not freed */
+
+static int fail_now(void)
+{
+    return fail_at > 0 && --fail_at == 0;
+}
+
+void *malloc(size_t n)
+{
+    void *p;
+
+    if (fail_now())
+        return NULL;
+    p = __libc_malloc(n);
+    if (p)
+        live++;
+    return p;
+}
+
+void *calloc(size_t a, size_t b)
+{
+    void *p;
+
+    if (fail_now())
+        return NULL;
+    p = __libc_calloc(a, b);
+    if (p)
+        live++;
+    return p;
+}
+
+void *realloc(void *q, size_t n)
+{
+    void *p;
+
+    if (q && n == 0) {
+        live--;
+        return __libc_realloc(q, 0);
+    }
+    if (fail_now())
+        return NULL;
+    p = __libc_realloc(q, n);
+    if (p && !q)
+        live++;
+    return p;
+}
+
+void free(void *p)
+{
+    if (p)
+        live--;
+    __libc_free(p);
+}
+#endif
+
+#define STREAM_FILE "tests/data/k8sclient/watch_stream.jsonl"
+#define MAX_EV 64
+
+typedef struct rec_ev {
+    kc_watch_type_t type;
+    char *object;
+    size_t len;
+    size_t line_no;
+    const char *ptr;   /* where the object was when delivered */
+} rec_ev_t;
+
+typedef struct rec {
+    rec_ev_t ev[MAX_EV];
+    size_t n;
+    size_t stop_at;    /* return 1 on this event number (1-based); 0: never */
+} rec_t;
+
+static int record(void *ud, const kc_watch_event_t *ev)
+{
+    rec_t *r = ud;
+    rec_ev_t *e;
+
+    assert_true(r->n < MAX_EV);
+    e = &r->ev[r->n++];
+    e->type = ev->type;
+    e->len = ev->object_len;
+    e->line_no = ev->line_no;
+    e->ptr = ev->object;
+    e->object = malloc(ev->object_len + 1);
+    assert_non_null(e->object);
+    memcpy(e->object, ev->object, ev->object_len);
+    e->object[ev->object_len] = '\0';
+    if (r->stop_at && r->n == r->stop_at)
+        return 1;
+    return 0;
+}
+
+static void rec_reset(rec_t *r)
+{
+    for (size_t i = 0; i < r->n; i++)
+        free(r->ev[i].object);
+    memset(r, 0, sizeof(*r));
+}
+
+static char *slurp(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    char *buf;
+    long n;
+
+    assert_non_null(f);
+    fseek(f, 0, SEEK_END);
+    n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    buf = malloc((size_t)n + 1);
+    assert_non_null(buf);
+    assert_int_equal(fread(buf, 1, (size_t)n, f), (size_t)n);
+    buf[n] = '\0';
+    fclose(f);
+    *len = (size_t)n;
+    return buf;
+}
+
+/* Feed data in the given pieces; returns the first non-zero code. */
+static int feed_pieces(size_t max_event, const char *data, size_t len, const size_t *cuts,
+                       size_t ncuts, rec_t *r, kc_errbuf_t *eb)
+{
+    kc_watch_decoder_t *d;
+    size_t pos = 0;
+    int rc = 0;
+
+    assert_int_equal(kc_watch_decoder_new(max_event, record, r, &d), 0);
+    for (size_t i = 0; i <= ncuts && rc == 0; i++) {
+        size_t end = i < ncuts ? cuts[i] : len;
+        rc = kc_watch_decoder_feed(d, data + pos, end - pos, eb);
+        pos = end;
+    }
+    if (rc == 0)
+        rc = kc_watch_decoder_finish(d, eb);
+    kc_watch_decoder_free(d);
+    return rc;
+}
+
+static void assert_same_events(const rec_t *a, const rec_t *b)
+{
+    assert_int_equal(a->n, b->n);
+    for (size_t i = 0; i < a->n; i++) {
+        assert_int_equal(a->ev[i].type, b->ev[i].type);
+        assert_int_equal(a->ev[i].len, b->ev[i].len);
+        assert_int_equal(a->ev[i].line_no, b->ev[i].line_no);
+        assert_memory_equal(a->ev[i].object, b->ev[i].object, a->ev[i].len);
+    }
+}
+
+static void test_recorded_stream_whole(void **state)
+{
+    size_t len;
+    char *data = slurp(STREAM_FILE, &len);
+    rec_t r = {0};
+    kc_errbuf_t eb = {0, ""};
+    static const kc_watch_type_t want[] = {KC_WATCH_ADDED,   KC_WATCH_MODIFIED,
+                                           KC_WATCH_ADDED,   KC_WATCH_ADDED,
+                                           KC_WATCH_MODIFIED, KC_WATCH_DELETED,
+                                           KC_WATCH_BOOKMARK, KC_WATCH_ERROR};
+
+    (void)state;
+    assert_int_equal(feed_pieces(0, data, len, NULL, 0, &r, &eb), 0);
+    assert_int_equal(r.n, 8);
+    for (size_t i = 0; i < r.n; i++) {
+        assert_int_equal(r.ev[i].type, want[i]);
+        /* zero-copy: events complete in one chunk point into the caller's bytes */
+        assert_true(r.ev[i].ptr >= data && r.ev[i].ptr + r.ev[i].len <= data + len);
+        assert_int_equal(r.ev[i].object[0], '{');
+        assert_int_equal(r.ev[i].object[r.ev[i].len - 1], '}');
+    }
+    /* a blank line after event 4 counts as a line */
+    assert_int_equal(r.ev[3].line_no, 4);
+    assert_int_equal(r.ev[4].line_no, 6);
+    assert_non_null(strstr(r.ev[1].object, "\"resourceVersion\":\"1002\""));
+    rec_reset(&r);
+    free(data);
+}
+
+static void test_split_every_offset(void **state)
+{
+    size_t len;
+    char *data = slurp(STREAM_FILE, &len);
+    rec_t ref = {0}, r = {0};
+    kc_errbuf_t eb = {0, ""};
+
+    (void)state;
+    assert_int_equal(feed_pieces(0, data, len, NULL, 0, &ref, &eb), 0);
+    for (size_t cut = 0; cut <= len; cut++) {
+        size_t cuts[1] = {cut};
+        assert_int_equal(feed_pieces(0, data, len, cuts, 1, &r, &eb), 0);
+        assert_same_events(&ref, &r);
+        rec_reset(&r);
+    }
+    /* three pieces: every offset paired with a second cut a prime step later */
+    for (size_t cut = 0; cut + 1 < len; cut += 3) {
+        size_t cuts[2] = {cut, cut + 1 + (cut * 7919) % (len - cut - 1)};
+        assert_int_equal(feed_pieces(0, data, len, cuts, 2, &r, &eb), 0);
+        assert_same_events(&ref, &r);
+        rec_reset(&r);
+    }
+    rec_reset(&ref);
+    free(data);
+}
+
+static void test_byte_by_byte(void **state)
+{
+    size_t len;
+    char *data = slurp(STREAM_FILE, &len);
+    rec_t ref = {0}, r = {0};
+    kc_errbuf_t eb = {0, ""};
+    kc_watch_decoder_t *d;
+
+    (void)state;
+    assert_int_equal(feed_pieces(0, data, len, NULL, 0, &ref, &eb), 0);
+    assert_int_equal(kc_watch_decoder_new(0, record, &r, &d), 0);
+    for (size_t i = 0; i < len; i++)
+        assert_int_equal(kc_watch_decoder_feed(d, data + i, 1, &eb), 0);
+    assert_int_equal(kc_watch_decoder_finish(d, &eb), 0);
+    assert_int_equal(kc_watch_decoder_events(d), 8);
+    kc_watch_decoder_free(d);
+    assert_same_events(&ref, &r);
+    rec_reset(&r);
+    rec_reset(&ref);
+    free(data);
+}
+
+static void test_many_per_chunk(void **state)
+{
+    const char *one = "{\"type\":\"ADDED\",\"object\":{\"metadata\":{\"name\":\"a\"}}}\n";
+    size_t ol = strlen(one), n = 50;
+    char *buf = malloc(ol * n);
+    rec_t r = {0};
+    kc_errbuf_t eb = {0, ""};
+
+    (void)state;
+    for (size_t i = 0; i < n; i++)
+        memcpy(buf + i * ol, one, ol);
+    /* 50 events in one chunk, then the same split in chunks of 17 bytes */
+    assert_int_equal(feed_pieces(0, buf, ol * n, NULL, 0, &r, &eb), 0);
+    assert_int_equal(r.n, MAX_EV < 50 ? MAX_EV : 50);
+    assert_int_equal(r.ev[49].line_no, 50);
+    rec_reset(&r);
+    {
+        size_t cuts[64], nc = 0;
+        for (size_t p = 17; p < ol * n && nc < 64; p += 17 * 3)
+            cuts[nc++] = p;
+        assert_int_equal(feed_pieces(0, buf, ol * n, cuts, nc, &r, &eb), 0);
+        assert_int_equal(r.n, 50);
+    }
+    rec_reset(&r);
+    free(buf);
+}
+
+static void test_crlf_and_blank_lines(void **state)
+{
+    const char *s = "\n\r\n{\"type\":\"DELETED\",\"object\":{\"metadata\":{}}}\r\n  \n";
+    rec_t r = {0};
+    kc_errbuf_t eb = {0, ""};
+
+    (void)state;
+    assert_int_equal(feed_pieces(0, s, strlen(s), NULL, 0, &r, &eb), 0);
+    assert_int_equal(r.n, 1);
+    assert_int_equal(r.ev[0].type, KC_WATCH_DELETED);
+    assert_int_equal(r.ev[0].line_no, 3);
+    rec_reset(&r);
+}
+
+static void test_oversized_event(void **state)
+{
+    size_t len;
+    char *data = slurp(STREAM_FILE, &len);
+    size_t first = (size_t)(strchr(data, '\n') - data) + 1;  /* line 1: 935 bytes + '\n' */
+    rec_t r = {0};
+    kc_errbuf_t eb = {0, ""};
+    kc_watch_decoder_t *d;
+    size_t i;
+    int rc;
+
+    (void)state;
+    assert_true(first < 1000);
+    /* whole: line 1 is delivered, the 1154-byte line 2 is too big */
+    rc = feed_pieces(1000, data, len, NULL, 0, &r, &eb);
+    assert_int_equal(rc, KC_ETOOBIG);
+    assert_int_equal(r.n, 1);
+    assert_int_equal(r.ev[0].type, KC_WATCH_ADDED);
+    if (!strstr(eb.msg, "line 2") || !strstr(eb.msg, "exceeds the limit of 1000 bytes"))
+        fail_msg("message: %s", eb.msg);
+    rec_reset(&r);
+
+    /* byte by byte: refused as soon as the buffered part passes the cap */
+    assert_int_equal(kc_watch_decoder_new(1000, record, &r, &d), 0);
+    rc = 0;
+    for (i = 0; i < len && rc == 0; i++)
+        rc = kc_watch_decoder_feed(d, data + i, 1, &eb);
+    assert_int_equal(rc, KC_ETOOBIG);
+    assert_int_equal(i, first + 1001);   /* the 1001st byte of line 2 */
+    assert_int_equal(r.n, 1);
+    if (!strstr(eb.msg, "line 2"))
+        fail_msg("message: %s", eb.msg);
+    /* sticky */
+    assert_int_equal(kc_watch_decoder_feed(d, "\n", 1, &eb), KC_ETOOBIG);
+    assert_int_equal(kc_watch_decoder_finish(d, &eb), KC_ETOOBIG);
+    kc_watch_decoder_free(d);
+    rec_reset(&r);
+    free(data);
+}
+
+static void expect_parse_error(const char *stream, size_t delivered, const char *where,
+                               const char *what)
+{
+    rec_t r = {0};
+    kc_errbuf_t eb = {0, ""};
+    int rc = feed_pieces(0, stream, strlen(stream), NULL, 0, &r, &eb);
+
+    assert_int_equal(rc, KC_EPARSE);
+    assert_int_equal(eb.code, KC_EPARSE);
+    assert_int_equal(r.n, delivered);
+    if (strstr(eb.msg, where) == NULL || strstr(eb.msg, what) == NULL)
+        fail_msg("message \"%s\" lacks \"%s\" / \"%s\"", eb.msg, where, what);
+    rec_reset(&r);
+    /* the same split at every offset gives the same outcome */
+    for (size_t cut = 0; cut <= strlen(stream); cut++) {
+        size_t cuts[1] = {cut};
+        kc_errbuf_t eb2 = {0, ""};
+        assert_int_equal(feed_pieces(0, stream, strlen(stream), cuts, 1, &r, &eb2), KC_EPARSE);
+        assert_int_equal(r.n, delivered);
+        assert_string_equal(eb.msg, eb2.msg);
+        rec_reset(&r);
+    }
+}
+
+#define GOOD "{\"type\":\"ADDED\",\"object\":{\"metadata\":{\"name\":\"x\"}}}\n"
+
+static void test_malformed_lines(void **state)
+{
+    (void)state;
+    expect_parse_error(GOOD "not json\n", 1, "line 2, byte 52", "not JSON");
+    expect_parse_error(GOOD GOOD "{\"type\":\"ADDED\",\"object\":{\"metadata\":{}}\n", 2, "line 3",
+                       "not JSON");
+    expect_parse_error(GOOD "{\"type\":\"EXPLODED\",\"object\":{\"metadata\":{}}}\n", 1, "line 2",
+                       "unknown event type \"EXPLODED\"");
+    expect_parse_error(GOOD "{\"type\":\"ADDED\",\"object\":{\"kind\":\"X\"}}\n", 1, "line 2",
+                       "ADDED event object without \"metadata\"");
+    expect_parse_error("{\"object\":{\"metadata\":{}}}\n", 0, "line 1", "without a \"type\"");
+    expect_parse_error("{\"type\":\"ADDED\"}\n", 0, "line 1", "without an \"object\"");
+    expect_parse_error("[1,2]\n", 0, "line 1", "not a JSON object");
+    expect_parse_error(GOOD "{\"type\":\"ADDED\",\"object\":{\"metadata\":{\"name\":\"\xff\"}}}\n", 1,
+                       "line 2", "not JSON");
+    expect_parse_error(GOOD "{\"type\":\"ADDED\",\"object\":{\"metadata\":{}}} trailing\n", 1,
+                       "line 2", "not JSON");
+    /* ERROR events need no metadata */
+    {
+        const char *s = "{\"type\":\"ERROR\",\"object\":{\"kind\":\"Status\",\"code\":410}}\n";
+        rec_t r = {0};
+        kc_errbuf_t eb = {0, ""};
+        assert_int_equal(feed_pieces(0, s, strlen(s), NULL, 0, &r, &eb), 0);
+        assert_int_equal(r.n, 1);
+        rec_reset(&r);
+    }
+}
+
+static void test_truncated(void **state)
+{
+    const char *s = GOOD "{\"type\":\"MODIFIED\",\"object\":{\"meta";
+    rec_t r = {0};
+    kc_errbuf_t eb = {0, ""};
+
+    (void)state;
+    assert_int_equal(feed_pieces(0, s, strlen(s), NULL, 0, &r, &eb), KC_EPARSE);
+    assert_int_equal(r.n, 1);
+    assert_non_null(strstr(eb.msg, "truncated"));
+    assert_non_null(strstr(eb.msg, "line 2"));
+    rec_reset(&r);
+    /* a complete final line without its newline is still truncated: the
+     * server always terminates events */
+    s = GOOD "{\"type\":\"MODIFIED\",\"object\":{\"metadata\":{}}}";
+    assert_int_equal(feed_pieces(0, s, strlen(s), NULL, 0, &r, &eb), KC_EPARSE);
+    assert_int_equal(r.n, 1);
+    rec_reset(&r);
+}
+
+static void test_callback_stops(void **state)
+{
+    size_t len;
+    char *data = slurp(STREAM_FILE, &len);
+    rec_t r = {0};
+    kc_errbuf_t eb = {0, ""};
+    kc_watch_decoder_t *d;
+
+    (void)state;
+    r.stop_at = 2;
+    assert_int_equal(kc_watch_decoder_new(0, record, &r, &d), 0);
+    assert_int_equal(kc_watch_decoder_feed(d, data, len, &eb), 1);
+    assert_int_equal(r.n, 2);
+    assert_int_equal(kc_watch_decoder_feed(d, data, len, &eb), 1);
+    assert_int_equal(r.n, 2);
+    kc_watch_decoder_free(d);
+    rec_reset(&r);
+    free(data);
+}
+
+static void test_event_parse_and_status(void **state)
+{
+    size_t len;
+    char *data = slurp(STREAM_FILE, &len);
+    rec_t r = {0};
+    kc_errbuf_t eb = {0, ""};
+    kc_watch_event_t ev;
+    kc_status_t st;
+    cJSON *tree;
+
+    (void)state;
+    assert_int_equal(feed_pieces(0, data, len, NULL, 0, &r, &eb), 0);
+    ev.type = r.ev[0].type;
+    ev.object = r.ev[0].object;
+    ev.object_len = r.ev[0].len;
+    ev.line_no = 1;
+    tree = kc_watch_event_parse(&ev);
+    assert_non_null(tree);
+    assert_string_equal(cJSON_GetStringValue(cJSON_GetObjectItem(
+                            cJSON_GetObjectItem(tree, "metadata"), "resourceVersion")),
+                        "1001");
+    cJSON_Delete(tree);
+
+    kc_status_clear(&st);
+    assert_int_equal(r.ev[7].type, KC_WATCH_ERROR);
+    assert_int_equal(kc_status_from_json(r.ev[7].object, r.ev[7].len, &st), KC_EGONE);
+    assert_int_equal(st.http_code, 410);
+    assert_string_equal(st.reason, "Expired");
+    assert_string_equal(st.message, "too old resource version: 5 (1011)");
+    assert_true(kc_status_is_gone(&st));
+    assert_false(kc_status_is_not_found(&st));
+    assert_int_equal(kc_status_from_json(r.ev[0].object, r.ev[0].len, &st), KC_EPARSE);
+    rec_reset(&r);
+    free(data);
+}
+
+static void test_status_fixture(void **state)
+{
+    size_t len;
+    char *data = slurp("../shared/fixtures/api-testdata/core.v1.Status.json", &len);
+    kc_status_t st;
+    const char *conflict = "{\"kind\":\"Status\",\"apiVersion\":\"v1\",\"metadata\":{},"
+                           "\"status\":\"Failure\",\"message\":\"configmaps \\\"a\\\" already "
+                           "exists\",\"reason\":\"AlreadyExists\",\"code\":409,\"details\":"
+                           "{\"name\":\"a\",\"kind\":\"configmaps\"}}";
+    const char *ok = "{\"kind\":\"Status\",\"apiVersion\":\"v1\",\"metadata\":{},\"status\":"
+                     "\"Success\",\"details\":{\"name\":\"demo\",\"kind\":\"configmaps\"}}";
+
+    (void)state;
+    kc_status_clear(&st);
+    /* the fixture is a generated Status with placeholder values; it must
+     * decode without crashing and keep its message */
+    kc_status_from_json(data, len, &st);
+    assert_true(st.message[0] != '\0');
+    free(data);
+
+    kc_status_clear(&st);
+    assert_int_equal(kc_status_from_json(conflict, strlen(conflict), &st), KC_EEXISTS);
+    assert_true(kc_status_is_already_exists(&st));
+    assert_false(kc_status_is_conflict(&st));
+    assert_non_null(strstr(st.detail, "name=a"));
+    kc_status_clear(&st);
+    assert_int_equal(kc_status_from_json(ok, strlen(ok), &st), 0);
+}
+
+static int count_only(void *ud, const kc_watch_event_t *ev)
+{
+    (void)ev;
+    (*(size_t *)ud)++;
+    return 0;
+}
+
+static void test_alloc_failures(void **state)
+{
+#ifdef NO_MALLOC_HOOK
+    (void)state;
+    skip();
+#else
+    size_t len;
+    char *data = slurp(STREAM_FILE, &len);
+    int n, rc = -1;
+
+    (void)state;
+    for (n = 1; n < 1000; n++) {
+        kc_watch_decoder_t *d = NULL;
+        kc_errbuf_t eb;
+        size_t events = 0;
+        long base = live;
+
+        fail_at = n;
+        rc = kc_watch_decoder_new(0, count_only, &events, &d);
+        for (size_t off = 0; rc == 0 && off < len; off += 7)
+            rc = kc_watch_decoder_feed(d, data + off, off + 7 > len ? len - off : 7, &eb);
+        if (rc == 0)
+            rc = kc_watch_decoder_finish(d, &eb);
+        fail_at = 0;
+        if (rc != 0) {
+            assert_int_equal(rc, -ENOMEM);
+            if (d) /* sticky */
+                assert_int_equal(kc_watch_decoder_feed(d, "x", 1, &eb), -ENOMEM);
+        } else {
+            assert_int_equal(events, 8);
+        }
+        kc_watch_decoder_free(d);
+        assert_int_equal(live, base);
+        if (rc == 0)
+            break;
+    }
+    assert_int_equal(rc, 0);
+    assert_true(n > 2);
+    free(data);
+#endif
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_recorded_stream_whole),
+        cmocka_unit_test(test_split_every_offset),
+        cmocka_unit_test(test_byte_by_byte),
+        cmocka_unit_test(test_many_per_chunk),
+        cmocka_unit_test(test_crlf_and_blank_lines),
+        cmocka_unit_test(test_oversized_event),
+        cmocka_unit_test(test_malformed_lines),
+        cmocka_unit_test(test_truncated),
+        cmocka_unit_test(test_callback_stops),
+        cmocka_unit_test(test_event_parse_and_status),
+        cmocka_unit_test(test_status_fixture),
+        cmocka_unit_test(test_alloc_failures),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
