@@ -5,8 +5,9 @@
 #
 # Two stages: "build" compiles with Debian bookworm's -dev packages; the
 # runtime stage is debian:bookworm-slim with only the shared libraries the
-# binary links (libcurl, cJSON, libyaml, OpenSSL, libevent) and CA
-# certificates, running as the numeric non-root user 65532 (the UID that
+# binary links (libcurl with OpenSSL, cJSON, libyaml, libevent) and CA
+# certificates (tests/test_dockerfile.sh checks that list against the
+# binary's NEEDED entries), running as the numeric non-root user 65532 (the UID that
 # manifests/deployment.yaml's securityContext sets).  The binary writes no
 # files, so it runs with a read-only root filesystem.
 
@@ -34,8 +35,7 @@ RUN make -j"$(nproc)" LDFLAGS="-Wl,--as-needed" build/kcache-controller \
 FROM debian:${DEBIAN_RELEASE}-slim
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-        ca-certificates libcurl4 libcjson1 libyaml-0-2 libssl3 \
-        libevent-2.1-7 libevent-openssl-2.1-7 libevent-pthreads-2.1-7 \
+        ca-certificates libcurl4 libssl3 libcjson1 libyaml-0-2 libevent-2.1-7 \
  && rm -rf /var/lib/apt/lists/* \
  && groupadd --gid 65532 nonroot \
  && useradd --uid 65532 --gid 65532 --no-create-home --home-dir /nonexistent \

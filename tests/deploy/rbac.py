@@ -5,9 +5,10 @@
       FILE (default stdin) is the output of `kubectl kustomize manifests/`.
       Prints what the ServiceAccount kcache-controller is granted: "cluster"
       for ClusterRoles bound by ClusterRoleBindings, "namespace" for Roles
-      bound by RoleBindings in the ServiceAccount's own namespace.  Fails on
+      bound by RoleBindings in the ServiceAccount's own namespace.  A rule
+      limited by resourceNames gives "RESOURCE:NAME" per name.  Fails on
       anything the line format cannot express without hiding a grant
-      (wildcards, resourceNames, nonResourceURLs, a Role bound elsewhere).
+      (wildcards, nonResourceURLs, a Role bound elsewhere).
 
   rbac.py from-requests --lease-namespace NS [FILE]
       FILE (default stdin) holds one request per line, "METHOD URL" (URL is
@@ -15,7 +16,9 @@
       after the URL are ignored, as are blank lines and lines starting with #.
       Prints the verbs those requests needed, in the same format, so that the
       result can be compared with tests/deploy/expected-rbac.txt.  Leases in
-      NS are "namespace" scope, everything else "cluster".  Discovery and
+      NS are "namespace" scope, everything else "cluster"; a request naming
+      one Lease gives "leases:NAME" (the Role grants get/update on one
+      Lease by name).  Discovery and
       other non-resource paths (/api, /apis, /version, /openapi/...) are
       granted to every authenticated user and are skipped.
 
@@ -41,14 +44,14 @@ def rules_lines(scope, rules, where):
     for r in rules or []:
         if r.get("nonResourceURLs"):
             die("%s: nonResourceURLs are not expected" % where)
-        if r.get("resourceNames"):
-            die("%s: resourceNames cannot be expressed in the line format" % where)
+        names = r.get("resourceNames") or [None]
         for g in r.get("apiGroups") or []:
             for res in r.get("resources") or []:
                 for v in r.get("verbs") or []:
                     if "*" in (g, res, v):
                         die("%s: wildcard in a rule (%r %r %r)" % (where, g, res, v))
-                    out.add("%s %s %s %s" % (scope, group_name(g), res, v))
+                    for n in names:
+                        out.add("%s %s %s %s" % (scope, group_name(g), res if n is None else res + ":" + n, v))
     return out
 
 
@@ -153,6 +156,8 @@ def from_requests(stream, lease_ns):
             die("line %d: unknown method %r" % (n, method))
         scope = "namespace" if (group == "coordination.k8s.io" and resource == "leases"
                                 and ns == lease_ns) else "cluster"
+        if resource == "leases" and len(rest) == 2:
+            resource = "leases:" + rest[1]
         lines.add("%s %s %s %s" % (scope, group_name(group), resource, verb))
     return lines
 
