@@ -4,7 +4,8 @@
 #
 # It starts build/kcache-fakeapi on 127.0.0.1 (a free port), creates the demo
 # scenario with kubectl (namespaces, annotated source Secrets and ConfigMaps,
-# the same name as a source in two namespaces, a foreign object, bulk objects),
+# the same name as a source in two namespaces, a foreign object, bulk objects;
+# the server itself preloads and churns unannotated ConfigMaps for load),
 # starts build/kcache-controller with the kubeconfig the server wrote, makes a
 # steady trickle of changes (one namespace created midway, a source added, an
 # annotation narrowed, a source deleted, copies edited and deleted by hand),
@@ -24,6 +25,8 @@ usage: scripts/run-demo.sh [OPTIONS] [CONTROLLER-FLAGS...] [-- CONTROLLER-FLAGS.
   --settle SECS     after that, how long to wait for the copies to converge (default 15)
   --rate N          changes per second, roughly (default 4)
   --seed N          seed of the change sequence (default 1)
+  --load N          unannotated ConfigMaps the fake server preloads in load-0..3 (default 400)
+  --churn N         background creates/updates/deletes per second on those (default 100)
   --build DIR       where the programs are (default $KC_BUILD or build)
   --plain           plain progress lines even on a terminal
   -h, --help        this text
@@ -38,21 +41,24 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root" || exit 2
 demo_py=$root/scripts/demo/demo.py
 
-duration=30 settle=15 rate=4 seed=1 build=${KC_BUILD:-build} plain=0
+duration=30 settle=15 rate=4 seed=1 load=400 churn=100 build=${KC_BUILD:-build} plain=0
 ctrl_args=()
 while [ $# -gt 0 ]; do
     case $1 in
-        --duration|--settle|--rate|--seed|--build)
+        --duration|--settle|--rate|--seed|--load|--churn|--build)
             if [ $# -lt 2 ]; then echo "run-demo: $1 needs a value" >&2; exit 2; fi
             case $1 in
                 --duration) duration=$2 ;; --settle) settle=$2 ;; --rate) rate=$2 ;;
-                --seed) seed=$2 ;; --build) build=$2 ;;
+                --seed) seed=$2 ;; --load) load=$2 ;; --churn) churn=$2 ;;
+                --build) build=$2 ;;
             esac
             shift 2 ;;
         --duration=*) duration=${1#*=}; shift ;;
         --settle=*) settle=${1#*=}; shift ;;
         --rate=*) rate=${1#*=}; shift ;;
         --seed=*) seed=${1#*=}; shift ;;
+        --load=*) load=${1#*=}; shift ;;
+        --churn=*) churn=${1#*=}; shift ;;
         --build=*) build=${1#*=}; shift ;;
         --plain) plain=1; shift ;;
         -h|--help) usage; exit 0 ;;
@@ -60,7 +66,7 @@ while [ $# -gt 0 ]; do
         *) ctrl_args+=("$1"); shift ;;
     esac
 done
-for v in duration settle seed; do
+for v in duration settle seed load churn; do
     if ! [[ ${!v} =~ ^[0-9]+$ ]]; then echo "run-demo: --$v wants whole seconds/number, got '${!v}'" >&2; exit 2; fi
 done
 if ! [[ $rate =~ ^[0-9]+(\.[0-9]+)?$ ]] || [ "$rate" = 0 ]; then
@@ -132,8 +138,13 @@ fail_start() {
     exit 1
 }
 
-say "starting the fake API server ($fake)"
-setsid "$fake" --listen 127.0.0.1:0 --kubeconfig-out "$KUBECONFIG" \
+say "starting the fake API server ($fake; $load ConfigMaps in load-0..3, $churn changes/s on them)"
+load_flags=()
+if [ "$load" -gt 0 ]; then
+    load_flags=(--preload "$load" --load-namespaces 4)
+    [ "$churn" -gt 0 ] && load_flags+=(--churn-rate "$churn")
+fi
+setsid "$fake" --listen 127.0.0.1:0 --kubeconfig-out "$KUBECONFIG" --seed "$seed" "${load_flags[@]}" \
     > "$run_dir/fakeapi.out" 2> "$run_dir/fakeapi.log" < /dev/null &
 fake_pid=$!
 for ((i = 0; i < 100; i++)); do

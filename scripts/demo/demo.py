@@ -45,7 +45,7 @@ NAMESPACES = ["platform", "apps", "team-a", "team-b", "staging-eu", "staging-us"
 LATE_NAMESPACE = "staging-ap"          # created midway; matches staging-*
 FOREIGN = ("team-b", "db-settings")     # not made by kcache: must be left alone
 FOREIGN_DATA = {"owner": "team-b", "note": "hand-made, not a copy"}
-BULK_CONFIGMAPS = 60                    # per bulk namespace
+BULK_CONFIGMAPS = 20                    # per bulk namespace
 BULK_SECRETS = 20
 
 
@@ -314,6 +314,9 @@ def figures(m):
         "errors": msum(m, "controller_runtime_reconcile_errors_total"),
         "depth": msum(m, "workqueue_depth"),
         "leader": msum(m, "leader_election_master_status") if "leader_election_master_status" in m else None,
+        "copies": msum(m, "kcache_replicator_copies_total") if "kcache_replicator_copies_total" in m else None,
+        "conflicts": (msum(m, "kcache_replicator_conflicts_total")
+                      if "kcache_replicator_conflicts_total" in m else None),
     }
 
 
@@ -384,6 +387,19 @@ def evaluate(namespaces, objs):
     return results, stray
 
 
+def conflict_event():
+    """True when the controller reported the foreign object as a Kubernetes
+    Event (reason ReplicationConflict) in its namespace."""
+    ok, out, _ = kubectl("get", "events", "-n", FOREIGN[0], "-o", "json")
+    if not ok:
+        return False
+    for e in json.loads(out).get("items", []):
+        io = e.get("involvedObject") or {}
+        if e.get("reason") == "ReplicationConflict" and io.get("name") == FOREIGN[1]:
+            return True
+    return False
+
+
 def check(argv):
     verbose = "--verbose" in argv
     murl = argv[argv.index("--metrics") + 1] if "--metrics" in argv else None
@@ -393,10 +409,12 @@ def check(argv):
         print("FAIL: cannot read the server: %s" % e)
         return 1
     results, stray = evaluate(namespaces, objs)
+    event = conflict_event()
     good = sum(1 for r in results if r[0] in ("ok", "conflict-ok"))
-    bad = len(results) - good + len(stray)
+    bad = len(results) - good + len(stray) + (0 if event else 1)
     if not verbose:
-        print("%d/%d replicas in place, %d stray" % (good, len(results), len(stray)))
+        print("%d/%d replicas in place, %d stray, conflict event %s"
+              % (good, len(results), len(stray), "seen" if event else "missing"))
         return 0 if bad == 0 else 1
     print("Replicas (every expected copy, read back with kubectl):")
     for status, (kind, ns, name), (_, sns, sname), detail in results:
@@ -405,6 +423,9 @@ def check(argv):
     for (kind, ns, name), frm in stray:
         print("  FAIL %-9s %-28s    stray copy of %s: its source no longer targets %s"
               % (kind, ns + "/" + name, frm, ns))
+    print("  %s Event     %-28s    %s" % ("ok  " if event else "FAIL", "/".join(FOREIGN),
+          "conflict reported (reason ReplicationConflict)" if event
+          else "no ReplicationConflict Event for the foreign object"))
     sources_n = len({r[2] for r in results})
     conflicts = sum(1 for r in results if r[0].startswith("conflict"))
     print("  %d sources, %d expected copies (%d of them a foreign object to leave alone); %s"
@@ -413,6 +434,10 @@ def check(argv):
     if murl:
         f = figures(scrape(murl))
         parts = ["%d reconciles" % f["reconciles"], "%d reconcile errors" % f["errors"]]
+        if f["copies"] is not None:
+            parts.append("%d copy writes" % f["copies"])
+        if f["conflicts"] is not None:
+            parts.append("%d conflicts" % f["conflicts"])
         if f["events"] is not None:
             parts.append("%d watch events" % f["events"])
         if f["cached"] is not None:
@@ -475,6 +500,7 @@ def monitor(argv):
         elif now - last_plain >= 5.0:
             last_plain = now
             print(line, flush=True)
+            line = ""
         slept = 0.0
         while slept < interval and not stop:
             time.sleep(0.1)
@@ -485,7 +511,7 @@ def monitor(argv):
                 print(("\r\033[K" if tty else "") + n)
     if tty:
         sys.stdout.write("\r\033[K" + line + "\n")
-    else:
+    elif line:
         print(line)
     sys.stdout.flush()
     return 0
