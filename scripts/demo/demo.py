@@ -431,8 +431,11 @@ def check(argv):
     print("  %d sources, %d expected copies (%d of them a foreign object to leave alone); %s"
           % (sources_n, len(results), conflicts,
              "no stray copies" if not stray else "%d stray copies" % len(stray)))
-    if murl:
-        f = figures(scrape(murl))
+    m = scrape(murl) if murl else {}
+    if murl and not m:
+        print("Controller: /metrics did not answer")
+    elif murl:
+        f = figures(m)
         parts = ["%d reconciles" % f["reconciles"], "%d reconcile errors" % f["errors"]]
         if f["copies"] is not None:
             parts.append("%d copy writes" % f["copies"])
