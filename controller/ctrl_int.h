@@ -2,9 +2,8 @@
  * Private helpers shared by the controller/ files: lock wrappers that abort
  * on a pthread error (error-checking mutexes unless NDEBUG), monotonic
  * condition variables, a capped growable text buffer, and a small string
- * hash.  Nothing here is exported from the library (kc__ctrl_ prefix is
- * hidden by the version script's "local: *" only for non-kc_ names, so these
- * are static inline).
+ * hash.  Everything here is static inline, so nothing is exported from the
+ * library.
  */
 #ifndef KC_CTRL_INT_H
 #define KC_CTRL_INT_H

@@ -476,7 +476,8 @@ void kc_manager_free(kc_manager_t *m);
  * leaves the annotation, the annotation goes or the source goes.  An object
  * it did not make (no managed-by label, or another source's copy) is never
  * overwritten or deleted: the conflict is logged, counted
- * (kcache_replicator_conflicts_total) and reported as a Warning Event.
+ * (kcache_replicator_conflicts_total) and reported as a Warning Event, once
+ * per conflicting object; it is re-checked every conflict_retry_ns.
  */
 typedef struct kc_replicator kc_replicator_t;
 

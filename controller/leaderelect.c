@@ -9,8 +9,9 @@
  * skew between replicas does not matter), and once leading it renews every
  * retry period with a PUT carrying the last seen resourceVersion (a 409
  * means someone else wrote the lease: the next round re-reads it).  A
- * leader whose renewals have failed for the whole renew deadline stops
- * leading at once and campaigns again.  On stop it may release the lease
+ * leader whose renewals have failed for the whole renew deadline, or that
+ * reads the lease and finds another holder, stops leading at once and
+ * campaigns again.  On stop it may release the lease
  * (holderIdentity "", leaseDurationSeconds 1), as client-go's
  * ReleaseOnCancel does, so a standby takes over within one retry period.
  *
@@ -365,6 +366,11 @@ static void *elector_main(void *arg)
                     renewed = true;
                     break;
                 }
+                /* Someone else holds the lease now (we saw it): there is
+                 * nothing to wait for, stop leading at once. */
+                if (le->observed.holder != NULL && le->observed.holder[0] != '\0' &&
+                    !observed_is_me(le))
+                    break;
                 if (sleep_until(le, attempt + le->retry_ns))
                     return NULL; /* stop(): still leading, it releases */
             }

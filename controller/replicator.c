@@ -23,7 +23,10 @@
  * (replicated-from value of our copies) and "kcache-source" ("1" for
  * objects carrying the replicate-to annotation).
  *
- * No locks of its own: state is immutable after new; the caches and the
+ * Locking: r->lock protects only the set of conflicts already reported
+ * (so a standing conflict is logged at warn level, counted and turned into
+ * an Event once, not at every retry); it is never held across a request or
+ * logging.  Everything else is immutable after new; the caches and the
  * client are thread-safe.
  */
 #include "kc_controller.h"
@@ -62,7 +65,48 @@ struct kc_replicator {
     kind_t kinds[2];
     bool handed_over;
     kc_metric_t *m_conflicts, *m_copies;
+
+    pthread_mutex_t lock;
+    /* protected by lock: */
+    char **reported;           /* "Kind src-key ns/name uid" already reported */
+    size_t nreported, capreported;
 };
+
+#define REPORTED_MAX 4096      /* past this the set is cleared: re-reporting
+                                * is harmless, growing without bound is not */
+
+/* True the first time this conflict is seen (and remembers it). */
+static bool first_report(kc_replicator_t *r, const char *id)
+{
+    bool first = true;
+    char *copy;
+
+    ctrl_lock(&r->lock);
+    for (size_t i = 0; i < r->nreported; i++)
+        if (strcmp(r->reported[i], id) == 0) {
+            first = false;
+            break;
+        }
+    if (first) {
+        if (r->nreported >= REPORTED_MAX) {
+            for (size_t i = 0; i < r->nreported; i++)
+                free(r->reported[i]);
+            r->nreported = 0;
+        }
+        if (r->nreported == r->capreported) {
+            size_t nc = r->capreported ? r->capreported * 2 : 16;
+            char **p = realloc(r->reported, nc * sizeof(*p));
+            if (p != NULL) {
+                r->reported = p;
+                r->capreported = nc;
+            }
+        }
+        if (r->nreported < r->capreported && (copy = strdup(id)) != NULL)
+            r->reported[r->nreported++] = copy;
+    }
+    ctrl_unlock(&r->lock);
+    return first;
+}
 
 bool kc_replicator_match(const char *annotation, const char *ns)
 {
@@ -94,6 +138,17 @@ static bool is_ours(const kc_obj_t *o)
 {
     const char *v = kc_obj_label(o, KC_MANAGED_BY_LABEL);
     return v != NULL && strcmp(v, KC_MANAGED_BY_VALUE) == 0;
+}
+
+/* One of our copies: our label and a replicated-from annotation. */
+static bool is_copy(const kc_obj_t *o)
+{
+    char *from = NULL;
+
+    if (!is_ours(o) || kc_obj_annotation(o, KC_REPLICATED_FROM_ANNOTATION, &from) != 0)
+        return false;
+    free(from);
+    return true;
 }
 
 /* ------------------------------------------------------------------ */
@@ -308,6 +363,14 @@ static void report_conflict(kind_t *k, kc_obj_t *other, const char *src_key)
     kc_status_t st;
     int rc;
 
+    snprintf(msg, sizeof(msg), "%s %s %s/%s %s", k->res->kind, src_key,
+             kc_obj_namespace(other), kc_obj_name(other), kc_obj_uid(other));
+    if (!first_report(r, msg)) {
+        kc_log(&r->log, KC_LOG_DEBUG, "replicator",
+               "%s %s: %s/%s still not ours; leaving it alone", k->res->kind, src_key,
+               kc_obj_namespace(other), kc_obj_name(other));
+        return;
+    }
     if (kc_obj_annotation(other, KC_REPLICATED_FROM_ANNOTATION, &from) != 0)
         from = NULL;
     if (is_ours(other) && from != NULL)
@@ -482,7 +545,7 @@ static kc_result_t reconcile(void *ud, const kc_key_t *key)
     }
     /* A source that is itself one of our copies is never replicated
      * (that would let copies chain). */
-    if (src != NULL && !kc_obj_deleting(src) && !is_ours(src) &&
+    if (src != NULL && !kc_obj_deleting(src) && !is_copy(src) &&
         kc_obj_annotation(src, KC_REPLICATE_TO_ANNOTATION, &to) == 0) {
         srcj = kc_obj_parse(src);
         if (srcj == NULL || kc_cache_list(r->ns_cache, &nsl) != 0) {
@@ -572,6 +635,7 @@ int kc_replicator_new(const kc_replicator_opts_t *o, kc_replicator_t **out, kc_e
     r = calloc(1, sizeof(*r));
     if (r == NULL)
         return -ENOMEM;
+    ctrl_mutex_init(&r->lock);
     r->client = o->client;
     r->log = o->log;
     r->conflict_retry_ns = o->conflict_retry_ns ? o->conflict_retry_ns : 60000000000ull;
@@ -584,7 +648,7 @@ int kc_replicator_new(const kc_replicator_opts_t *o, kc_replicator_t **out, kc_e
     }
     if (o->metrics) {
         if ((rc = kc_metrics_counter(o->metrics, "kcache_replicator_conflicts_total",
-                                     "Objects the replicator left alone because it did not make them",
+                                     "Conflicts found: objects in a target namespace the replicator did not make and left alone (each counted once)",
                                      (const char *const[]){ "kind", "namespace", NULL },
                                      &r->m_conflicts)) != 0 ||
             (rc = kc_metrics_counter(o->metrics, "kcache_replicator_copies_total",
@@ -673,6 +737,10 @@ void kc_replicator_free(kc_replicator_t *r)
     if (!r->handed_over)
         for (int i = 0; i < 2; i++)
             kc_controller_free(r->kinds[i].ctrl);
+    for (size_t i = 0; i < r->nreported; i++)
+        free(r->reported[i]);
+    free(r->reported);
+    pthread_mutex_destroy(&r->lock);
     free(r->source_ns);
     free(r->component);
     free(r);

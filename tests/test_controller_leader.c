@@ -252,6 +252,40 @@ static void test_two_electors_crash_and_release(void **state)
     env_down(&e);
 }
 
+/* Another holder overwrites the lease (e.g. an operator, or a replica
+ * whose clock ran ahead): the leader notices on its next renewal and stops
+ * leading at once, not after the renew deadline. */
+static void test_lease_taken_away(void **state)
+{
+    env_t e;
+    counts_t ca = { 0, 0 };
+    kc_leader_t *a;
+    uint64_t took;
+    char holder[256];
+    long trans, dur;
+
+    (void)state;
+    env_up(&e);
+    a = elector(&e, 0, "pod-a_1", &ca, NULL);
+    WAIT_FOR(kc_leader_is_leader(a), 5000);
+    assert_int_equal(kc_fakeapi_apply_json(e.fa, "leases",
+        "{\"apiVersion\":\"coordination.k8s.io/v1\",\"kind\":\"Lease\",\"metadata\":{"
+        "\"name\":\"kcache-controller\",\"namespace\":\"kcache-system\"},\"spec\":{"
+        "\"holderIdentity\":\"intruder\",\"leaseDurationSeconds\":30,"
+        "\"leaseTransitions\":7}}", NULL), 0);
+    took = WAIT_FOR(atomic_load(&ca.stopped) == 1, 5000);
+    assert_true(took < RENEW_NS);
+    assert_false(kc_leader_is_leader(a));
+    /* it does not take the intruder's valid lease */
+    sleep_ms(600);
+    lease_spec(&e, holder, sizeof(holder), &trans, &dur);
+    assert_string_equal(holder, "intruder");
+    assert_int_equal(atomic_load(&ca.started), 1);
+    kc_leader_stop(a);
+    assert_int_equal(atomic_load(&ca.stopped), 1);
+    env_down(&e);
+}
+
 /* Under TSan: the cache's replace_all holds all 64 shard locks at once,
  * which overflows TSan's deadlock detector (a CHECK failure, not a
  * report).  Race detection stays on; only lock-order checking is off. */
@@ -266,6 +300,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_bad_options),
         cmocka_unit_test(test_two_electors_crash_and_release),
+        cmocka_unit_test(test_lease_taken_away),
     };
     int rc;
 

@@ -19,6 +19,17 @@ cleanup() {
 trap cleanup EXIT
 fail() { echo "FAIL: $*" >&2; for f in "$tmp"/*.log; do echo "--- $f"; tail -20 "$f"; done >&2; exit 1; }
 
+# flags
+grep -q "^kcache-controller [0-9]" <<<"$("$B/kcache-controller" --version)" || fail "--version"
+grep -q -- "--leader-election-namespace" <<<"$("$B/kcache-controller" --help)" || fail "--help"
+rc=0; "$B/kcache-controller" --no-such-flag >/dev/null 2>&1 || rc=$?
+[ "$rc" = 2 ] || fail "a bad flag exits $rc, want 2"
+rc=0; "$B/kcache-controller" --log-format xml >/dev/null 2>&1 || rc=$?
+[ "$rc" = 2 ] || fail "a bad --log-format exits $rc, want 2"
+rc=0; "$B/kcache-controller" --kubeconfig "$tmp/missing" --metrics-bind-address 0 \
+    --health-probe-bind-address 0 >"$tmp/missing.log" 2>&1 || rc=$?
+[ "$rc" = 1 ] || fail "a missing kubeconfig exits $rc, want 1"
+
 "$B/kcache-fakeapi" --kubeconfig-out "$tmp/kc" --ca-out "$tmp/ca.pem" --token t0k \
     >"$tmp/fa.out" 2>"$tmp/fa.log" &
 pids+=($!)
@@ -69,10 +80,11 @@ id=$(sed -n 's/.*acquired as \([^"]*\)".*/\1/p' "$tmp/$L.log" | head -1)
 wait_log "$tmp/$S.log" 'caches synced' 5 || fail "standby caches not synced"
 pp=$(probe_port "$tmp/$S.log"); mp=$(metrics_port "$tmp/$S.log")
 [ "$(curl -s --noproxy '*' -o /dev/null -w '%{http_code}' "http://127.0.0.1:$pp/readyz")" = 200 ] || fail "standby not ready"
-curl -s --noproxy '*' "http://127.0.0.1:$mp/metrics" |
-    grep -q '^leader_election_master_status{name="kcache-controller"} 0$' || fail "standby master status"
-curl -s --noproxy '*' "http://127.0.0.1:$(metrics_port "$tmp/$L.log")/metrics" |
-    grep -q '^leader_election_master_status{name="kcache-controller"} 1$' || fail "leader master status"
+# (bodies captured first: grep -q closing a pipe early fails under pipefail)
+m=$(curl -s --noproxy '*' "http://127.0.0.1:$mp/metrics")
+grep -q '^leader_election_master_status{name="kcache-controller"} 0$' <<<"$m" || fail "standby master status"
+m=$(curl -s --noproxy '*' "http://127.0.0.1:$(metrics_port "$tmp/$L.log")/metrics")
+grep -q '^leader_election_master_status{name="kcache-controller"} 1$' <<<"$m" || fail "leader master status"
 
 # crash the leader
 kill -KILL "$lp"

@@ -105,12 +105,16 @@ static void churn_cb(evutil_socket_t fd, short what, void *arg)
     s->churn_carry += s->churn_rate * (double)(now - s->churn_last_ns) / 1e9;
     s->churn_last_ns = now;
     if (s->churn_carry >= 1) {
+        /* at most ~20 ms of work per tick so requests keep being served; a
+         * rate the loop cannot sustain is clipped, not queued up */
         size_t n = (size_t)s->churn_carry;
-        s->churn_carry -= (double)n;
+        if (n > 1000)
+            n = 1000;
+        s->churn_carry = s->churn_carry - (double)n > 1000 ? 0 : s->churn_carry - (double)n;
         if (fa_load_churn(s, &s->churn_load, n) < 0)
             kc_log(&s->o.log, KC_LOG_WARN, FA_COMP, "churn failed");
     }
-    struct timeval tv = {0, 10000};
+    struct timeval tv = {0, 5000};
     event_add(s->churn_ev, &tv);
 }
 

@@ -217,25 +217,19 @@ static fa_obj_t *remove_now(fa_server_t *s, fa_obj_t *old)
 /* Publish j (canonical, any rv) as the new state of old.  A change that
  * leaves the object identical writes nothing and returns old.  A deleting
  * object without finalizers left is removed.  Returns a new reference. */
-static fa_obj_t *commit_update(fa_server_t *s, const fa_res_t *r, fa_obj_t *old, cJSON *j,
-                               int dry_run, fa_status_t *st)
+static fa_obj_t *commit_update(fa_server_t *s, const fa_res_t *r, fa_obj_t *old,
+                               cJSON *oldj, cJSON *j, int dry_run, fa_status_t *st)
 {
     cJSON *md = md_of(j);
     fa_obj_t *o;
-    char *text;
 
     canon(j);
+    canon(oldj);
     set_rv(md, old->rv);
-    text = cJSON_PrintUnformatted(j);
-    if (!text) {
-        fa_status_set(st, 500, "InternalError", "out of memory");
-        return NULL;
-    }
-    if (strlen(text) == old->len && !memcmp(text, old->body, old->len)) {
-        free(text);
+    /* a tree comparison (member order does not matter) is cheaper than
+     * printing the candidate only to compare texts */
+    if (cJSON_Compare(j, oldj, 1))
         return fa_obj_ref(old);
-    }
-    free(text);
     if (dry_run) {
         o = fa_obj_from_json(r, j);
         goto out;
@@ -480,12 +474,13 @@ fa_obj_t *fa_do_update(fa_server_t *s, const fa_write_t *w, cJSON *body, int *cr
         return NULL;
     }
     j = merge_for_update(r, old, oldj, body, w->subresource_status);
-    cJSON_Delete(oldj);
     if (!j) {
+        cJSON_Delete(oldj);
         fa_status_set(st, 500, "InternalError", "out of memory");
         return NULL;
     }
-    o = commit_update(s, r, old, j, w->dry_run, st);
+    o = commit_update(s, r, old, oldj, j, w->dry_run, st);
+    cJSON_Delete(oldj);
     cJSON_Delete(j);
     return o;
 }
@@ -596,7 +591,7 @@ fa_obj_t *fa_do_patch(fa_server_t *s, const fa_write_t *w, const char *patch, si
     j = merge_for_update(r, old, oldj, patched, w->subresource_status);
     if (!j)
         goto oom;
-    o = commit_update(s, r, old, j, w->dry_run, st);
+    o = commit_update(s, r, old, oldj, j, w->dry_run, st);
     goto out;
 oom:
     fa_status_set(st, 500, "InternalError", "out of memory");
