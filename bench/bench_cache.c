@@ -19,8 +19,10 @@
  * includes releasing the reference.  Objects are built before the clock
  * starts, so the figures are the cache's, not JSON parsing's.
  *
- * Each cell runs for KC_BENCH_MS milliseconds (default 250) on 1 and 2
- * threads and prints ns/op (per thread) and million ops/s (all threads).
+ * Each cell runs KC_BENCH_REPS times (default 3; the three strategies take
+ * turns) for KC_BENCH_MS milliseconds (default 120) on 1 and 2 threads and
+ * prints the best run's ns/op (per thread) and million ops/s (all
+ * threads): on a shared machine the best run is the one least disturbed.
  * No assertions: figures only.
  */
 #include <cjson/cJSON.h>
@@ -32,6 +34,7 @@
 
 #include "kc_cache.h"
 #include "kc_common.h"
+#include "kc_json.h"
 
 /* The mutex flavour: kc_cache.c again, with a mutex per shard and every
  * public symbol renamed so it can sit next to the real one. */
@@ -316,9 +319,9 @@ static char *read_fixture(const char *name, size_t *len)
     return NULL;
 }
 
-static void bytes_per_object(const char *file, int keep_mf)
+static void bytes_per_object(const char *file, int keep_mf, size_t n)
 {
-    size_t len, n = 2000;
+    size_t len;
     char *raw = read_fixture(file, &len);
     if (!raw) {
         printf("  %-24s (fixture not found)\n", file);
@@ -359,16 +362,70 @@ static void bytes_per_object(const char *file, int keep_mf)
     free(raw);
 }
 
+/* kc_json throughput (validate a whole document) and kc_obj_new rate. */
+static void json_speed(const char *file)
+{
+    size_t len;
+    char *raw = read_fixture(file, &len);
+    if (!raw)
+        return;
+    kc_json_span_t v;
+    kc_json_err_t e;
+    char *min = malloc(len);
+    if (!min || kc_json_parse_doc(raw, len, &v, &e) != 0)
+        exit(1);
+    size_t mlen = kc_json_minify(v, min);
+    const char *bufs[2] = { raw, min };
+    size_t lens[2] = { len, mlen };
+    double gbs[2];
+    for (int k = 0; k < 2; k++) {
+        uint64_t iters = 0, t0 = kc_now_ns(), t1;
+        do {
+            for (int i = 0; i < 64; i++)
+                if (kc_json_parse_doc(bufs[k], lens[k], &v, &e) != 0)
+                    exit(1);
+            iters += 64;
+            t1 = kc_now_ns();
+        } while (t1 - t0 < 200000000ULL);
+        gbs[k] = (double)lens[k] * (double)iters / (double)(t1 - t0);
+    }
+    /* the fixtures' namespace "namespaceValue" is not a DNS label: lower-case
+     * it in place (same length) so kc_obj_new accepts the object */
+    for (char *p = raw; (p = strstr(p, "namespaceValue")) != NULL; p++)
+        p[9] = 'v';
+    uint64_t n = 0, t0 = kc_now_ns(), t1;
+    do {
+        kc_obj_t *o = NULL;
+        if (kc_obj_new(raw, len, NULL, &o, NULL) != 0)
+            break; /* fixture names may not validate: skip the figure */
+        kc_obj_unref(o);
+        n++;
+        t1 = kc_now_ns();
+    } while (t1 - t0 < 200000000ULL);
+    t1 = kc_now_ns();
+    printf("  %-24s kc_json validate: %.2f GB/s as served (%zu B), %.2f GB/s minified (%zu B)",
+           file, gbs[0], len, gbs[1], mlen);
+    if (n)
+        printf("; kc_obj_new %.1f us/object", (double)(t1 - t0) / (double)n / 1e3);
+    printf("\n");
+    free(min);
+    free(raw);
+}
+
 int main(int argc, char **argv)
 {
     /* optional filters: a workload name and a key distribution */
     const char *fw = argc > 1 ? argv[1] : NULL, *fd = argc > 2 ? argv[2] : NULL;
     const char *env = getenv("KC_BENCH_MS");
-    uint64_t ms = env ? strtoull(env, NULL, 10) : 250;
+    uint64_t ms = env ? strtoull(env, NULL, 10) : 120;
+    const char *renv = getenv("KC_BENCH_REPS");
+    int reps = renv ? atoi(renv) : 3;
     cell_t res[3][NWORK][NDIST][MAXT];
 
     if (ms == 0)
-        ms = 250;
+        ms = 120;
+    if (reps < 1)
+        reps = 1;
     build_set(&sets[DIST_HOT], dist_keys[DIST_HOT], "hot");
     build_set(&sets[DIST_RANDOM], dist_keys[DIST_RANDOM], "app");
     sets[DIST_COLD] = sets[DIST_RANDOM]; /* reads go to the preloaded keys */
@@ -377,8 +434,8 @@ int main(int argc, char **argv)
         snprintf(p, sizeof(p), "cold%d", t);
         build_set(&cold_pool[t], COLD_POOL, p);
     }
-    printf("kcache cache benchmark: %llu ms per cell, key e.g. \"team-payments-prod-7/"
-           "app-config-0012345\"\n", (unsigned long long)ms);
+    printf("kcache cache benchmark: best of %d runs of %llu ms per cell, key e.g. "
+           "\"team-payments-prod-7/app-config-0012345\"\n", reps, (unsigned long long)ms);
     printf("ns/op = per-thread time per operation; Mops/s = all threads together\n\n");
     printf("%-12s %-7s %-4s | %-22s | %-22s | %-22s | %s\n", "workload", "keys", "thr",
            "(a) global RW lock", "(b) sharded RW (64)", "(c) one mutex", "b/a");
@@ -392,7 +449,14 @@ int main(int argc, char **argv)
                 continue;
             for (int t = 1; t <= MAXT; t++) {
                 for (int s = 0; s < 3; s++)
-                    res[s][w][d][t - 1] = run_cell(&strategies[s], &workloads[w], d, t, ms);
+                    res[s][w][d][t - 1].mops = 0;
+                for (int r = 0; r < reps; r++) {
+                    for (int s = 0; s < 3; s++) {
+                        cell_t cl = run_cell(&strategies[s], &workloads[w], d, t, ms);
+                        if (cl.mops > res[s][w][d][t - 1].mops)
+                            res[s][w][d][t - 1] = cl;
+                    }
+                }
                 cell_t *a = &res[0][w][d][t - 1], *b = &res[1][w][d][t - 1],
                        *m = &res[2][w][d][t - 1];
                 printf("%-12s %-7s %-4d | %9.1f %12.2f | %9.1f %12.2f | %9.1f %12.2f | %5.2fx\n",
@@ -415,11 +479,16 @@ int main(int argc, char **argv)
            res[1][3][DIST_RANDOM][1].mops);
 
     printf("\nBytes per object (key, hash table and namespace index included; allocator "
-           "overhead counted):\n");
-    bytes_per_object("core.v1.ConfigMap.json", 0);
-    bytes_per_object("core.v1.ConfigMap.json", 1);
-    bytes_per_object("core.v1.Pod.json", 0);
-    bytes_per_object("core.v1.Pod.json", 1);
+           "overhead counted; N objects in 10 namespaces, 64 shards):\n");
+    bytes_per_object("core.v1.ConfigMap.json", 0, 5000);
+    bytes_per_object("core.v1.ConfigMap.json", 1, 5000);
+    bytes_per_object("core.v1.Pod.json", 0, 500);
+    bytes_per_object("core.v1.Pod.json", 1, 500);
+
+    printf("\nJSON scanning (single thread):\n");
+    json_speed("core.v1.ConfigMap.json");
+    json_speed("core.v1.Pod.json");
+    json_speed("apps.v1.Deployment.json");
 
     for (int d = 0; d < NDIST; d++)
         if (d != DIST_COLD)

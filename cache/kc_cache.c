@@ -8,12 +8,17 @@
  * unused top 16 bits, so a probe rejects other keys without touching their
  * objects, and an entry costs 8 bytes of table (the object holds its key).
  * User-space heap pointers on the 64-bit targets kcache supports fit in 48
- * bits; a pointer that does not aborts at insertion rather than corrupt.  Each shard also holds its part
- * of every index: a table from index value to a node whose set holds the
- * objects (an open-addressing pointer set).  Custom index values of an
- * entry are computed once, when it is stored (the index functions run
- * without any lock), and kept in a small blob next to the slot (ixv[]) so
- * that removal does not call the index function again.
+ * bits; a pointer that does not aborts at insertion rather than corrupt.
+ *
+ * Each shard also holds its part of every index: a table from index value
+ * to a node holding the member objects (one pointer inline while the value
+ * has a single member in the shard, the usual case for owner UIDs; else an
+ * open-addressing pointer set).  Custom index values are computed once,
+ * when an entry is stored (the index functions run without any lock); the
+ * entry then keeps pointers to its index nodes next to its slot (ixr[]: one
+ * inline, several in a small array), so removal never calls the index
+ * function again.  A node lives while it has members, so those pointers
+ * stay valid while the entry is stored.
  *
  * Locking rule.  Everything in a shard_content_t is protected by its
  * shard's lock: readers take it shared, writers exclusive.  A single-key
@@ -148,11 +153,32 @@ static inline slot_t make_slot(kc_obj_t *o, uint64_t h)
 
 typedef struct ixnode {
     uint64_t hash;
-    size_t count;
-    size_t mask;            /* set capacity - 1 */
-    kc_obj_t **set;         /* open addressing, NULL = empty */
+    uint32_t count;
+    uint32_t mask;          /* 0: the one member is inline (u.one); else capacity - 1 */
+    union {
+        kc_obj_t *one;      /* mask 0: the member or NULL */
+        kc_obj_t **set;     /* open addressing, NULL = empty */
+    } u;
     char value[];
 } ixnode_t;
+
+/* The member slots of a node: the inline one or the set. */
+static inline kc_obj_t **node_slots(ixnode_t *n, size_t *cap)
+{
+    if (n->mask == 0) {
+        *cap = 1;
+        return &n->u.one;
+    }
+    *cap = (size_t)n->mask + 1;
+    return n->u.set;
+}
+
+static void node_free(ixnode_t *n)
+{
+    if (n->mask)
+        free(n->u.set);
+    free(n);
+}
 
 typedef struct ixtab {
     ixnode_t **nodes;       /* open addressing, NULL = empty; may be NULL */
@@ -162,7 +188,8 @@ typedef struct ixtab {
 
 typedef struct shard_content {
     slot_t *slots;          /* may be NULL while empty */
-    char **ixv;             /* parallel to slots when the cache has custom indexes */
+    uintptr_t *ixr;         /* parallel to slots when the cache has custom indexes:
+                             * each entry's ixref (see ix_prepare_entry) */
     size_t mask;
     size_t count;
     ixtab_t *ix;            /* [nix] */
@@ -218,11 +245,13 @@ static inline size_t ptr_hash(const void *p)
 static int set_resize(ixnode_t *n, size_t cap)
 {
     kc_obj_t **s = calloc(cap, sizeof(*s));
+    size_t oldcap;
+    kc_obj_t **old = node_slots(n, &oldcap);
 
     if (!s)
         return -ENOMEM;
-    for (size_t i = 0; n->set && i <= n->mask; i++) {
-        kc_obj_t *o = n->set[i];
+    for (size_t i = 0; i < oldcap; i++) {
+        kc_obj_t *o = old[i];
         if (!o)
             continue;
         size_t j = ptr_hash(o) & (cap - 1);
@@ -230,47 +259,64 @@ static int set_resize(ixnode_t *n, size_t cap)
             j = (j + 1) & (cap - 1);
         s[j] = o;
     }
-    free(n->set);
-    n->set = s;
-    n->mask = cap - 1;
+    if (n->mask)
+        free(n->u.set);
+    n->u.set = s;
+    n->mask = (uint32_t)(cap - 1);
     return 0;
 }
 
 static int set_reserve(ixnode_t *n, size_t extra)
 {
-    size_t cap = n->set ? n->mask + 1 : 0;
     size_t need = n->count + extra;
 
-    if (cap && need * 4 <= cap * 3)
+    if (n->mask == 0) {
+        if (need <= 1)
+            return 0; /* fits inline */
+    } else if (need * 4 <= ((size_t)n->mask + 1) * 3) {
         return 0;
-    size_t nc = cap ? cap : MIN_SET;
+    }
+    size_t nc = n->mask ? (size_t)n->mask + 1 : MIN_SET;
     while (need * 4 > nc * 3)
         nc *= 2;
+    if (nc > UINT32_MAX)
+        return -ENOMEM;
     return set_resize(n, nc);
 }
 
 /* Capacity reserved by set_reserve. */
 static void set_add(ixnode_t *n, kc_obj_t *o)
 {
+    if (n->mask == 0) {
+        if (n->u.one != o) {
+            n->u.one = o;
+            n->count++;
+        }
+        return;
+    }
     size_t j = ptr_hash(o) & n->mask;
-
-    while (n->set[j]) {
-        if (n->set[j] == o)
+    while (n->u.set[j]) {
+        if (n->u.set[j] == o)
             return;
         j = (j + 1) & n->mask;
     }
-    n->set[j] = o;
+    n->u.set[j] = o;
     n->count++;
 }
 
 static void set_remove(ixnode_t *n, kc_obj_t *o)
 {
-    size_t mask = n->mask, i = ptr_hash(o) & mask;
-
-    if (!n->set)
+    if (n->mask == 0) {
+        if (n->u.one == o) {
+            n->u.one = NULL;
+            n->count--;
+        }
         return;
-    while (n->set[i] != o) {
-        if (!n->set[i])
+    }
+    kc_obj_t **set = n->u.set;
+    size_t mask = n->mask, i = ptr_hash(o) & mask;
+    while (set[i] != o) {
+        if (!set[i])
             return;
         i = (i + 1) & mask;
     }
@@ -278,19 +324,19 @@ static void set_remove(ixnode_t *n, kc_obj_t *o)
     size_t j = i;
     for (;;) {
         j = (j + 1) & mask;
-        if (!n->set[j])
+        if (!set[j])
             break;
-        size_t home = ptr_hash(n->set[j]) & mask;
+        size_t home = ptr_hash(set[j]) & mask;
         /* move set[j] into the hole at i unless its home lies in (i, j] */
         if ((j > i && (home <= i || home > j)) || (j < i && (home <= i && home > j))) {
-            n->set[i] = n->set[j];
+            set[i] = set[j];
             i = j;
         }
     }
-    n->set[i] = NULL;
+    set[i] = NULL;
     n->count--;
     size_t cap = mask + 1;
-    if (cap > MIN_SET && n->count * 8 < cap)
+    if (cap > MIN_SET && (size_t)n->count * 8 < cap)
         set_resize(n, cap / 2); /* best effort: on failure keep the big set */
 }
 
@@ -358,7 +404,7 @@ static int ix_reserve(ixtab_t *t, const char *value, uint64_t h, ixnode_t **out)
         n->hash = h;
         n->count = 0;
         n->mask = 0;
-        n->set = NULL;
+        n->u.one = NULL;
         memcpy(n->value, value, vl + 1);
         size_t i = node_slot(t, h);
         while (t->nodes[i])
@@ -389,8 +435,7 @@ static void ix_prune(ixtab_t *t, const char *value, uint64_t h)
     ixnode_t *dead = t->nodes[i];
     if (dead->count)
         return;
-    free(dead->set);
-    free(dead);
+    node_free(dead);
     size_t j = i;
     for (;;) {
         j = (j + 1) & mask;
@@ -425,10 +470,8 @@ static void ix_remove(ixtab_t *t, const char *value, uint64_t h, kc_obj_t *o)
 static void ix_free(ixtab_t *t)
 {
     for (size_t i = 0; t->nodes && i <= t->mask; i++) {
-        if (t->nodes[i]) {
-            free(t->nodes[i]->set);
-            free(t->nodes[i]);
-        }
+        if (t->nodes[i])
+            node_free(t->nodes[i]);
     }
     free(t->nodes);
     t->nodes = NULL;
@@ -549,9 +592,9 @@ static int ixv_next(ixv_iter_t *it, unsigned *idx, const char **value)
 /* Reserve index room for an entry's values; on failure prune what was
  * created and return the error (nothing observable changed). */
 static int ix_reserve_entry(kc_cache_t *c, shard_content_t *ct, const kc_obj_t *o,
-                            const char *ixv)
+                            const char *blob)
 {
-    ixv_iter_t it = { c, o, ixv, 0 };
+    ixv_iter_t it = { c, o, blob, 0 };
     unsigned idx;
     const char *v;
     ixnode_t *n;
@@ -563,41 +606,130 @@ static int ix_reserve_entry(kc_cache_t *c, shard_content_t *ct, const kc_obj_t *
             break;
     }
     if (rc < 0) {
-        ixv_iter_t it2 = { c, o, ixv, 0 };
+        ixv_iter_t it2 = { c, o, blob, 0 };
         while (ixv_next(&it2, &idx, &v))
             ix_prune(&ct->ix[idx], v, value_hash(v));
     }
     return rc;
 }
 
-static void ix_add_entry(kc_cache_t *c, shard_content_t *ct, kc_obj_t *o, const char *ixv)
-{
-    ixv_iter_t it = { c, o, ixv, 0 };
-    unsigned idx;
-    const char *v;
+/* An entry's custom index memberships (ixref), kept next to its slot: 0
+ * for none; one node pointer with bit 0 set; or a malloc'd NULL-terminated
+ * array of node pointers.  A node lives while it has members, so these
+ * pointers stay valid for as long as the entry is stored. */
+typedef uintptr_t ixref_t;
 
-    while (ixv_next(&it, &idx, &v)) {
-        ixnode_t *n = ix_find(&ct->ix[idx], v, value_hash(v));
-        if (!n)
-            abort(); /* reserved by ix_reserve_entry */
-        set_add(n, o);
-    }
+static ixnode_t *ixref_at(ixref_t r, size_t i)
+{
+    if (!r)
+        return NULL;
+    if (r & 1)
+        return i == 0 ? (ixnode_t *)(r & ~(uintptr_t)1) : NULL;
+    return ((ixnode_t **)r)[i];
 }
 
-static void ix_remove_entry(kc_cache_t *c, shard_content_t *ct, kc_obj_t *o, const char *ixv)
+static void ixref_free(ixref_t r)
 {
-    ixv_iter_t it = { c, o, ixv, 0 };
+    if (r && !(r & 1))
+        free((void *)r);
+}
+
+/* Reserve index room for o (custom values in blob, the namespace from o)
+ * and build its ixref.  On failure nothing observable changed. */
+static int ix_prepare_entry(kc_cache_t *c, shard_content_t *ct, const kc_obj_t *o,
+                            const char *blob, ixref_t *ref)
+{
+    ixv_iter_t it = { c, o, blob, 0 };
     unsigned idx;
     const char *v;
+    size_t k = 0;
+    int rc;
 
+    *ref = 0;
+    rc = ix_reserve_entry(c, ct, o, blob);
+    if (rc < 0)
+        return rc;
     while (ixv_next(&it, &idx, &v))
-        ix_remove(&ct->ix[idx], v, value_hash(v), o);
+        if (idx >= c->ix_first_custom)
+            k++;
+    if (k == 0)
+        return 0;
+    ixnode_t **arr = NULL;
+    if (k > 1) {
+        arr = malloc((k + 1) * sizeof(*arr));
+        if (!arr) {
+            ixv_iter_t it2 = { c, o, blob, 0 };
+            while (ixv_next(&it2, &idx, &v))
+                ix_prune(&ct->ix[idx], v, value_hash(v));
+            return -ENOMEM;
+        }
+    }
+    ixv_iter_t it3 = { c, o, blob, 0 };
+    size_t j = 0;
+    while (ixv_next(&it3, &idx, &v)) {
+        if (idx < c->ix_first_custom)
+            continue;
+        ixnode_t *n = ix_find(&ct->ix[idx], v, value_hash(v));
+        if (!n)
+            abort(); /* reserved above */
+        if (arr)
+            arr[j++] = n;
+        else
+            *ref = (uintptr_t)n | 1;
+    }
+    if (arr) {
+        arr[j] = NULL;
+        *ref = (uintptr_t)arr;
+    }
+    return 0;
+}
+
+static void ix_add_entry(kc_cache_t *c, shard_content_t *ct, kc_obj_t *o, ixref_t ref)
+{
+    if (c->namespaced) {
+        const char *ns = kc__obj_ns(o);
+        ixnode_t *n = ix_find(&ct->ix[0], ns, value_hash(ns));
+        if (!n)
+            abort(); /* reserved by ix_prepare_entry */
+        set_add(n, o);
+    }
+    ixnode_t *n;
+    for (size_t i = 0; (n = ixref_at(ref, i)) != NULL; i++)
+        set_add(n, o);
+}
+
+/* Free node n (empty) from whichever custom index table holds it. */
+static void prune_node(kc_cache_t *c, shard_content_t *ct, ixnode_t *n)
+{
+    uint64_t h = n->hash;
+
+    for (unsigned x = c->ix_first_custom; x < c->nix; x++) {
+        if (ix_find(&ct->ix[x], n->value, h) == n) {
+            ix_prune(&ct->ix[x], n->value, h);
+            return;
+        }
+    }
+    abort(); /* an entry pointed at a node no table holds */
+}
+
+static void ix_remove_entry(kc_cache_t *c, shard_content_t *ct, kc_obj_t *o, ixref_t ref)
+{
+    if (c->namespaced) {
+        const char *ns = kc__obj_ns(o);
+        ix_remove(&ct->ix[0], ns, value_hash(ns), o);
+    }
+    ixnode_t *n;
+    for (size_t i = 0; (n = ixref_at(ref, i)) != NULL; i++) {
+        set_remove(n, o);
+        if (n->count == 0)
+            prune_node(c, ct, n);
+    }
 }
 
 /* ------------------------------------------------------------------ */
 /* the primary table of a shard */
 
-static int has_ixv(const kc_cache_t *c)
+static int has_ixr(const kc_cache_t *c)
 {
     return c->ndefs > 0;
 }
@@ -605,11 +737,11 @@ static int has_ixv(const kc_cache_t *c)
 static int map_resize(const kc_cache_t *c, shard_content_t *ct, size_t cap)
 {
     slot_t *s = calloc(cap, sizeof(*s));
-    char **x = NULL;
+    uintptr_t *x = NULL;
 
     if (!s)
         return -ENOMEM;
-    if (has_ixv(c) && !(x = calloc(cap, sizeof(*x)))) {
+    if (has_ixr(c) && !(x = calloc(cap, sizeof(*x)))) {
         free(s);
         return -ENOMEM;
     }
@@ -621,12 +753,12 @@ static int map_resize(const kc_cache_t *c, shard_content_t *ct, size_t cap)
             j = (j + 1) & (cap - 1);
         s[j] = ct->slots[i];
         if (x)
-            x[j] = ct->ixv[i];
+            x[j] = ct->ixr[i];
     }
     free(ct->slots);
-    free(ct->ixv);
+    free(ct->ixr);
     ct->slots = s;
-    ct->ixv = x;
+    ct->ixr = x;
     ct->mask = cap - 1;
     return 0;
 }
@@ -680,14 +812,14 @@ static void map_remove_at(const kc_cache_t *c, shard_content_t *ct, size_t i)
         size_t home = slot_of(kc__obj_hash(slot_obj(ct->slots[j])), mask);
         if ((j > i && (home <= i || home > j)) || (j < i && (home <= i && home > j))) {
             ct->slots[i] = ct->slots[j];
-            if (ct->ixv)
-                ct->ixv[i] = ct->ixv[j];
+            if (ct->ixr)
+                ct->ixr[i] = ct->ixr[j];
             i = j;
         }
     }
     ct->slots[i] = 0;
-    if (ct->ixv)
-        ct->ixv[i] = NULL;
+    if (ct->ixr)
+        ct->ixr[i] = 0;
     ct->count--;
     size_t cap = mask + 1;
     if (cap > MIN_SLOTS && ct->count * 8 < cap)
@@ -699,11 +831,11 @@ static void content_free(const kc_cache_t *c, shard_content_t *ct, int unref)
     for (size_t i = 0; ct->slots && i <= ct->mask; i++) {
         if (ct->slots[i] && unref)
             kc_obj_unref(slot_obj(ct->slots[i]));
-        if (ct->ixv)
-            free(ct->ixv[i]);
+        if (ct->ixr)
+            ixref_free(ct->ixr[i]);
     }
     free(ct->slots);
-    free(ct->ixv);
+    free(ct->ixr);
     for (unsigned x = 0; ct->ix && x < c->nix; x++)
         ix_free(&ct->ix[x]);
     free(ct->ix);
@@ -719,16 +851,17 @@ static int content_init(const kc_cache_t *c, shard_content_t *ct)
     return ct->ix ? 0 : -ENOMEM;
 }
 
-/* Store o (with its custom values ixv, whose ownership passes on success)
+/* Store o (its custom index values in blob, which stays the caller's)
  * into ct, replacing any entry with the same key.  The previous object, if
  * any, goes to *old with the cache's reference (the caller releases it
  * after unlocking); if exclusive is set and the key exists, KC_EEXISTS and
  * nothing changes.  On any error nothing changed. */
 static int content_put(kc_cache_t *c, shard_content_t *ct, kc_obj_t *o, uint64_t h,
-                       char *ixv, int exclusive, kc_obj_t **old)
+                       const char *blob, int exclusive, kc_obj_t **old)
 {
     int found, rc;
     size_t i;
+    ixref_t ref;
 
     *old = NULL;
     rc = map_reserve(c, ct, 1);
@@ -740,28 +873,27 @@ static int content_put(kc_cache_t *c, shard_content_t *ct, kc_obj_t *o, uint64_t
     if (found && slot_obj(ct->slots[i]) == o) {
         /* same object again: nothing to change, but the caller's new
          * reference replaces the cache's old one */
-        free(ixv);
         *old = kc_obj_ref(o);
         return 0;
     }
-    rc = ix_reserve_entry(c, ct, o, ixv);
+    rc = ix_prepare_entry(c, ct, o, blob, &ref);
     if (rc < 0)
         return rc;
     kc_obj_ref(o);
-    ix_add_entry(c, ct, o, ixv);
+    ix_add_entry(c, ct, o, ref);
     if (found) {
         kc_obj_t *prev = slot_obj(ct->slots[i]);
-        char *prev_ixv = ct->ixv ? ct->ixv[i] : NULL;
+        ixref_t prev_ref = ct->ixr ? ct->ixr[i] : 0;
         ct->slots[i] = make_slot(o, h); /* new stored before the old is dropped */
-        if (ct->ixv)
-            ct->ixv[i] = ixv;
-        ix_remove_entry(c, ct, prev, prev_ixv);
-        free(prev_ixv);
+        if (ct->ixr)
+            ct->ixr[i] = ref;
+        ix_remove_entry(c, ct, prev, prev_ref);
+        ixref_free(prev_ref);
         *old = prev;
     } else {
         ct->slots[i] = make_slot(o, h);
-        if (ct->ixv)
-            ct->ixv[i] = ixv;
+        if (ct->ixr)
+            ct->ixr[i] = ref;
         ct->count++;
     }
     return 0;
@@ -779,12 +911,12 @@ static int content_take(kc_cache_t *c, shard_content_t *ct, uint64_t h, const ch
     if (!found)
         return KC_ENOTFOUND;
     kc_obj_t *o = slot_obj(ct->slots[i]);
-    char *ixv = ct->ixv ? ct->ixv[i] : NULL;
+    ixref_t ref = ct->ixr ? ct->ixr[i] : 0;
     if (drop_index)
-        ix_remove_entry(c, ct, o, ixv);
-    free(ixv);
-    if (ct->ixv)
-        ct->ixv[i] = NULL;
+        ix_remove_entry(c, ct, o, ref);
+    ixref_free(ref);
+    if (ct->ixr)
+        ct->ixr[i] = 0;
     map_remove_at(c, ct, i);
     *old = o;
     return 0;
@@ -975,10 +1107,9 @@ static int put(kc_cache_t *c, kc_obj_t *obj, int exclusive, kc_obj_t **old)
     if (rc == 0)
         atomic_store_explicit(&s->n, s->ct.count, memory_order_relaxed);
     unlock(&s->lock);
-    if (rc < 0) {
-        free(ixv);
+    free(ixv);
+    if (rc < 0)
         return rc;
-    }
     if (old)
         *old = prev;
     else
@@ -1110,9 +1241,11 @@ static int collect(kc_cache_t *c, int ix, const char *value, kc_objlist_t *out)
                     collect_add(&co, slot_obj(ct->slots[i]));
         } else if (ct->ix) {
             ixnode_t *n = ix_find(&ct->ix[ix], value, vh);
-            for (size_t i = 0; n && n->set && i <= n->mask; i++)
-                if (n->set[i])
-                    collect_add(&co, n->set[i]);
+            size_t cap = 0;
+            kc_obj_t **m = n ? node_slots(n, &cap) : NULL;
+            for (size_t i = 0; i < cap; i++)
+                if (m[i])
+                    collect_add(&co, m[i]);
         }
     }
     unlock_all(c);
@@ -1241,10 +1374,9 @@ int kc_cache_replace_all(kc_cache_t *c, kc_obj_t *const *objs, size_t n, kc_cach
                 goto fail_build;
         }
         rc = content_put(c, ct, o, h, ixv, 1, &prev);
-        if (rc < 0) {
-            free(ixv);
+        free(ixv);
+        if (rc < 0)
             goto fail_build;
-        }
     }
 
     /* Swap: every write lock, in ascending order. */
@@ -1283,11 +1415,11 @@ static size_t msize(const void *p)
 
 static size_t content_overhead(const kc_cache_t *c, const shard_content_t *ct, size_t *objs)
 {
-    size_t b = msize(ct->slots) + msize(ct->ixv) + msize(ct->ix);
+    size_t b = msize(ct->slots) + msize(ct->ixr) + msize(ct->ix);
 
     for (size_t i = 0; ct->slots && i <= ct->mask; i++) {
-        if (ct->ixv)
-            b += msize(ct->ixv[i]);
+        if (ct->ixr && ct->ixr[i] && !(ct->ixr[i] & 1))
+            b += msize((void *)ct->ixr[i]);
         if (objs && ct->slots[i])
             *objs += kc_obj_mem_size(slot_obj(ct->slots[i]));
     }
@@ -1296,7 +1428,7 @@ static size_t content_overhead(const kc_cache_t *c, const shard_content_t *ct, s
         b += msize(t->nodes);
         for (size_t i = 0; t->nodes && i <= t->mask; i++)
             if (t->nodes[i])
-                b += msize(t->nodes[i]) + msize(t->nodes[i]->set);
+                b += msize(t->nodes[i]) + (t->nodes[i]->mask ? msize(t->nodes[i]->u.set) : 0);
     }
     return b;
 }

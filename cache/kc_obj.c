@@ -182,6 +182,7 @@ struct meta {
     kc_json_span_t md;       /* metadata object (p NULL if absent) */
     kc_json_span_t name, ns, uid, rv, labels, owners;
     int has_mf;              /* metadata.managedFields present */
+    kc_json_span_t mf_key, mf_val; /* its member, when present */
     int deleting;
     int64_t generation;
     size_t nlabels, nowners;
@@ -399,8 +400,11 @@ static int scan_metadata(kc_json_span_t top, struct meta *m, kc_errbuf_t *eb)
             }
             break;
         case 'm':
-            if (kc_json_str_eq(k, "managedFields"))
+            if (!m->has_mf && kc_json_str_eq(k, "managedFields")) {
                 m->has_mf = 1;
+                m->mf_key = k;
+                m->mf_val = v;
+            }
             break;
         default:
             break;
@@ -433,46 +437,16 @@ static int put_str(kc_json_span_t s, char **w, char *limit)
     return 0;
 }
 
-/* Minified copy of the document, leaving out metadata.managedFields when
- * drop is set.  dst holds at least top.len bytes. */
-static size_t write_json(kc_json_span_t top, const struct meta *m, int drop, char *dst)
+/* The bytes [*cs, *ce) of the minified document min[0..len) that hold the
+ * metadata.managedFields member and one comma next to it, if any. */
+static void mf_cut(const char *min, size_t len, const struct meta *m, size_t *cs, size_t *ce)
 {
-    kc_json_iter_t it, mit;
-    kc_json_span_t k, v, mk, mv;
-    char *o = dst;
-    int first = 1;
-
-    if (!drop || !m->has_mf)
-        return kc_json_minify(top, dst);
-    *o++ = '{';
-    kc_json_iter_init(&it, top);
-    while (kc_json_iter_next(&it, &k, &v) == 1) {
-        if (!first)
-            *o++ = ',';
-        first = 0;
-        o += kc_json_minify(k, o);
-        *o++ = ':';
-        if (v.p != m->md.p) {
-            o += kc_json_minify(v, o);
-            continue;
-        }
-        int mfirst = 1;
-        *o++ = '{';
-        kc_json_iter_init(&mit, v);
-        while (kc_json_iter_next(&mit, &mk, &mv) == 1) {
-            if (kc_json_str_eq(mk, "managedFields"))
-                continue;
-            if (!mfirst)
-                *o++ = ',';
-            mfirst = 0;
-            o += kc_json_minify(mk, o);
-            *o++ = ':';
-            o += kc_json_minify(mv, o);
-        }
-        *o++ = '}';
-    }
-    *o++ = '}';
-    return (size_t)(o - dst);
+    *cs = (size_t)(m->mf_key.p - min);
+    *ce = (size_t)(m->mf_val.p + m->mf_val.len - min);
+    if (min[*cs - 1] == ',')
+        (*cs)--;                    /* ...,"managedFields":[...] */
+    else if (*ce < len && min[*ce] == ',')
+        (*ce)++;                    /* {"managedFields":[...],... */
 }
 
 int kc_obj_new(const char *json, size_t len, const kc_obj_opts_t *opts, kc_obj_t **out,
@@ -483,6 +457,8 @@ int kc_obj_new(const char *json, size_t len, const kc_obj_opts_t *opts, kc_obj_t
     kc_json_err_t jerr;
     struct meta m;
     char name[KC_NAME_MAX + 1], ns[KC_NS_MAX + 1];
+    char *min = NULL;
+    size_t mlen = 0;
     kc_obj_t *o = NULL;
     int rc;
 
@@ -494,36 +470,54 @@ int kc_obj_new(const char *json, size_t len, const kc_obj_opts_t *opts, kc_obj_t
     if (len > opts->max_size || len > (size_t)INT32_MAX)
         return kc_errf(eb, KC_ETOOBIG, "object of %zu bytes exceeds the limit of %zu", len,
                        opts->max_size);
-    rc = kc_json_parse_doc(json, len, &top, &jerr);
-    if (rc < 0)
-        return kc_errf(eb, KC_EPARSE, "JSON offset %zu: %s", jerr.offset, jerr.what);
+    /* One pass validates and minifies; everything after reads the
+     * minified copy. */
+    min = malloc(len ? len : 1);
+    if (!min)
+        return kc_errf(eb, -ENOMEM, "out of memory (%zu bytes)", len);
+    rc = kc_json_parse_doc_minify(json, len, min, &mlen, &top, &jerr);
+    if (rc < 0) {
+        rc = kc_errf(eb, KC_EPARSE, "JSON offset %zu: %s", jerr.offset, jerr.what);
+        goto out;
+    }
     rc = scan_metadata(top, &m, eb);
     if (rc < 0)
-        return rc;
+        goto out;
 
-    /* Names: validated before anything is allocated. */
+    /* Names: validated before the object is allocated. */
     if (kc_json_str_unescape(m.name, name, sizeof(name)) < 0 ||
-        kc_name_validate(name, KC_NAME_PATH_SEGMENT) < 0)
-        return kc_errf(eb, KC_EBADNAME, "metadata.name: invalid name");
+        kc_name_validate(name, KC_NAME_PATH_SEGMENT) < 0) {
+        rc = kc_errf(eb, KC_EBADNAME, "metadata.name: invalid name");
+        goto out;
+    }
     ns[0] = '\0';
-    if (m.ns.p) {
-        if (kc_json_str_unescape(m.ns, ns, sizeof(ns)) < 0 ||
-            (ns[0] && kc_namespace_validate(ns) < 0))
-            return kc_errf(eb, KC_EBADNAME, "metadata.namespace: invalid namespace \"%.63s\"",
-                           ns);
+    if (m.ns.p && (kc_json_str_unescape(m.ns, ns, sizeof(ns)) < 0 ||
+                   (ns[0] && kc_namespace_validate(ns) < 0))) {
+        rc = kc_errf(eb, KC_EBADNAME, "metadata.namespace: invalid namespace \"%.63s\"", ns);
+        goto out;
     }
 
     size_t ns_len = strlen(ns), name_len = strlen(name);
     long uid_sz = str_size(m.uid, "metadata.uid", eb);
     long rv_sz = str_size(m.rv, "metadata.resourceVersion", eb);
-    if (uid_sz < 0 || rv_sz < 0)
-        return KC_EPARSE;
+    if (uid_sz < 0 || rv_sz < 0) {
+        rc = KC_EPARSE;
+        goto out;
+    }
+    int drop = !opts->keep_managed_fields && m.has_mf;
+    size_t jlen = mlen, cs = mlen, ce = mlen;
+    if (drop) {
+        mf_cut(min, mlen, &m, &cs, &ce);
+        jlen -= ce - cs;
+    }
     size_t strings = ns_len + 1 + name_len + 1 + (size_t)uid_sz + (size_t)rv_sz + m.strings;
-    size_t cap = KC__OBJ_HDR + strings + len + 1;
+    size_t cap = KC__OBJ_HDR + strings + jlen + 1;
 
     o = malloc(cap);
-    if (!o)
-        return kc_errf(eb, -ENOMEM, "out of memory (%zu bytes)", cap);
+    if (!o) {
+        rc = kc_errf(eb, -ENOMEM, "out of memory (%zu bytes)", cap);
+        goto out;
+    }
     memset(o, 0, KC__OBJ_HDR);
     char *base = o->data, *w = base, *limit = (char *)o + cap;
 
@@ -562,7 +556,10 @@ int kc_obj_new(const char *json, size_t len, const kc_obj_opts_t *opts, kc_obj_t
         }
     }
     o->json_off = (uint32_t)(w - base);
-    size_t jlen = write_json(top, &m, !opts->keep_managed_fields, w);
+    if (w + jlen + 1 != limit)
+        abort(); /* the sizes computed above must match what was written */
+    memcpy(w, min, cs);
+    memcpy(w + cs, min + ce, mlen - ce);
     w[jlen] = '\0';
 
     atomic_init(&o->refs, 1);
@@ -573,20 +570,17 @@ int kc_obj_new(const char *json, size_t len, const kc_obj_opts_t *opts, kc_obj_t
     o->nlabels = (uint16_t)m.nlabels;
     o->nowners = (uint16_t)m.nowners;
     o->flags = m.deleting ? KC__OBJ_DELETING : 0;
-
-    /* Give back what minifying saved (offsets, not pointers, survive a move). */
-    size_t used = KC__OBJ_HDR + (size_t)(w - base) + jlen + 1;
-    if (cap - used >= 64) {
-        kc_obj_t *s = realloc(o, used);
-        if (s)
-            o = s;
-    }
     *out = o;
-    return 0;
+    o = NULL;
+    rc = 0;
+    goto out;
 
 bad_string:
+    rc = kc_errf(eb, KC_EPARSE, "metadata: string with an embedded NUL or bad escape");
+out:
     free(o);
-    return kc_errf(eb, KC_EPARSE, "metadata: string with an embedded NUL or bad escape");
+    free(min);
+    return rc;
 }
 
 kc_obj_t *kc_obj_ref(kc_obj_t *o)

@@ -307,23 +307,34 @@ static kc_json_type_t type_of(char c)
 }
 
 /* The validating walker.  p points at the first byte of a value (after
- * whitespace).  Returns the byte after the value or NULL with *e filled. */
-static const char *scan_value(const char *p, const char *end, struct scan_err *e)
+ * whitespace).  Returns the byte after the value or NULL with *e filled.
+ * When outp is non-NULL the value is also written, without insignificant
+ * whitespace, at *outp (advanced); callers pass a constant so that the
+ * compiler makes a plain and a minifying copy of this function. */
+#define EMIT1(c) do { if (outp) *o++ = (c); } while (0)
+#define EMITN(s, n) do { if (outp) { memcpy(o, (s), (size_t)(n)); o += (n); } } while (0)
+static inline __attribute__((always_inline)) const char *
+scan_value_t(const char *p, const char *end, struct scan_err *e, char **outp)
 {
     unsigned char stack[KC_JSON_MAX_DEPTH / 8]; /* bit set: container is an object */
     unsigned depth = 0;
+    char *o = outp ? *outp : NULL;
+    const char *start;
 
 value:
     if (UNLIKELY(p >= end))
         FAIL(end, "unexpected end of input: value expected");
+    start = p;
     switch (*p) {
     case '{':
         if (depth >= KC_JSON_MAX_DEPTH)
             FAIL(p, "nesting too deep");
         stack[depth / 8] |= (unsigned char)(1u << (depth % 8));
         depth++;
+        EMIT1('{');
         p = skip_ws(p + 1, end);
         if (p < end && *p == '}') {
+            EMIT1('}');
             p++;
             depth--;
             goto after;
@@ -334,8 +345,10 @@ value:
             FAIL(p, "nesting too deep");
         stack[depth / 8] &= (unsigned char)~(1u << (depth % 8));
         depth++;
+        EMIT1('[');
         p = skip_ws(p + 1, end);
         if (p < end && *p == ']') {
+            EMIT1(']');
             p++;
             depth--;
             goto after;
@@ -345,6 +358,7 @@ value:
         p = scan_string(p, end, e);
         if (!p)
             return NULL;
+        EMITN(start, p - start);
         goto after;
     case 't':
         p = scan_literal(p, end, "true", 4, e);
@@ -364,22 +378,28 @@ value:
     }
     if (!p)
         return NULL;
+    EMITN(start, p - start);
 
 after:
-    if (depth == 0)
+    if (depth == 0) {
+        if (outp)
+            *outp = o;
         return p;
+    }
     p = skip_ws(p, end);
     if (UNLIKELY(p >= end))
         FAIL(end, "unexpected end of input in container");
     {
         int in_obj = (stack[(depth - 1) / 8] >> ((depth - 1) % 8)) & 1;
         if (*p == ',') {
+            EMIT1(',');
             p = skip_ws(p + 1, end);
             if (in_obj)
                 goto key;
             goto value;
         }
         if (*p == (in_obj ? '}' : ']')) {
+            EMIT1(*p);
             p++;
             depth--;
             goto after;
@@ -392,16 +412,32 @@ key:
         FAIL(end, "unexpected end of input: member name expected");
     if (*p != '"')
         FAIL(p, "member name (string) expected");
+    start = p;
     p = scan_string(p, end, e);
     if (!p)
         return NULL;
+    EMITN(start, p - start);
     p = skip_ws(p, end);
     if (UNLIKELY(p >= end))
         FAIL(end, "unexpected end of input: ':' expected");
     if (*p != ':')
         FAIL(p, "':' expected after member name");
+    EMIT1(':');
     p = skip_ws(p + 1, end);
     goto value;
+}
+#undef EMIT1
+#undef EMITN
+
+static const char *scan_value(const char *p, const char *end, struct scan_err *e)
+{
+    return scan_value_t(p, end, e, NULL);
+}
+
+static const char *scan_value_min(const char *p, const char *end, struct scan_err *e,
+                                  char **outp)
+{
+    return scan_value_t(p, end, e, outp);
 }
 
 #undef FAIL
@@ -454,6 +490,46 @@ int kc_json_parse_doc(const char *buf, size_t len, kc_json_span_t *out,
             err->what = "trailing characters after the value";
         }
         return KC_EPARSE;
+    }
+    return 0;
+}
+
+int kc_json_parse_doc_minify(const char *buf, size_t len, char *dst, size_t *dlen,
+                             kc_json_span_t *out, kc_json_err_t *err)
+{
+    const char *end = buf + len, *p, *q;
+    struct scan_err e = { NULL, NULL };
+    char *o = dst;
+
+    if (!buf || !dst || !dlen) {
+        if (err) {
+            err->offset = 0;
+            err->what = "invalid arguments";
+        }
+        return -EINVAL;
+    }
+    p = skip_ws(buf, end);
+    q = scan_value_min(p, end, &e, &o);
+    if (q) {
+        const char *r = skip_ws(q, end);
+        if (r != end) {
+            e.at = r;
+            e.what = "trailing characters after the value";
+            q = NULL;
+        }
+    }
+    if (!q) {
+        if (err) {
+            err->offset = (size_t)(e.at - buf);
+            err->what = e.what;
+        }
+        return KC_EPARSE;
+    }
+    *dlen = (size_t)(o - dst);
+    if (out) {
+        out->p = dst;
+        out->len = *dlen;
+        out->type = type_of(*dst);
     }
     return 0;
 }

@@ -60,6 +60,14 @@ int kc_json_scan(const char *buf, size_t len, size_t *pos, kc_json_span_t *out,
 int kc_json_parse_doc(const char *buf, size_t len, kc_json_span_t *out,
                       kc_json_err_t *err);
 
+/* kc_json_parse_doc that also writes the document without insignificant
+ * whitespace into dst, which must hold len bytes (dst must not overlap
+ * buf).  One pass: this is how to validate and minify at once.  On 0,
+ * *dlen is the bytes written (no NUL is added) and *out (may be NULL)
+ * spans dst.  On KC_EPARSE dst holds garbage. */
+int kc_json_parse_doc_minify(const char *buf, size_t len, char *dst, size_t *dlen,
+                             kc_json_span_t *out, kc_json_err_t *err);
+
 /* Iterate the members of an object or the elements of an array that was
  * produced by kc_json_scan (so it is known to be well-formed). */
 typedef struct kc_json_iter {

@@ -23,15 +23,18 @@
  * Invariant: the cache and what the handlers were told move together.  The
  * reflector (watch events, list diffs), the resync and a handler added
  * after start all write the cache and push to the processors while holding
- * emit_mu, so a handler's events per key follow the cache's history.
+ * the emit token, so a handler's events per key follow the cache's history.
  *
- * Locks.  emit_mu (above) is taken before mu; mu protects the phase, the
- * counters, the stop flag, the cancel flag and the deadline, and is a leaf:
- * nothing is called with it held except the atomic cancel flag.  The
- * processors' own locks are leaves under emit_mu.  No lock is held across a
- * client call, JSON parsing of a page, or logging, and the cache is written
- * only by whoever holds emit_mu.  The procs array changes only with both
- * emit_mu and mu held, so either lock is enough to read it.
+ * Locks.  The emit token (emit_begin/emit_end: a flag under mu with a
+ * condition variable, not a mutex held across the work, because
+ * kc_cache_replace_all takes every shard lock and lock-order checkers cap
+ * how many locks one thread may hold) serialises emitters.  mu protects
+ * the phase, the counters, the stop flag, the cancel flag, the deadline
+ * and the token, and is a leaf: nothing is called with it held except the
+ * atomic cancel flag.  The processors' own locks are leaves.  No lock is
+ * held across a client call, JSON parsing of a page, or logging, and the
+ * cache is written only by the token's holder.  The procs array changes
+ * only with both the token and mu held, so either is enough to read it.
  */
 #include "informer_int.h"
 
@@ -54,14 +57,15 @@ struct kc_informer {
     pthread_t reflector, timer;
     int started;                     /* start/stop/free only */
 
-    pthread_mutex_t emit_mu;
-    /* protected by emit_mu (writes also hold mu): */
+    /* protected by the emit token (writes also hold mu): */
     kc__proc_t **procs;
     size_t nprocs, procs_cap;
 
     pthread_mutex_t mu;
     /* protected by mu: */
     pthread_cond_t cond;             /* synced, stop, deadline changes */
+    pthread_cond_t emit_cv;          /* the emit token was released */
+    int emitting;                    /* the emit token is taken */
     int stopping;
     int synced;
     kc_informer_state_t st;          /* except cached_objects/since_last_event_s */
@@ -91,6 +95,24 @@ const char *kc_informer_phase_name(kc_informer_phase_t p)
 }
 
 /* ----------------------------------------------------------- small helpers */
+
+/* Take / release the emit token (see the opening comment). */
+static void emit_begin(kc_informer_t *inf)
+{
+    kc__mu_lock(&inf->mu);
+    while (inf->emitting)
+        kc__cond_wait_until(&inf->emit_cv, &inf->mu, 0);
+    inf->emitting = 1;
+    kc__mu_unlock(&inf->mu);
+}
+
+static void emit_end(kc_informer_t *inf)
+{
+    kc__mu_lock(&inf->mu);
+    inf->emitting = 0;
+    pthread_cond_signal(&inf->emit_cv);
+    kc__mu_unlock(&inf->mu);
+}
 
 static char *dup_opt(const char *s, int *fail)
 {
@@ -265,7 +287,7 @@ static void emit_delete(kc_informer_t *inf, kc_obj_t *obj, int unknown)
 }
 
 /* A relist diff goes straight to the handlers: kc_cache_replace_all calls
- * back with no cache lock held, and we hold emit_mu. */
+ * back with no cache lock held, and we hold the emit token. */
 typedef struct diff_ctx {
     kc_informer_t *inf;
     uint64_t adds, upd, dels;
@@ -299,9 +321,9 @@ static int store_list(kc_informer_t *inf, kc_obj_t **items, size_t n, const char
     diff_ctx_t d = { inf, 0, 0, 0 };
     int rc;
 
-    kc__mu_lock(&inf->emit_mu);
+    emit_begin(inf);
     rc = kc_cache_replace_all(inf->cache, items, n, diff_cb, &d);
-    kc__mu_unlock(&inf->emit_mu);
+    emit_end(inf);
     for (size_t i = 0; i < n; i++)
         kc_obj_unref(items[i]);
     free(items);
@@ -337,7 +359,7 @@ static int apply_event(kc_informer_t *inf, int type, kc_obj_t *obj)
     kc_obj_t *old = NULL;
     int rc = 0;
 
-    kc__mu_lock(&inf->emit_mu);
+    emit_begin(inf);
     if (type == KC_WATCH_DELETED) {
         kc_key_t k;
         kc_obj_key(obj, &k);
@@ -356,7 +378,7 @@ static int apply_event(kc_informer_t *inf, int type, kc_obj_t *obj)
             /* same resourceVersion: a replayed event, already told */
         }
     }
-    kc__mu_unlock(&inf->emit_mu);
+    emit_end(inf);
     if (old)
         kc_obj_unref(old);
     return rc;
@@ -414,10 +436,17 @@ static int list_paged(kc_informer_t *inf, int relist, kc_status_t *st)
             if (kc_json_obj_get(meta, "resourceVersion", &v) == 0 && v.type == KC_JSON_STRING)
                 rc = kc_json_str_unescape(v, rv, sizeof(rv));
             if (rc == 0 && kc_json_obj_get(meta, "continue", &v) == 0 &&
-                v.type == KC_JSON_STRING)
+                v.type == KC_JSON_STRING) {
+                char prev[sizeof(cont)];
+                memcpy(prev, cont, sizeof(prev));
                 rc = kc_json_str_unescape(v, cont, sizeof(cont));
-            else if (rc == 0)
+                /* a server that hands back the token it was given would
+                 * page forever */
+                if (rc == 0 && cont[0] != '\0' && strcmp(prev, cont) == 0)
+                    rc = KC_EPARSE;
+            } else if (rc == 0) {
                 cont[0] = '\0';
+            }
         } else if (rc == 0) {
             rc = KC_EPARSE;
         }
@@ -532,6 +561,13 @@ static int watch_cb(void *ud, const kc_watch_event_t *ev)
         if (w->initial) {
             if (!end)
                 return 0; /* progress during the initial state: not yet a resume point */
+            if (rv[0] == '\0') {
+                w->cb_error = KC_EPARSE;
+                snprintf(w->cb_msg, sizeof(w->cb_msg),
+                         "event on line %zu: initial-events-end bookmark without a "
+                         "resourceVersion", ev->line_no);
+                return KC_EPARSE;
+            }
             w->initial = 0;
             rc = store_list(inf, w->items, w->n, rv, w->relist);
             w->items = NULL;
@@ -769,14 +805,14 @@ static void resync(kc_informer_t *inf)
     kc_objlist_t l;
     size_t n;
 
-    kc__mu_lock(&inf->emit_mu);
+    emit_begin(inf);
     if (kc_cache_list(inf->cache, &l) == 0) {
         n = l.len;
         for (size_t i = 0; i < n; i++)
             emit_update(inf, l.items[i], l.items[i]);
         kc_objlist_free(&l);
     }
-    kc__mu_unlock(&inf->emit_mu);
+    emit_end(inf);
     kc__mu_lock(&inf->mu);
     inf->st.resyncs++;
     kc__mu_unlock(&inf->mu);
@@ -873,7 +909,7 @@ int kc_informer_new(kc_client_t *client, const kc_informer_opts_t *o,
         kc_errf(eb, rc, "informer: creating the cache: %s", kc_strerror(rc));
         goto fail_strings;
     }
-    if ((rc = kc__mu_init(&inf->emit_mu)) != 0)
+    if ((rc = kc__cond_init(&inf->emit_cv)) != 0)
         goto fail_emit;
     if ((rc = kc__mu_init(&inf->mu)) != 0)
         goto fail_mu;
@@ -889,7 +925,7 @@ int kc_informer_new(kc_client_t *client, const kc_informer_opts_t *o,
 fail_cond:
     pthread_mutex_destroy(&inf->mu);
 fail_mu:
-    pthread_mutex_destroy(&inf->emit_mu);
+    pthread_cond_destroy(&inf->emit_cv);
 fail_emit:
     kc_cache_free(inf->cache);
     kc_errf(eb, rc, "informer: %s", kc_strerror(rc));
@@ -915,11 +951,11 @@ int kc_informer_add_handler(kc_informer_t *inf, const kc_handler_t *h)
     rc = kc__proc_new(h, inf->o.handler_backlog_max, &inf->o.log, &p);
     if (rc != 0)
         return rc;
-    kc__mu_lock(&inf->emit_mu);
+    emit_begin(inf);
     kc__mu_lock(&inf->mu);
     if (inf->stopping) {
         kc__mu_unlock(&inf->mu);
-        kc__mu_unlock(&inf->emit_mu);
+        emit_end(inf);
         kc__proc_free(p);
         return KC_ESTOPPED;
     }
@@ -928,7 +964,7 @@ int kc_informer_add_handler(kc_informer_t *inf, const kc_handler_t *h)
         kc__proc_t **np = realloc(inf->procs, nc * sizeof(*np));
         if (np == NULL) {
             kc__mu_unlock(&inf->mu);
-            kc__mu_unlock(&inf->emit_mu);
+            emit_end(inf);
             kc__proc_free(p);
             return -ENOMEM;
         }
@@ -944,11 +980,11 @@ int kc_informer_add_handler(kc_informer_t *inf, const kc_handler_t *h)
         if (rc == 0)
             rc = kc_cache_list(inf->cache, &l);
         if (rc != 0) {
-            kc__mu_unlock(&inf->emit_mu);
+            emit_end(inf);
             kc__proc_free(p);
             return rc;
         }
-        /* emit_mu held: no event can slip between this snapshot and the
+        /* token held: no event can slip between this snapshot and the
          * handler joining the list */
         for (size_t i = 0; i < l.len; i++)
             kc__proc_add(p, l.items[i]);
@@ -957,13 +993,13 @@ int kc_informer_add_handler(kc_informer_t *inf, const kc_handler_t *h)
     kc__mu_lock(&inf->mu);
     if (inf->stopping) {
         kc__mu_unlock(&inf->mu);
-        kc__mu_unlock(&inf->emit_mu);
+        emit_end(inf);
         kc__proc_free(p);
         return KC_ESTOPPED;
     }
     inf->procs[inf->nprocs++] = p;
     kc__mu_unlock(&inf->mu);
-    kc__mu_unlock(&inf->emit_mu);
+    emit_end(inf);
     return 0;
 }
 
@@ -971,11 +1007,11 @@ int kc_informer_start(kc_informer_t *inf)
 {
     int rc;
 
-    kc__mu_lock(&inf->emit_mu);
+    emit_begin(inf);
     kc__mu_lock(&inf->mu);
     if (inf->started || inf->stopping) {
         kc__mu_unlock(&inf->mu);
-        kc__mu_unlock(&inf->emit_mu);
+        emit_end(inf);
         return inf->stopping ? KC_ESTOPPED : KC_EBUSY;
     }
     kc__mu_unlock(&inf->mu);
@@ -1007,13 +1043,13 @@ int kc_informer_start(kc_informer_t *inf)
     inf->st.phase = KC_INFORMER_LISTING;
     inf->st.phase_since = kc_wall_time();
     kc__mu_unlock(&inf->mu);
-    kc__mu_unlock(&inf->emit_mu);
+    emit_end(inf);
     return 0;
 
 fail:
     for (size_t i = 0; i < inf->nprocs; i++)
         kc__proc_stop(inf->procs[i]);
-    kc__mu_unlock(&inf->emit_mu);
+    emit_end(inf);
     return rc;
 }
 
@@ -1068,7 +1104,7 @@ void kc_informer_free(kc_informer_t *inf)
     kc_buf_free(&inf->body);
     pthread_cond_destroy(&inf->cond);
     pthread_mutex_destroy(&inf->mu);
-    pthread_mutex_destroy(&inf->emit_mu);
+    pthread_cond_destroy(&inf->emit_cv);
     free(inf->group);
     free(inf->version);
     free(inf->resource);
@@ -1120,6 +1156,11 @@ int kc_informer_wait_handlers_idle(kc_informer_t *inf, long timeout_ms)
     size_t n;
     int rc = 0;
 
+    /* a barrier: an emission in progress (a relist's diff, a watch event)
+     * holds the token until every event of it is queued, so once we got it,
+     * all the changes already in the cache are in the handlers' queues */
+    emit_begin(inf);
+    emit_end(inf);
     kc__mu_lock(&inf->mu);
     n = inf->nprocs;
     kc__mu_unlock(&inf->mu);

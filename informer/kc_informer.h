@@ -214,8 +214,10 @@ int kc_informer_has_synced(kc_informer_t *inf);
  * KC_ESTOPPED.  Thread-safe. */
 int kc_informer_wait_synced(kc_informer_t *inf, long timeout_ms);
 
-/* Wait until every handler has delivered every pending event: 0 or
- * KC_ETIMEOUT.  Meant for tests and orderly shutdown.  Thread-safe. */
+/* Wait until every handler has delivered every event for the changes the
+ * cache held when the call began (an emission in progress, such as a
+ * relist's diff, is waited for): 0 or KC_ETIMEOUT.  Meant for tests and
+ * orderly shutdown.  Thread-safe; not from a handler. */
 int kc_informer_wait_handlers_idle(kc_informer_t *inf, long timeout_ms);
 
 /* Copy the state and counters.  Returns 0.  Thread-safe. */

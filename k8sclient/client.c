@@ -578,17 +578,25 @@ static int cred_get(kc_client_t *c, cred_t *out, kc_errbuf_t *eb)
     if (cfg->exec) {
         kc__exec_cred_t fresh;
         double now = kc_wall_time();
+        uint64_t gen0;
+        int usable = 0;
+
         lock(&c->auth_mu);
+        gen0 = c->auth_gen;
         for (;;) {
-            if (c->exec_valid && (c->exec_cred.expires == 0 ||
-                                  now < c->exec_cred.expires - EXEC_EXPIRY_LEEWAY_S))
-                break;
-            if (!c->auth_refreshing)
+            /* good for a while yet; or brand new from the refresh we
+             * waited for (short-lived credentials would otherwise make
+             * every waiter run the plugin again) and not yet expired */
+            usable = c->exec_valid &&
+                     (c->exec_cred.expires == 0 ||
+                      now < c->exec_cred.expires - EXEC_EXPIRY_LEEWAY_S ||
+                      (c->auth_gen != gen0 && now < c->exec_cred.expires));
+            if (usable || !c->auth_refreshing)
                 break;
             pthread_cond_wait(&c->auth_cv, &c->auth_mu);
+            now = kc_wall_time();
         }
-        if (!(c->exec_valid && (c->exec_cred.expires == 0 ||
-                                now < c->exec_cred.expires - EXEC_EXPIRY_LEEWAY_S))) {
+        if (!usable) {
             refresh_claim(c);
             unlock(&c->auth_mu);
             kc_log(&c->o.log, KC_LOG_DEBUG, KC__COMPONENT, "running exec plugin %s",
@@ -894,7 +902,8 @@ static void set_common_opts(kc_client_t *c, CURL *e, const cred_t *cr, char *err
     curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(e, CURLOPT_ERRORBUFFER, errbuf);
     curl_easy_setopt(e, CURLOPT_USERAGENT, c->user_agent);
-    curl_easy_setopt(e, CURLOPT_ACCEPT_ENCODING, "");
+    if (!cfg->disable_compression)
+        curl_easy_setopt(e, CURLOPT_ACCEPT_ENCODING, "");  /* gzip for large lists */
     curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2TLS);
     curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
     curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
@@ -1317,13 +1326,8 @@ int kc_client_new(const kc_config_t *cfg, const kc_client_opts_t *opts, kc_clien
         /* SNI and verification use tls-server-name: address the URL to it and
          * let CONNECT_TO send the connection to the real host. */
         char *ct = NULL;
-        const char *rh = host;
-        size_t rhl = strlen(host);
-        if (rh[0] == '[') {
-            rh++;
-            rhl -= 2;
-        }
-        if (asprintf(&ct, "%s:%s:%.*s:%s", cfg->tls_server_name, port, (int)rhl, rh, port) < 0)
+        /* host keeps its brackets: CONNECT_TO wants IPv6 literals that way */
+        if (asprintf(&ct, "%s:%s:%s:%s", cfg->tls_server_name, port, host, port) < 0)
             goto fail;
         c->connect_to = curl_slist_append(NULL, ct);
         free(ct);

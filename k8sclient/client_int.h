@@ -34,6 +34,7 @@ typedef struct kc__exec {
     kc__exec_env_t *env;
     size_t nenv;
     int provide_cluster_info;
+    char *install_hint;    /* shown when the command cannot be run */
 } kc__exec_t;
 
 struct kc_config {
@@ -47,6 +48,7 @@ struct kc_config {
     int insecure;
     char *tls_server_name;
     char *proxy_url;
+    int disable_compression;
 
     kc__blob_t client_cert; /* PEM */
     kc__blob_t client_key;  /* PEM */

@@ -9,8 +9,8 @@
  * stay loaded until resolution finishes, so merged entries are pointers to
  * nodes of their own document together with the directory their relative
  * paths resolve against.  Fields this code does not implement are reported
- * as KC_EUNSUPPORTED naming the field, never ignored (only "extensions",
- * "preferences" and "disable-compression" are knowingly ignored).
+ * as KC_EUNSUPPORTED naming the field, never ignored (only "extensions"
+ * and "preferences" are knowingly ignored).
  *
  * The resulting kc_config_t is immutable and holds everything by value
  * (PEM data read from files, decoded *-data fields); token files and exec
@@ -67,6 +67,7 @@ static void exec_free(kc__exec_t *ex)
         return;
     free(ex->api_version);
     free(ex->command);
+    free(ex->install_hint);
     for (size_t i = 0; i < ex->nargs; i++)
         free(ex->args[i]);
     free(ex->args);
@@ -148,6 +149,7 @@ static kc__exec_t *exec_dup(const kc__exec_t *src)
         return NULL;
     DUPSTR(api_version);
     DUPSTR(command);
+    DUPSTR(install_hint);
     dst->provide_cluster_info = src->provide_cluster_info;
     dst->args = calloc(src->nargs + 1, sizeof(char *));
     if (dst->args == NULL)
@@ -187,6 +189,7 @@ kc_config_t *kc__config_dup(const kc_config_t *src)
     DUPSTR(source);
     dst->in_cluster = src->in_cluster;
     dst->insecure = src->insecure;
+    dst->disable_compression = src->disable_compression;
     if (blob_dup(&dst->ca, &src->ca) || blob_dup(&dst->client_cert, &src->client_cert) ||
         blob_dup(&dst->client_key, &src->client_key))
         goto fail;
@@ -455,10 +458,17 @@ static int resolve_cluster(loader_t *ld, const named_t *cl, kc_config_t *cfg)
 
         if (key == NULL)
             continue;
-        if (FIELD_IS("extensions") || FIELD_IS("disable-compression"))
+        if (FIELD_IS("extensions"))
             continue;
         if (is_null_node(vn))
             continue;
+        if (FIELD_IS("disable-compression")) {
+            if (parse_bool(v, &cfg->disable_compression))
+                return kc_errf(ld->eb, KC_ECONFIG,
+                               "kubeconfig %s: cluster \"%s\": disable-compression: not a boolean",
+                               f->path, cl->name);
+            continue;
+        }
         if (v == NULL)
             return kc_errf(ld->eb, KC_ECONFIG, "kubeconfig %s: cluster \"%s\": %s is not a string",
                            f->path, cl->name, key);
@@ -598,7 +608,10 @@ static int resolve_exec(loader_t *ld, const named_t *us, yaml_node_t *ex, kc_con
                                "not supported (kcache never runs plugins interactively)",
                                f->path, us->name);
         } else if (FIELD_IS("installHint")) {
-            continue;
+            if (v == NULL)
+                goto bad_type;
+            if ((e->install_hint = strdup(v)) == NULL)
+                return -ENOMEM;
         } else {
             return kc_errf(ld->eb, KC_EUNSUPPORTED,
                            "kubeconfig %s: user \"%s\": exec field \"%s\" is not supported",

@@ -250,7 +250,9 @@ int kc__exec_run(const kc_config_t *cfg, long timeout_ms, kc__exec_cred_t *out,
     rc = posix_spawnp(&pid, cmd, &fa, NULL, argv, env);
     if (rc != 0) {
         pid = -1;
-        rc = kc_errf(eb, KC_EAUTH, "exec plugin %s: cannot run: %s", cmd, strerror(rc));
+        rc = kc_errf(eb, KC_EAUTH, "exec plugin %s: cannot run: %s%s%.200s", cmd, strerror(rc),
+                     cfg->exec->install_hint ? ". " : "",
+                     cfg->exec->install_hint ? cfg->exec->install_hint : "");
         goto out;
     }
     close(opipe[1]);

@@ -23,6 +23,12 @@
  * limiter are under their own locks).  The config object is immutable after
  * kc_config_load and may be shared.  kc_global_init() must have run before.
  *
+ * Transport: HTTPS (TLS >= 1.2, verified unless the kubeconfig says
+ * insecure-skip-tls-verify), HTTP/2 when the server offers it by ALPN,
+ * else HTTP/1.1.  Connections are kept per pooled handle and reused by the
+ * next request on it; concurrent requests (and each open watch) use
+ * separate connections: HTTP/2 streams are not multiplexed across threads.
+ *
  * Errors: functions return 0 or a negative code (KC_E* or -errno):
  *   400 KC_EBADREQUEST, 401 KC_EUNAUTHORIZED, 403 KC_EFORBIDDEN,
  *   404 KC_ENOTFOUND, 409 KC_ECONFLICT (reason AlreadyExists: KC_EEXISTS),

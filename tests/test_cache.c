@@ -420,6 +420,42 @@ static void test_obj_escapes_and_cluster(void **state)
     kc_obj_unref(o);
 }
 
+/* managedFields dropped wherever it sits in metadata */
+static void test_obj_managed_fields_positions(void **state)
+{
+    static const struct { const char *in, *want; } t[] = {
+        { "{\"metadata\":{\"managedFields\":[{\"a\":1}]},\"x\":{\"name\":\"n\"}}", NULL },
+        { "{\"metadata\":{\"managedFields\":[{\"a\":1}],\"name\":\"n\"}}",
+          "{\"metadata\":{\"name\":\"n\"}}" },
+        { "{\"metadata\":{\"name\":\"n\", \"managedFields\" : [ ] }, \"k\":1}",
+          "{\"metadata\":{\"name\":\"n\"},\"k\":1}" },
+        { "{\"metadata\":{\"name\":\"n\",\"managedFields\":null,\"uid\":\"u\"}}",
+          "{\"metadata\":{\"name\":\"n\",\"uid\":\"u\"}}" },
+        { "{\"a\":{\"managedFields\":1},\"metadata\":{\"name\":\"n\"}}",
+          "{\"a\":{\"managedFields\":1},\"metadata\":{\"name\":\"n\"}}" },
+    };
+    (void)state;
+    for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
+        kc_obj_t *o = NULL;
+        kc_errbuf_t eb = { 0, "" };
+        int rc = kc_obj_new(t[i].in, strlen(t[i].in), NULL, &o, &eb);
+        if (!t[i].want) {
+            assert_int_equal(rc, KC_EPARSE); /* no metadata.name */
+            continue;
+        }
+        if (rc != 0)
+            fail_msg("[%zu]: %s", i, eb.msg);
+        assert_string_equal(kc_obj_json(o, NULL), t[i].want);
+        kc_obj_unref(o);
+    }
+    /* a nested "metadata" elsewhere is not the object's: nothing dropped */
+    const char *only = "{\"metadata\":{\"name\":\"n\"},\"spec\":{\"metadata\":1}}";
+    kc_obj_t *o = NULL;
+    assert_int_equal(kc_obj_new(only, strlen(only), NULL, &o, NULL), 0);
+    assert_string_equal(kc_obj_json(o, NULL), only);
+    kc_obj_unref(o);
+}
+
 static void test_obj_errors(void **state)
 {
     static const struct { const char *json; int rc; const char *msg; } t[] = {
@@ -1265,6 +1301,7 @@ int main(void)
         cmocka_unit_test(test_keys),
         cmocka_unit_test(test_obj_fixture_metadata),
         cmocka_unit_test(test_obj_escapes_and_cluster),
+        cmocka_unit_test(test_obj_managed_fields_positions),
         cmocka_unit_test(test_obj_errors),
         cmocka_unit_test(test_cache_basic),
         cmocka_unit_test(test_cache_opts),

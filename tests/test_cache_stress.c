@@ -12,6 +12,7 @@
 #include <cmocka.h>
 
 #include <pthread.h>
+#include <unistd.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -434,11 +435,152 @@ static void test_replace_all_under_readers(void **state)
     free(s);
 }
 
+
+/* Phase three: everything at once, no model: single-key writers, a
+ * relister calling replace_all with random subsets, and readers.  At the
+ * end the primary map and every index must agree with each other. */
+typedef struct chaos {
+    shared_t *sh;
+    kc_obj_t *pool[NNS][NNAMES][2];
+} chaos_t;
+
+typedef struct chaos_worker {
+    chaos_t *ch;
+    int id;
+    unsigned seed;
+} chaos_worker_t;
+
+static void *chaos_writer(void *arg)
+{
+    chaos_worker_t *w = arg;
+    shared_t *sh = w->ch->sh;
+    while (!atomic_load(&sh->stop)) {
+        int ns = (int)(rnd(&w->seed) % NNS), name = (int)(rnd(&w->seed) % NNAMES);
+        kc_obj_t *o = w->ch->pool[ns][name][rnd(&w->seed) & 1];
+        unsigned op = rnd(&w->seed) % 4;
+        if (op == 0) {
+            kc_cache_add(sh->c, o);
+        } else if (op == 1) {
+            kc_cache_replace(sh->c, o, NULL);
+        } else {
+            kc_key_t k;
+            kc_obj_key(o, &k);
+            kc_cache_delete(sh->c, &k);
+        }
+    }
+    return NULL;
+}
+
+static void *chaos_relister(void *arg)
+{
+    chaos_worker_t *w = arg;
+    shared_t *sh = w->ch->sh;
+    kc_obj_t **objs = calloc(NNS * NNAMES, sizeof(*objs));
+    if (!objs)
+        abort();
+    while (!atomic_load(&sh->stop)) {
+        size_t n = 0;
+        for (int ns = 0; ns < NNS; ns++)
+            for (int name = 0; name < NNAMES; name++)
+                if (rnd(&w->seed) % 3 == 0)
+                    objs[n++] = w->ch->pool[ns][name][rnd(&w->seed) & 1];
+        int calls = 0;
+        if (kc_cache_replace_all(sh->c, objs, n, count_calls, &calls) != 0)
+            fail_once(sh, "replace_all failed");
+    }
+    free(objs);
+    return NULL;
+}
+
+static void test_chaos_consistency(void **state)
+{
+    (void)state;
+    chaos_t *ch = calloc(1, sizeof(*ch));
+    assert_non_null(ch);
+    ch->sh = calloc(1, sizeof(*ch->sh));
+    assert_non_null(ch->sh);
+    shared_t *sh = ch->sh;
+    pthread_mutex_init(&sh->fail_lock, NULL);
+    kc_cache_opts_t opts = KC_CACHE_OPTS_INIT;
+    opts.shards = 8;
+    assert_int_equal(kc_cache_new(&opts, &sh->c), 0);
+    assert_int_equal(kc_cache_add_index(sh->c, "app", app_index, NULL), 0);
+    for (int ns = 0; ns < NNS; ns++)
+        for (int name = 0; name < NNAMES; name++)
+            for (int v = 0; v < 2; v++)
+                ch->pool[ns][name][v] = make(ns, name, (unsigned)v + 1, (name + v) % NAPPS);
+
+    enum { NW = 2, NR = 1 };
+    pthread_t th[NW + 1 + NR];
+    chaos_worker_t wk[NW + 1 + NR];
+    for (int i = 0; i < NW + 1 + NR; i++) {
+        wk[i] = (chaos_worker_t){ ch, i, 0x85ebca6bu * (unsigned)(i + 7) };
+        void *(*fn)(void *) = i < NW ? chaos_writer : i == NW ? chaos_relister : NULL;
+        if (fn)
+            assert_int_equal(pthread_create(&th[i], NULL, fn, &wk[i]), 0);
+    }
+    /* the reader of phase one, reused */
+    worker_t rd = { sh, 0, 12345 };
+    assert_int_equal(pthread_create(&th[NW + 1], NULL, reader, &rd), 0);
+    uint64_t end = kc_now_ns() + (uint64_t)(run_seconds() / 2 * 1e9);
+    while (kc_now_ns() < end && !atomic_load(&sh->stop))
+        usleep(10000);
+    atomic_store(&sh->stop, 1);
+    for (int i = 0; i < NW + 1 + NR; i++)
+        pthread_join(th[i], NULL);
+    if (atomic_load(&sh->failures))
+        fail_msg("%s", sh->failmsg);
+
+    /* primary map, namespace index and custom index agree */
+    kc_objlist_t all = KC_OBJLIST_INIT;
+    assert_int_equal(kc_cache_list(sh->c, &all), 0);
+    assert_int_equal(all.len, kc_cache_len(sh->c));
+    size_t per_ns[NNS] = { 0 }, per_app[NAPPS] = { 0 };
+    for (size_t i = 0; i < all.len; i++) {
+        kc_obj_t *o = all.items[i], *got = NULL;
+        int ns = atoi(kc_obj_namespace(o) + 5);
+        per_ns[ns]++;
+        for (int a = 0; a < NAPPS; a++)
+            if (strcmp(kc_obj_label(o, "app"), apps[a]) == 0)
+                per_app[a]++;
+        kc_key_t k;
+        kc_obj_key(o, &k);
+        assert_int_equal(kc_cache_get(sh->c, &k, &got), 0);
+        assert_ptr_equal(got, o);
+        kc_obj_unref(got);
+    }
+    for (int ns = 0; ns < NNS; ns++) {
+        char nsb[24];
+        kc_objlist_t l = KC_OBJLIST_INIT;
+        snprintf(nsb, sizeof(nsb), "team-%d", ns);
+        assert_int_equal(kc_cache_list_ns(sh->c, nsb, &l), 0);
+        assert_int_equal(l.len, per_ns[ns]);
+        kc_objlist_free(&l);
+    }
+    for (int a = 0; a < NAPPS; a++) {
+        kc_objlist_t l = KC_OBJLIST_INIT;
+        assert_int_equal(kc_cache_index_query(sh->c, "app", apps[a], &l), 0);
+        assert_int_equal(l.len, per_app[a]);
+        kc_objlist_free(&l);
+    }
+    print_message("  %zu objects at the end\n", all.len);
+    kc_objlist_free(&all);
+    kc_cache_free(sh->c);
+    for (int ns = 0; ns < NNS; ns++)
+        for (int name = 0; name < NNAMES; name++)
+            for (int v = 0; v < 2; v++)
+                kc_obj_unref(ch->pool[ns][name][v]);
+    pthread_mutex_destroy(&sh->fail_lock);
+    free(sh);
+    free(ch);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_writers_readers_model),
         cmocka_unit_test(test_replace_all_under_readers),
+        cmocka_unit_test(test_chaos_consistency),
     };
     return cmocka_run_group_tests_name("kc_cache_stress", tests, NULL, NULL);
 }

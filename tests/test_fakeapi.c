@@ -1412,6 +1412,29 @@ static void test_direct_api_and_load(void **state)
     l.resource = "configmaps";
     assert_int_equal(kc_fakeapi_churn(srv, &l, 200), 0);
     assert_true(kc_fakeapi_revision(srv) >= before + 150);
+    {
+        /* the churn's events (edited in place as text) are well-formed and
+         * carry their own revisions, in order */
+        events_t e = {0};
+        char path[256];
+        snprintf(path, sizeof(path), "/api/v1/configmaps?watch=1&resourceVersion=%" PRIu64 "&timeoutSeconds=1", before);
+        watch_collect(path, &e);
+        assert_true(e.n >= 150);
+        uint64_t prev = before;
+        for (int i = 0; i < e.n; i++) {
+            uint64_t rv = strtoull(e.rv[i], NULL, 10);
+            assert_true(rv > prev);
+            prev = rv;
+            assert_true(e.name[i][0] != 0);
+        }
+        assert_int_equal(prev, kc_fakeapi_revision(srv));
+        efree(&e);
+        assert_int_equal(kc_fakeapi_list_json(srv, "configmaps", "load-2", &out), 0);
+        cJSON *j = cJSON_Parse(out);
+        assert_non_null(j);
+        cJSON_Delete(j);
+        free(out);
+    }
     /* background churn */
     before = kc_fakeapi_revision(srv);
     assert_int_equal(kc_fakeapi_set_churn_rate(srv, &l, 500), 0);

@@ -336,7 +336,7 @@ static void test_insecure_warns_and_basic_auth(void **state)
     wfile("i/config", "current-context: a\nclusters:\n- name: c\n  cluster:\n"
                       "    server: https://x\n    insecure-skip-tls-verify: true\n"
                       "    tls-server-name: kubernetes.default.svc\n"
-                      "    proxy-url: http://proxy:3128\n"
+                      "    proxy-url: http://proxy:3128\n    disable-compression: true\n"
                       "users:\n- name: u\n  user: {username: alice, password: pw}\n"
                       "contexts:\n- name: a\n  context: {cluster: c, user: u}\n", 0600);
     o.kubeconfig = tpath("i/config");
@@ -348,6 +348,7 @@ static void test_insecure_warns_and_basic_auth(void **state)
     assert_true(cfg->insecure);
     assert_string_equal(cfg->tls_server_name, "kubernetes.default.svc");
     assert_string_equal(cfg->proxy_url, "http://proxy:3128");
+    assert_true(cfg->disable_compression);
     assert_string_equal(cfg->username, "alice");
     assert_string_equal(cfg->password, "pw");
     kc_config_free(cfg);
@@ -544,6 +545,7 @@ static void test_exec_failures(void **state)
         kc_errbuf_t eb;
         assert_int_equal(kc__exec_run(cfg, 2000, &cr, &eb), KC_EAUTH);
         assert_non_null(strstr(eb.msg, "cannot run"));
+        assert_non_null(strstr(eb.msg, "install it"));   /* installHint */
         kc_config_free(cfg);
     }
 }

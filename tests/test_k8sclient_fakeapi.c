@@ -363,6 +363,65 @@ static void test_fault_429(void **state)
     kc_client_free(c);
 }
 
+static int count_cb(void *ud, const kc_watch_event_t *ev)
+{
+    (void)ev;
+    (*(int *)ud)++;
+    return 0;
+}
+
+/* Watch faults from the fake server: a clean early end, a cut in the middle
+ * of an event, and a stall longer than the idle limit. */
+static void test_watch_faults(void **state)
+{
+    kc_client_opts_t o = KC_CLIENT_OPTS_INIT;
+    kc_fakeapi_faults_t f = KC_FAKEAPI_FAULTS_INIT;
+    kc_watch_opts_t wo = KC_WATCH_OPTS_INIT;
+    kc_client_t *c;
+    kc_status_t st;
+    int n, rc;
+
+    (void)state;
+    o.watch_idle_timeout_ms = 700;
+    c = client_as(NULL, &o);
+    for (int i = 0; i < 5; i++) {
+        char cm[128];
+        kc_buf_t b = KC_BUF_INIT;
+        snprintf(cm, sizeof(cm), "{\"metadata\":{\"name\":\"wf-%d\"}}", i);
+        assert_int_equal(kc_client_create(c, &kc_res_configmaps, "default", cm, strlen(cm), &b, &st), 0);
+        kc_buf_free(&b);
+    }
+    wo.resource_version = "0";   /* initial ADDED events for what exists */
+    wo.timeout_seconds = 30;
+
+    f.close_watch_after_events = 2;
+    kc_fakeapi_set_faults(S, &f);
+    n = 0;
+    rc = kc_client_watch(c, &kc_res_configmaps, "default", &wo, count_cb, &n, &st);
+    assert_int_equal(rc, 0);
+    assert_int_equal(n, 2);
+
+    f = (kc_fakeapi_faults_t)KC_FAKEAPI_FAULTS_INIT;
+    f.p_cut_mid_event = 1.0;
+    kc_fakeapi_set_faults(S, &f);
+    n = 0;
+    rc = kc_client_watch(c, &kc_res_configmaps, "default", &wo, count_cb, &n, &st);
+    if (rc != KC_ECLOSED && rc != KC_EPARSE)
+        fail_msg("cut mid-event: %s %s", kc_err_name(rc), st.message);
+    assert_int_equal(n, 0);
+
+    f = (kc_fakeapi_faults_t)KC_FAKEAPI_FAULTS_INIT;
+    f.p_stall = 1.0;
+    f.stall_ms = 3000;
+    kc_fakeapi_set_faults(S, &f);
+    n = 0;
+    rc = kc_client_watch(c, &kc_res_configmaps, "default", &wo, count_cb, &n, &st);
+    if (rc != KC_ETIMEOUT)
+        fail_msg("stall: %s %s (%d events)", kc_err_name(rc), st.message, n);
+    kc_fakeapi_set_faults(S, NULL);
+    kc_client_free(c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -371,6 +430,7 @@ int main(void)
         cmocka_unit_test(test_rbac_and_client_cert),
         cmocka_unit_test(test_watch_live),
         cmocka_unit_test(test_fault_429),
+        cmocka_unit_test(test_watch_faults),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

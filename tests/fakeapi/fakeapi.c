@@ -836,8 +836,15 @@ static int churn_fn(fa_server_t *s, void *arg)
 int kc_fakeapi_churn(kc_fakeapi_t *sp, const kc_fakeapi_load_t *l, size_t n)
 {
     kc_fakeapi_load_t d = KC_FAKEAPI_LOAD_INIT;
-    struct load_arg a = {l ? l : &d, n, 0};
-    return fa_call((fa_server_t *)sp, churn_fn, &a);
+    int rc = 0;
+    /* In slices, so that between them the loop streams the events to the
+     * watchers instead of letting a burst overflow the history window. */
+    while (rc == 0 && n > 0) {
+        struct load_arg a = {l ? l : &d, n < 256 ? n : 256, 0};
+        rc = fa_call((fa_server_t *)sp, churn_fn, &a);
+        n -= a.n;
+    }
+    return rc;
 }
 
 static int churn_rate_fn(fa_server_t *s, void *arg)

@@ -83,6 +83,12 @@ typedef struct fa_obj {
  * Does not take j.  Returns NULL on allocation failure. */
 fa_obj_t *fa_obj_from_json(const fa_res_t *r, const cJSON *j);
 fa_obj_t *fa_obj_ref(fa_obj_t *o);
+/* A copy of o with metadata.resourceVersion set to rv and, if key2_pat is
+ * given, the string value after its first occurrence replaced by val2 -- a
+ * text edit for the load generator's own objects (metadata first, no
+ * look-alike keys before resourceVersion).  NULL on failure. */
+fa_obj_t *fa_obj_with_values(const fa_obj_t *o, uint64_t rv, const char *key2_pat,
+                             const char *val2);
 void fa_obj_unref(fa_obj_t *o);
 /* Parse the stored body back into a tree with kind and apiVersion. */
 cJSON *fa_obj_json(const fa_obj_t *o);
@@ -277,7 +283,6 @@ struct fa_server {
     char **reqlog;
     size_t reqlog_head, reqlog_n;
     kc_fakeapi_load_t churn_load;
-    char churn_resource[64];
     double churn_rate;
     double churn_carry;
     uint64_t churn_last_ns;

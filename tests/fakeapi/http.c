@@ -18,6 +18,7 @@
 #include <sys/queue.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 
 #include <event2/bufferevent.h>
 #include <event2/bufferevent_ssl.h>
@@ -826,9 +827,18 @@ static void do_list(reqctx_t *c, const fa_res_t *r, const char *ns)
                     evbuffer_add_printf(b, ",\"remainingItemCount\":%zu", remaining);
             }
             evbuffer_add_printf(b, "},\"items\":[");
+            /* 256 KiB chains: OpenSSL writes full 16 KiB records, with far
+             * fewer syscalls than one per small evbuffer chain */
+            size_t room = 0;
             for (size_t k = 0; k < nitems; k++) {
+                size_t need = picked[k]->len + 2;
+                if (room < need) {
+                    room = need > 262144 ? need : 262144;
+                    evbuffer_expand(b, room);
+                }
                 evbuffer_add(b, k ? ",{" : "{", k ? 2 : 1);
-                fa_obj_add_to(b, picked[k], "");
+                evbuffer_add(b, picked[k]->body + 1, picked[k]->len - 1);
+                room -= need;
             }
             evbuffer_add(b, "]}", 2);
         }
@@ -1555,6 +1565,15 @@ static int http_setup(fa_server_t *s, int port)
         evhttp_free(s->http);
         s->http = NULL;
         return -EADDRINUSE;
+    }
+    {
+        /* Accepted sockets inherit TCP_NODELAY from the listener on Linux.
+         * Without it a response written as two TLS records waits for the
+         * client's delayed ACK: ~40 ms per request on keep-alive. */
+        int one = 1;
+        evutil_socket_t fd = evhttp_bound_socket_get_fd(s->bound);
+        if (setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) < 0)
+            kc_log(&s->o.log, KC_LOG_WARN, FA_COMP, "TCP_NODELAY: %s", strerror(errno));
     }
     return 0;
 }

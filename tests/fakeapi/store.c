@@ -393,6 +393,82 @@ fail:
     return NULL;
 }
 
+/* Replace the string value that follows the first occurrence of key_pat
+ * (e.g. "\"resourceVersion\":\"") in body; returns a new body or NULL. */
+static char *replace_value(const char *body, size_t len, const char *key_pat, const char *val,
+                           size_t *outlen)
+{
+    const char *k = strstr(body, key_pat), *v, *end;
+    size_t vl = strlen(val), n;
+    char *out;
+    if (!k)
+        return NULL;
+    v = k + strlen(key_pat);
+    end = strchr(v, '"');
+    if (!end)
+        return NULL;
+    n = (size_t)(v - body) + vl + (len - (size_t)(end - body));
+    out = malloc(n + 1);
+    if (!out)
+        return NULL;
+    memcpy(out, body, (size_t)(v - body));
+    memcpy(out + (v - body), val, vl);
+    memcpy(out + (v - body) + vl, end, len - (size_t)(end - body));
+    out[n] = 0;
+    *outlen = n;
+    return out;
+}
+
+fa_obj_t *fa_obj_with_values(const fa_obj_t *o, uint64_t rv, const char *key2_pat,
+                             const char *val2)
+{
+    fa_obj_t *c = calloc(1, sizeof(*c));
+    char rvs[32];
+    size_t n1, n2;
+    char *b1, *b2 = NULL;
+    if (!c)
+        return NULL;
+    snprintf(rvs, sizeof(rvs), "%" PRIu64, rv);
+    b1 = replace_value(o->body, o->len, "\"resourceVersion\":\"", rvs, &n1);
+    if (b1 && key2_pat) {
+        b2 = replace_value(b1, n1, key2_pat, val2, &n2);
+        free(b1);
+        b1 = b2;
+        n1 = n2;
+    }
+    if (!b1) {
+        free(c);
+        return NULL;
+    }
+    *c = *o;
+    c->refs = 1;
+    c->rv = rv;
+    c->body = b1;
+    c->len = n1;
+    c->key = strdup(o->key);
+    c->ns = strdup(o->ns);
+    c->name = strdup(o->name);
+    c->uid = strdup(o->uid);
+    c->labels = o->nlabels ? calloc(o->nlabels, sizeof(*c->labels)) : NULL;
+    c->fieldv = o->nfields ? calloc(o->nfields, sizeof(char *)) : NULL;
+    c->nlabels = c->labels ? o->nlabels : 0;
+    c->nfields = c->fieldv ? o->nfields : 0;
+    int bad = !c->key || !c->ns || !c->name || !c->uid || (o->nlabels && !c->labels) ||
+              (o->nfields && !c->fieldv);
+    for (size_t i = 0; i < c->nlabels; i++) {
+        c->labels[i].k = strdup(o->labels[i].k);
+        c->labels[i].v = strdup(o->labels[i].v);
+        bad |= !c->labels[i].k || !c->labels[i].v;
+    }
+    for (size_t i = 0; i < c->nfields; i++)
+        bad |= !(c->fieldv[i] = strdup(o->fieldv[i]));
+    if (bad) {
+        fa_obj_unref(c);
+        return NULL;
+    }
+    return c;
+}
+
 cJSON *fa_obj_json(const fa_obj_t *o)
 {
     cJSON *j = cJSON_ParseWithLength(o->body, o->len), *out = cJSON_CreateObject();

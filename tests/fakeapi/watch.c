@@ -261,6 +261,11 @@ static void pump(fa_watcher_t *w)
         return;
     size_t out = evbuffer_get_length(conn_output(w));
     size_t idx = fa_hist_first_after(st, w->pos);
+    /* A backlog goes out as one large contiguous chunk: OpenSSL then writes
+     * full 16 KiB records, with far fewer syscalls than one per 4 KiB
+     * evbuffer chain. */
+    if (w->init_i < w->init.n || st->hcount - idx > 16)
+        evbuffer_expand(b, FA_WATCH_HIGH - (out < FA_WATCH_HIGH ? out : 0) + 16384);
     while (!stop && !w->stalled && out + evbuffer_get_length(b) < FA_WATCH_HIGH) {
         if (w->init_i < w->init.n) {
             fa_obj_t *o = w->init.v[w->init_i++];
