@@ -33,7 +33,10 @@ fi
 echo "cloned $(git -C "$tmp/kcache" rev-parse --short HEAD) into $tmp/kcache; make run (build + demo)..."
 start=$SECONDS
 # A short demo: the test is about the whole path working, not its length.
-(cd "$tmp/kcache" && make -j2 run ARGS="--duration 15 --settle 20" < /dev/null > "$tmp/run.log" 2>&1)
+# As a user would run it: not as a sub-make of `make test` (no inherited
+# MAKEFLAGS, command-line variables or jobserver).
+(cd "$tmp/kcache" && env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL -u MAKEOVERRIDES \
+    make -j2 run ARGS="--duration 15 --settle 20" < /dev/null > "$tmp/run.log" 2>&1)
 rc=$?
 echo "make run: exit $rc after $((SECONDS - start))s"
 sed -n '/== Summary ==/,$p' "$tmp/run.log"
