@@ -58,7 +58,7 @@ SHARED_LIB := $(BUILD)/libkcache.so.$(SOVERSION)
 FAKE_LIB := $(BUILD)/libkcache-fakeapi.a
 TEST_LIBS := $(FAKE_LIB) $(STATIC_LIB)
 
-.PHONY: all lib test asan tsan bench install uninstall clean help deps
+.PHONY: all lib test asan tsan bench run install uninstall clean help deps
 .DEFAULT_GOAL := all
 
 all: lib $(CMD_BIN) $(EXAMPLE_BIN) $(TEST_BIN) $(BENCH_BIN)
@@ -128,6 +128,11 @@ tsan:
 bench: all
 	@BUILD=$(BUILD) bash bench/run.sh
 
+# The demo: fake API server + kcache-controller, live progress, PASS/FAIL.
+# Flags pass through: make run ARGS="--duration 60 --workers 4".
+run: all
+	scripts/run-demo.sh --build $(BUILD) $(ARGS)
+
 $(BUILD)/kcache.pc: scripts/kcache.pc.in common/kc_common.h
 	@mkdir -p $(dir $@)
 	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' \
@@ -150,7 +155,7 @@ clean:
 	rm -rf build
 
 help:
-	@echo "make [all|test|asan|tsan|bench|install|clean]  (PREFIX=, DESTDIR=, CFLAGS=)"
+	@echo "make [all|test|asan|tsan|bench|run|install|clean]  (PREFIX=, DESTDIR=, CFLAGS=, ARGS= for run)"
 
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)
 
