@@ -121,7 +121,8 @@ asan:
 
 tsan:
 	$(MAKE) BUILD=build/tsan KC_SANITIZER=tsan \
-		CFLAGS="$(SAN_COMMON) -fsanitize=thread" LDFLAGS="-fsanitize=thread" test
+		CFLAGS="$(SAN_COMMON) -fsanitize=thread" LDFLAGS="-fsanitize=thread" \
+		TSAN_OPTIONS="suppressions=$(CURDIR)/scripts/tsan.supp second_deadlock_stack=1 $(TSAN_OPTIONS)" test
 
 # Every benchmark and the Go peers (bench/README.md): build/bench/results.json,
 # a table on stdout and PNG charts under build/bench/.
