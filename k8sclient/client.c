@@ -738,7 +738,8 @@ typedef struct xfer {
     sink_kind_t kind;
     kc_buf_t *buf;             /* SINK_BUF (may be NULL: discard, but keep errors) */
     size_t buf_max;
-    kc_buf_t errbody;          /* SINK_WATCH non-2xx body */
+    kc_buf_t errbody;          /* any non-2xx body (first MAX_ERROR_BODY bytes), for
+                                * the Status, whether or not the caller wants a body */
     kc_watch_decoder_t *dec;   /* SINK_WATCH */
     int sink_err;              /* why the write callback refused data */
     kc_errbuf_t sink_eb;
@@ -784,14 +785,17 @@ static size_t on_write(char *p, size_t size, size_t nmemb, void *ud)
     x->bytes += n;
     if (x->code == 0)
         curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &x->code);
-    if (x->kind == SINK_WATCH) {
-        if (x->code >= 200 && x->code < 300) {
-            rc = kc_watch_decoder_feed(x->dec, p, n, &x->sink_eb);
-        } else {
-            rc = buf_append(&x->errbody, MAX_ERROR_BODY, p, n);
-            if (rc == KC_ETOOBIG)
-                rc = 0;   /* the start of an error body is enough */
-        }
+    if (x->code < 200 || x->code >= 300) {
+        /* An error answer: keep its start for the Status decode, which
+         * must not depend on whether (or how big) a body buffer the caller
+         * gave; hand the caller a copy too, as far as it fits. */
+        rc = buf_append(&x->errbody, MAX_ERROR_BODY, p, n);
+        if (rc == KC_ETOOBIG)
+            rc = 0;   /* the start of an error body is enough */
+        if (rc == 0 && x->buf)
+            (void)buf_append(x->buf, x->buf_max, p, n);   /* best effort */
+    } else if (x->kind == SINK_WATCH) {
+        rc = kc_watch_decoder_feed(x->dec, p, n, &x->sink_eb);
     } else {
         rc = x->buf ? buf_append(x->buf, x->buf_max, p, n) : 0;
         if (rc == KC_ETOOBIG)
@@ -1081,8 +1085,8 @@ static int attempt(kc_client_t *c, const req_t *rq, kc_buf_t *body, kc_watch_dec
         if (dec && x.code >= 200 && x.code < 300 && rc == KC_ECLOSED)
             rc = KC_ECLOSED;
     } else if (x.code < 200 || x.code >= 300) {
-        const char *b = dec ? x.errbody.data : (body ? body->data : NULL);
-        size_t bl = dec ? x.errbody.len : (body ? body->len : 0);
+        const char *b = x.errbody.data;
+        size_t bl = x.errbody.len;
         if (b == NULL || kc_status_from_json(b, bl, st) == KC_EPARSE) {
             status_from_text(st, b ? b : "", bl);
             rc = err_for((int)x.code, st->reason);

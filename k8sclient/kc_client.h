@@ -219,7 +219,9 @@ int kc_client_discover(kc_client_t *c, const char *api_version, const char *kind
  * namespaced resource means all namespaces (list/watch) and is an error
  * (-EINVAL) where a single object is addressed.  Names are validated
  * (KC_EBADNAME).  The body buffer receives the response (object, list, or
- * the Status on errors); it may be NULL.  All are thread-safe.          */
+ * the Status on errors, as much as fits its cap); it may be NULL.  An
+ * error answer's Status is decoded into st and the return code in every
+ * case, whether or not a body buffer is given.  All are thread-safe.    */
 
 typedef struct kc_list_opts {
     const char *label_selector;
