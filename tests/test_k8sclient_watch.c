@@ -444,6 +444,7 @@ static void test_event_parse_and_status(void **state)
 
     (void)state;
     assert_int_equal(feed_pieces(0, data, len, NULL, 0, &r, &eb), 0);
+    memset(&ev, 0, sizeof(ev));
     ev.type = r.ev[0].type;
     ev.object = r.ev[0].object;
     ev.object_len = r.ev[0].len;
