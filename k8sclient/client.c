@@ -8,7 +8,10 @@
  * reuses the connection the slot kept open.  DNS results and TLS sessions
  * are shared between slots through a CURLSH with its own per-data locks.
  * The transfer is driven with curl_multi_poll in slices of 100 ms so a
- * cancel flag and the watch idle guard are looked at that often.
+ * cancel flag and the watch idle guard are looked at that often; while
+ * bytes keep arriving curl_multi_perform is called again without waiting.
+ * An error answer's body is always kept (its first 64 KiB) so that its
+ * Status is decoded whether or not the caller asked for the body.
  *
  * Credentials: a static token, a token file (re-read whenever its identity
  * (inode, size, mtime) changes, and after a 401), basic auth, client
