@@ -488,6 +488,12 @@ static void test_crud(void **state)
     assert_string_equal(jget(r.body, "reason"), "Invalid");
     assert_string_equal(jget(r.body, "details.kind"), "ConfigMap");
     assert_string_equal(jget(r.body, "details.causes.0.field"), "metadata.name");
+    assert_string_equal(jget(r.body, "details.causes.0.reason"), "FieldValueInvalid");
+    /* the cause holds only its own part, not the whole Status message */
+    assert_true(strncmp(jget(r.body, "details.causes.0.message"),
+                        "Invalid value: \"Bad_Name\": a lowercase RFC 1123 subdomain must consist", 70) == 0);
+    assert_true(strncmp(jget(r.body, "message"),
+                        "ConfigMap \"Bad_Name\" is invalid: metadata.name: Invalid value: \"Bad_Name\": a lowercase", 80) == 0);
     rfree(&r);
     req("POST", "/api/v1/namespaces/nons/configmaps", "{\"metadata\":{\"name\":\"b\"}}", &r);
     assert_int_equal(r.code, 404);
@@ -834,6 +840,42 @@ static void test_selectors(void **state)
     assert_true(strlen(jget(r.body, "metadata.continue")) > 0);
     assert_string_equal(jget(r.body, "metadata.remainingItemCount"), "");
     rfree(&r);
+}
+
+/* Label selector errors are worded like apimachinery's parser (compared
+ * with a real kube-apiserver by tests/realapi/compare_kubectl.sh). */
+static void expect_sel_error(const char *qsel, const char *msg)
+{
+    resp_t r;
+    char path[512];
+    snprintf(path, sizeof(path), "/api/v1/configmaps?labelSelector=%s", qsel);
+    req("GET", path, NULL, &r);
+    assert_int_equal(r.code, 400);
+    assert_string_equal(jget(r.body, "reason"), "BadRequest");
+    assert_string_equal(jget(r.body, "message"), msg);
+    rfree(&r);
+}
+
+static void test_selector_errors(void **state)
+{
+    (void)state;
+    start(NULL);
+    create_cm("default", "a", "{\"n\":\"5\",\"app\":\"in\"}");
+    expect_sel_error("a%20in%20(b", "unable to parse requirement: found '', expected: ',' or ')'");
+    expect_sel_error("a%3D%3D%3Db", "unable to parse requirement: found '=', expected: identifier");
+    expect_sel_error("a%20in%20b", "unable to parse requirement: found 'b' expected: '('");
+    expect_sel_error("a%20foo", "unable to parse requirement: found 'foo', expected: in, notin, =, ==, !=, gt, lt");
+    expect_sel_error("a,", "found '', expected: identifier after ','");
+    expect_sel_error("%3Da", "found '=', expected: !, identifier, or 'end of string'");
+    expect_sel_error("%21a%3Db", "found '=', expected: ',' or 'end of string'");
+    expect_sel_error("n%3E(", "unable to parse requirement: found '(', expected: identifier");
+    /* in/notin are values where a value stands; gt/lt compare integers;
+     * an empty value matches an empty or absent-valued label */
+    assert_int_equal(count_names("/api/v1/configmaps?labelSelector=app%20in%20(in,x)"), 1);
+    assert_int_equal(count_names("/api/v1/configmaps?labelSelector=n%3E4"), 1);
+    assert_int_equal(count_names("/api/v1/configmaps?labelSelector=n%3C5"), 0);
+    assert_int_equal(count_names("/api/v1/configmaps?labelSelector=app%3D,n"), 0);
+    assert_int_equal(count_names("/api/v1/configmaps?labelSelector=%20n%20,%20%21x%20"), 1);
 }
 
 static void test_watch_replay(void **state)
@@ -1549,6 +1591,7 @@ int main(void)
         cmocka_unit_test_teardown(test_continue_expiry, teardown),
         cmocka_unit_test_teardown(test_rv_semantics, teardown),
         cmocka_unit_test_teardown(test_selectors, teardown),
+        cmocka_unit_test_teardown(test_selector_errors, teardown),
         cmocka_unit_test_teardown(test_watch_replay, teardown),
         cmocka_unit_test_teardown(test_history_window_410, teardown),
         cmocka_unit_test_teardown(test_watch_selector_transitions, teardown),

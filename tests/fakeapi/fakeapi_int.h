@@ -108,8 +108,10 @@ typedef struct fa_status {
     const char *kind;            /* details.kind */
     char cont[512];              /* metadata.continue for Expired lists */
     int retry_after;
-    const char *cause_reason;
+    const char *cause_reason;    /* details.causes[0].reason, or .type with cause_type */
+    int cause_type;              /* 1: the cause is written as "type" (apply conflicts) */
     char cause_field[128];
+    char cause_msg[700];         /* the cause's own message ("" = msg) */
 } fa_status_t;
 
 int fa_status_set(fa_status_t *st, int code, const char *reason, const char *fmt, ...)
@@ -197,7 +199,8 @@ typedef struct fa_req_sel {
     size_t nvals;
 } fa_req_sel_t;
 
-enum { FA_SEL_EQ, FA_SEL_NE, FA_SEL_IN, FA_SEL_NOTIN, FA_SEL_EXISTS, FA_SEL_NOTEXISTS };
+enum { FA_SEL_EQ, FA_SEL_NE, FA_SEL_IN, FA_SEL_NOTIN, FA_SEL_EXISTS, FA_SEL_NOTEXISTS, FA_SEL_GT,
+       FA_SEL_LT };
 
 typedef struct fa_selector {
     fa_req_sel_t *label;

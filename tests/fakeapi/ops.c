@@ -110,6 +110,8 @@ static int invalid(fa_status_t *st, const fa_res_t *r, const char *name, const c
     st->kind = r->kind;
     st->cause_reason = cause;
     snprintf(st->cause_field, sizeof(st->cause_field), "%s", field);
+    /* the cause carries only its own part, as the real server's field.Error */
+    snprintf(st->cause_msg, sizeof(st->cause_msg), "%s", fmt_detail);
     return -1;
 }
 
