@@ -1093,9 +1093,21 @@ static void test_finalizers(void **state)
     efree(&e);
 }
 
+/* Wait (bounded) until namespace ns holds n configmaps. */
+static void wait_cm_count(const char *ns, size_t n)
+{
+    for (int i = 0; i < 500 && kc_fakeapi_count(srv, "configmaps", ns) != n; i++)
+        usleep(10000);
+    assert_int_equal(kc_fakeapi_count(srv, "configmaps", ns), n);
+}
+
+/* DELETE marks the namespace Terminating; the namespace controller then
+ * deletes its contents and removes it once the last finalizer is gone. */
 static void test_namespace_deletion(void **state)
 {
+    events_t e = {0};
     resp_t r;
+    char path[256], rv0[32];
     (void)state;
     start(NULL);
     create_ns("gone");
@@ -1104,17 +1116,25 @@ static void test_namespace_deletion(void **state)
     req("POST", "/api/v1/namespaces/gone/configmaps", "{\"metadata\":{\"name\":\"held\",\"finalizers\":[\"x/y\"]}}", &r);
     assert_int_equal(r.code, 201);
     rfree(&r);
+    snprintf(rv0, sizeof(rv0), "%s", rv_now());
     req("DELETE", "/api/v1/namespaces/gone", NULL, &r);
     assert_int_equal(r.code, 200);
     assert_string_equal(jget(r.body, "status.phase"), "Terminating");
+    assert_int_equal(strlen(jget(r.body, "metadata.deletionTimestamp")), 20);
+    assert_string_equal(jget(r.body, "spec.finalizers.0"), "kubernetes");
     rfree(&r);
-    assert_int_equal(kc_fakeapi_count(srv, "configmaps", "gone"), 1);
+    wait_cm_count("gone", 1);
     req("GET", "/api/v1/namespaces/gone", NULL, &r);
     assert_int_equal(r.code, 200);
+    assert_string_equal(jget(r.body, "status.phase"), "Terminating");
     rfree(&r);
     req("POST", "/api/v1/namespaces/gone/configmaps", "{\"metadata\":{\"name\":\"late\"}}", &r);
     assert_int_equal(r.code, 403);
-    assert_non_null(strstr(r.body, "because it is being terminated"));
+    assert_string_equal(jget(r.body, "reason"), "Forbidden");
+    assert_string_equal(jget(r.body, "message"),
+                        "configmaps \"late\" is forbidden: unable to create new content in namespace gone because it is being terminated");
+    assert_string_equal(jget(r.body, "details.name"), "late");
+    assert_string_equal(jget(r.body, "details.kind"), "configmaps");
     rfree(&r);
     reqx("PATCH", "/api/v1/namespaces/gone/configmaps/held", "application/json-patch+json",
          "[{\"op\":\"remove\",\"path\":\"/metadata/finalizers\"}]", NULL, &r);
@@ -1123,6 +1143,58 @@ static void test_namespace_deletion(void **state)
     assert_int_equal(kc_fakeapi_count(srv, "configmaps", "gone"), 0);
     req("GET", "/api/v1/namespaces/gone", NULL, &r);
     assert_int_equal(r.code, 404);
+    rfree(&r);
+    /* the contents' DELETED events come before the namespace's */
+    snprintf(path, sizeof(path), "/api/v1/namespaces?watch=1&resourceVersion=%s&timeoutSeconds=1", rv0);
+    watch_collect(path, &e);
+    assert_int_equal(e.n, 2);
+    assert_string_equal(e.type[0], "MODIFIED");
+    assert_string_equal(e.type[1], "DELETED");
+    assert_string_equal(e.name[1], "gone");
+    char ns_deleted_rv[24];
+    snprintf(ns_deleted_rv, sizeof(ns_deleted_rv), "%s", e.rv[1]);
+    efree(&e);
+    snprintf(path, sizeof(path), "/api/v1/namespaces/gone/configmaps?watch=1&resourceVersion=%s&timeoutSeconds=1", rv0);
+    watch_collect(path, &e);
+    assert_int_equal(e.n, 4); /* a, b DELETED; held MODIFIED, DELETED */
+    for (int i = 0; i < (int)e.n; i++)
+        assert_true(strtoull(e.rv[i], NULL, 10) < strtoull(ns_deleted_rv, NULL, 10));
+    assert_string_equal(e.type[3], "DELETED");
+    efree(&e);
+}
+
+/* Without the namespace controller (a bare kube-apiserver, as in
+ * tests/realapi) a deleted namespace stays Terminating with its contents. */
+static void test_namespace_no_controller(void **state)
+{
+    kc_fakeapi_opts_t o = KC_FAKEAPI_OPTS_INIT;
+    resp_t r;
+    (void)state;
+    o.ns_delete_delay_ms = -1;
+    start(&o);
+    create_ns("stays");
+    create_cm("stays", "a", NULL);
+    req("DELETE", "/api/v1/namespaces/stays", NULL, &r);
+    assert_int_equal(r.code, 200);
+    rfree(&r);
+    req("DELETE", "/api/v1/namespaces/stays", NULL, &r); /* again: still there */
+    assert_int_equal(r.code, 200);
+    rfree(&r);
+    usleep(100000);
+    assert_int_equal(kc_fakeapi_count(srv, "configmaps", "stays"), 1);
+    req("GET", "/api/v1/namespaces/stays", NULL, &r);
+    assert_int_equal(r.code, 200);
+    assert_string_equal(jget(r.body, "status.phase"), "Terminating");
+    rfree(&r);
+    req("POST", "/api/v1/namespaces/stays/configmaps", "{\"metadata\":{\"name\":\"late\"}}", &r);
+    assert_int_equal(r.code, 403);
+    rfree(&r);
+    /* its contents can still be deleted; the namespace stays */
+    req("DELETE", "/api/v1/namespaces/stays/configmaps/a", NULL, &r);
+    assert_int_equal(r.code, 200);
+    rfree(&r);
+    req("GET", "/api/v1/namespaces/stays", NULL, &r);
+    assert_int_equal(r.code, 200);
     rfree(&r);
 }
 
@@ -1599,6 +1671,7 @@ int main(void)
         cmocka_unit_test_teardown(test_send_initial_events, teardown),
         cmocka_unit_test_teardown(test_finalizers, teardown),
         cmocka_unit_test_teardown(test_namespace_deletion, teardown),
+        cmocka_unit_test_teardown(test_namespace_no_controller, teardown),
         cmocka_unit_test_teardown(test_delete_preconditions, teardown),
         cmocka_unit_test_teardown(test_fault_http, teardown),
         cmocka_unit_test_teardown(test_fault_watch_close, teardown),

@@ -190,6 +190,10 @@ fa_obj_t *fa_do_delete(fa_server_t *s, const fa_write_t *w, fa_obj_t **last,
 /* Create-or-replace used by kc_fakeapi_apply_json and the load generator. */
 fa_obj_t *fa_do_apply(fa_server_t *s, const fa_res_t *r, cJSON *body, fa_status_t *st);
 
+/* The namespace controller's pending work; freed at kc_fakeapi_free
+ * (before the event base). */
+void fa_nsweep_free_all(fa_server_t *s);
+
 /* ---- selectors ------------------------------------------------------------ */
 
 typedef struct fa_req_sel {
@@ -290,6 +294,8 @@ struct fa_server {
     double churn_carry;
     uint64_t churn_last_ns;
     uint64_t load_seq;
+
+    struct fa_nsweep *nsweeps;   /* namespace controller work (ops.c) */
 
     /* counters: written on the loop thread, read by get_counters via a call */
     kc_fakeapi_counters_t cnt;

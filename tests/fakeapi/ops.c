@@ -10,8 +10,14 @@
  * the store is unchanged.
  *
  * Deviations from the real server: propagationPolicy Foreground/Orphan act
- * like Background (there is no garbage collector and no dependents); a
- * namespace is removed as soon as it is empty; managedFields are not kept.
+ * like Background (there is no garbage collector and no dependents).
+ *
+ * Namespace deletion works as in a cluster: DELETE marks the namespace
+ * Terminating (deletionTimestamp, status.phase) and returns; a stand-in for
+ * the namespace controller (a timer per namespace, fa_nsweep_t, opts
+ * ns_delete_delay_ms; -1 disables it) later deletes the contents, then
+ * removes the namespace once nothing is left in it -- at once, or when the
+ * last object held by a finalizer goes.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -184,15 +190,135 @@ static size_t ns_content(fa_server_t *s, const char *ns)
 /* Remove o now: DELETED carries its last state with the deletion revision. */
 static fa_obj_t *remove_now(fa_server_t *s, fa_obj_t *old);
 
+/* Work of the namespace controller for one Terminating namespace: the
+ * timer, then (swept) waiting for objects held by finalizers to go. */
+typedef struct fa_nsweep {
+    struct fa_nsweep *next;
+    fa_server_t *s;
+    struct event *ev;
+    int swept;                   /* contents deleted once */
+    char uid[48];
+    char name[256];
+} fa_nsweep_t;
+
+static fa_nsweep_t **nsweep_find(fa_server_t *s, const char *name)
+{
+    fa_nsweep_t **pp;
+    for (pp = &s->nsweeps; *pp; pp = &(*pp)->next)
+        if (!strcmp((*pp)->name, name))
+            return pp;
+    return NULL;
+}
+
+static void nsweep_drop(fa_server_t *s, const char *name)
+{
+    fa_nsweep_t **pp = nsweep_find(s, name), *w;
+    if (!pp)
+        return;
+    w = *pp;
+    *pp = w->next;
+    if (w->ev)
+        event_free(w->ev);
+    free(w);
+}
+
+void fa_nsweep_free_all(fa_server_t *s)
+{
+    while (s->nsweeps)
+        nsweep_drop(s, s->nsweeps->name);
+}
+
 static void maybe_finish_namespace(fa_server_t *s, const char *ns)
 {
     const fa_res_t *nr = fa_res_by_plural("namespaces");
     fa_obj_t *nso;
+    fa_nsweep_t **pp;
+    char name[256];
     if (!ns || !*ns)
         return;
-    nso = fa_store_get(&s->store, nr, NULL, ns);
-    if (nso && nso->ns_terminating && ns_content(s, ns) == 0)
+    pp = nsweep_find(s, ns);
+    if (!pp || !(*pp)->swept)
+        return;               /* the controller has not got to it yet */
+    snprintf(name, sizeof(name), "%s", ns); /* ns may live in the object */
+    nso = fa_store_get(&s->store, nr, NULL, name);
+    if (nso && nso->ns_terminating && ns_content(s, name) == 0) {
         fa_obj_unref(remove_now(s, nso));
+        nso = NULL;
+    }
+    if (!nso)
+        nsweep_drop(s, name);
+}
+
+/* Delete everything in namespace ns (objects with finalizers are only
+ * marked), as the namespace controller does. */
+static void delete_contents(fa_server_t *s, const char *ns)
+{
+    for (size_t i = 0; i < fa_nres; i++) {
+        const fa_res_t *cr = fa_res_at(i);
+        if (!cr->namespaced)
+            continue;
+        fa_objv_t snap;
+        if (fa_store_snapshot(&s->store, cr, ns, s->store.rv, &snap) < 0)
+            continue;
+        for (size_t k = 0; k < snap.n; k++) {
+            fa_write_t cw = {0};
+            fa_status_t cst;
+            fa_obj_t *cl = NULL, *co;
+            if (snap.v[k]->deleting)
+                continue;
+            cw.res = cr;
+            cw.ns = ns;
+            cw.name = snap.v[k]->name;
+            co = fa_do_delete(s, &cw, &cl, &cst);
+            fa_obj_unref(co);
+            fa_obj_unref(cl);
+        }
+        fa_objv_free(&snap);
+    }
+}
+
+static void nsweep_cb(evutil_socket_t fd, short what, void *arg)
+{
+    fa_nsweep_t *w = arg;
+    fa_server_t *s = w->s;
+    fa_obj_t *nso;
+    char name[256];
+    (void)fd;
+    (void)what;
+    snprintf(name, sizeof(name), "%s", w->name);
+    nso = fa_store_get(&s->store, fa_res_by_plural("namespaces"), NULL, name);
+    if (!nso || strcmp(nso->uid, w->uid) || !nso->ns_terminating) {
+        nsweep_drop(s, name);
+        return;
+    }
+    w->swept = 1;
+    delete_contents(s, name);
+    maybe_finish_namespace(s, name); /* may free w */
+}
+
+/* Hand a Terminating namespace to the namespace controller. */
+static void nsweep_schedule(fa_server_t *s, const fa_obj_t *nso)
+{
+    fa_nsweep_t *w;
+    struct timeval tv;
+    if (s->o.ns_delete_delay_ms < 0 || nsweep_find(s, nso->name))
+        return;
+    w = calloc(1, sizeof(*w));
+    if (!w)
+        return;
+    w->s = s;
+    snprintf(w->uid, sizeof(w->uid), "%s", nso->uid);
+    snprintf(w->name, sizeof(w->name), "%s", nso->name);
+    w->ev = evtimer_new(s->base, nsweep_cb, w);
+    if (!w->ev) {
+        free(w);
+        return;
+    }
+    tv.tv_sec = s->o.ns_delete_delay_ms / 1000;
+    tv.tv_usec = (s->o.ns_delete_delay_ms % 1000) * 1000;
+    evtimer_add(w->ev, &tv);
+    w->next = s->nsweeps;
+    s->nsweeps = w;
 }
 
 static fa_obj_t *remove_now(fa_server_t *s, fa_obj_t *old)
@@ -674,35 +800,10 @@ fa_obj_t *fa_do_delete(fa_server_t *s, const fa_write_t *w, fa_obj_t **last, fa_
     if (w->dry_run)
         return fa_obj_ref(old);
     if (!strcmp(r->plural, "namespaces")) {
+        /* Terminating now; the namespace controller empties and removes it */
         fa_obj_t *o = old->ns_terminating ? fa_obj_ref(old) : mark_deleting(s, old, 1, st);
-        char ns[256];
-        if (!o)
-            return NULL;
-        snprintf(ns, sizeof(ns), "%s", o->name);
-        /* delete the contents, like the namespace controller does */
-        for (size_t i = 0; i < fa_nres; i++) {
-            const fa_res_t *cr = fa_res_at(i);
-            if (!cr->namespaced)
-                continue;
-            fa_objv_t snap;
-            if (fa_store_snapshot(&s->store, cr, ns, s->store.rv, &snap) < 0)
-                continue;
-            for (size_t k = 0; k < snap.n; k++) {
-                fa_write_t cw = {0};
-                fa_status_t cst;
-                fa_obj_t *cl = NULL, *co;
-                cw.res = cr;
-                cw.ns = ns;
-                cw.name = snap.v[k]->name;
-                if (snap.v[k]->deleting)
-                    continue;
-                co = fa_do_delete(s, &cw, &cl, &cst);
-                fa_obj_unref(co);
-                fa_obj_unref(cl);
-            }
-            fa_objv_free(&snap);
-        }
-        maybe_finish_namespace(s, ns);
+        if (o)
+            nsweep_schedule(s, o);
         return o;
     }
     if (old->nfinalizers > 0) {

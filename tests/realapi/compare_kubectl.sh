@@ -207,7 +207,11 @@ if [ ! -x "$FAKE_BIN" ]; then
 fi
 
 echo "--- kubectl against the fake API server ($FAKE_BIN)"
-"$FAKE_BIN" --kubeconfig-out "$W/fake.kubeconfig" > "$W/fake.stdout" 2> "$W/fake.stderr" &
+# --no-namespace-controller: the harness runs kube-apiserver alone (no
+# kube-controller-manager), so a deleted namespace stays Terminating there
+# (steps 15, 16); the fake's stand-in namespace controller would remove it.
+"$FAKE_BIN" --kubeconfig-out "$W/fake.kubeconfig" --no-namespace-controller \
+    > "$W/fake.stdout" 2> "$W/fake.stderr" &
 FPID=$!
 trap 'kill $FPID 2>/dev/null; wait $FPID 2>/dev/null' EXIT
 for _ in $(seq 1 100); do
@@ -228,6 +232,12 @@ for f in "$W"/real/*.out "$W"/real/*.err "$W"/real/*.rc "$W"/real/*.ours "$W"/re
     case $b in
         05-get-cm-all.out) continue ;;  # other namespaces: informational
         04k-get-raw.out|04o-raw-list-limit.out) continue ;;  # compared as .sorted
+        # kubectl's typed "create configmap" sends protobuf; the fake server
+        # answers it with a clear 415 Status by design (issue 4: "the server
+        # answers those with a clear 415 Status rather than garbage"), where
+        # the real one decodes it.  The exit code is still compared; the
+        # same cases over JSON are steps 04c2, 04d2 and 16b.
+        04c-create-exists.err|04d-create-invalid.err|16-create-in-terminating.err) continue ;;
     esac
     if ! diff -u --label "real/$b" --label "fake/$b" "$f" "$W/fake/$b" >> "$W/diff.txt" 2>&1; then
         bad=1
