@@ -112,6 +112,10 @@ typedef struct fa_status {
     int cause_type;              /* 1: the cause is written as "type" (apply conflicts) */
     char cause_field[128];
     char cause_msg[700];         /* the cause's own message ("" = msg) */
+#define FA_MAX_XCAUSES 7
+    int nxcauses;                /* more causes, same reason/type */
+    char xcause_field[FA_MAX_XCAUSES][128];
+    char xcause_msg[FA_MAX_XCAUSES][160];
 } fa_status_t;
 
 int fa_status_set(fa_status_t *st, int code, const char *reason, const char *fmt, ...)
@@ -172,6 +176,9 @@ typedef struct fa_write {
     int dry_run;
     const char *patch_type;      /* for patch */
     const char *field_manager;
+    const char *manager;         /* managedFields manager: fieldManager, else
+                                    the User-Agent's product; NULL: not tracked */
+    char ua_manager[129];
     int force;
     /* delete options */
     const char *pre_uid, *pre_rv;
@@ -193,6 +200,20 @@ fa_obj_t *fa_do_apply(fa_server_t *s, const fa_res_t *r, cJSON *body, fa_status_
 /* The namespace controller's pending work; freed at kc_fakeapi_free
  * (before the event base). */
 void fa_nsweep_free_all(fa_server_t *s);
+
+/* ---- managedFields (managed.c) ---------------------------------------------- */
+
+/* The FieldsV1 set of obj's members that old (NULL: none) lacks or holds
+ * with another value; dots: "." for maps new in obj.  NULL on OOM. */
+cJSON *fa_mf_diff(const cJSON *obj, const cJSON *old, int dots, int strip_status);
+/* Apply conflicts: changed (fields the apply would change) against the
+ * other managers of mf.  0, or -1 with st filled (409 Conflict). */
+int fa_mf_conflicts(const cJSON *mf, const cJSON *changed, const char *manager,
+                    fa_status_t *st);
+/* Set obj.metadata.managedFields from old_mf after manager's op (Update or
+ * Apply) touched set; take: fields leaving the other managers (NULL: none). */
+int fa_mf_record(cJSON *obj, const cJSON *old_mf, const char *manager, const char *op,
+                 const char *api_version, const cJSON *set, const cJSON *take);
 
 /* ---- selectors ------------------------------------------------------------ */
 

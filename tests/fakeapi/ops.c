@@ -345,9 +345,12 @@ static fa_obj_t *remove_now(fa_server_t *s, fa_obj_t *old)
 /* Publish j (canonical, any rv) as the new state of old.  A change that
  * leaves the object identical writes nothing and returns old.  A deleting
  * object without finalizers left is removed.  Returns a new reference. */
-static fa_obj_t *commit_update(fa_server_t *s, const fa_res_t *r, fa_obj_t *old,
-                               cJSON *oldj, cJSON *j, int dry_run, fa_status_t *st)
+static fa_obj_t *commit_update(fa_server_t *s, const fa_write_t *w, fa_obj_t *old,
+                               cJSON *oldj, cJSON *j, const cJSON *applied_set,
+                               const cJSON *take, fa_status_t *st)
 {
+    const fa_res_t *r = w->res;
+    int dry_run = w->dry_run;
     cJSON *md = md_of(j);
     fa_obj_t *o;
 
@@ -358,6 +361,19 @@ static fa_obj_t *commit_update(fa_server_t *s, const fa_res_t *r, fa_obj_t *old,
      * printing the candidate only to compare texts */
     if (cJSON_Compare(j, oldj, 1))
         return fa_obj_ref(old);
+    /* managedFields: only a real change is recorded */
+    if (w->manager && *w->manager && !w->subresource_status) {
+        const cJSON *omf = cJSON_GetObjectItemCaseSensitive(
+            cJSON_GetObjectItemCaseSensitive(oldj, "metadata"), "managedFields");
+        if (applied_set) {
+            fa_mf_record(j, omf, w->manager, "Apply", r->gv, applied_set, take);
+        } else {
+            cJSON *set = fa_mf_diff(j, oldj, 1, r->has_status);
+            if (set)
+                fa_mf_record(j, omf, w->manager, "Update", r->gv, set, set);
+            cJSON_Delete(set);
+        }
+    }
     if (dry_run) {
         o = fa_obj_from_json(r, j);
         goto out;
@@ -458,6 +474,14 @@ fa_obj_t *fa_do_create(fa_server_t *s, const fa_write_t *w, cJSON *body, fa_stat
     cJSON_DeleteItemFromObjectCaseSensitive(md, "deletionTimestamp");
     cJSON_DeleteItemFromObjectCaseSensitive(md, "deletionGracePeriodSeconds");
     cJSON_DeleteItemFromObjectCaseSensitive(md, "managedFields");
+    if (w->manager && *w->manager) {
+        /* the fields the client sent; server-owned metadata is never tracked */
+        int apply = w->patch_type && !strncmp(w->patch_type, "application/apply-patch", 23);
+        cJSON *set = fa_mf_diff(body, NULL, !apply, r->has_status);
+        if (set)
+            fa_mf_record(body, NULL, w->manager, apply ? "Apply" : "Update", r->gv, set, NULL);
+        cJSON_Delete(set);
+    }
     cJSON_DeleteItemFromObjectCaseSensitive(md, "generation");
     if (r->has_generation)
         cJSON_AddNumberToObject(md, "generation", 1);
@@ -510,7 +534,9 @@ static void keep_server_fields(const fa_res_t *r, fa_obj_t *old, const cJSON *ol
     (void)old;
     for (size_t i = 0; i < sizeof(keep) / sizeof(keep[0]); i++)
         set_copy(md, keep[i], cJSON_GetObjectItemCaseSensitive(omd, keep[i]));
-    cJSON_DeleteItemFromObjectCaseSensitive(md, "managedFields");
+    /* server-owned: what the client sent is ignored; commit_update records
+     * the request's manager */
+    set_copy(md, "managedFields", cJSON_GetObjectItemCaseSensitive(omd, "managedFields"));
     if (!strcmp(r->plural, "namespaces") && !status_only)
         set_copy(j, "status", cJSON_GetObjectItemCaseSensitive(oldj, "status"));
     else if (r->has_status && !status_only)
@@ -607,7 +633,7 @@ fa_obj_t *fa_do_update(fa_server_t *s, const fa_write_t *w, cJSON *body, int *cr
         fa_status_set(st, 500, "InternalError", "out of memory");
         return NULL;
     }
-    o = commit_update(s, r, old, oldj, j, w->dry_run, st);
+    o = commit_update(s, w, old, oldj, j, NULL, NULL, st);
     cJSON_Delete(oldj);
     cJSON_Delete(j);
     return o;
@@ -634,6 +660,7 @@ fa_obj_t *fa_do_patch(fa_server_t *s, const fa_write_t *w, const char *patch, si
     const char *pt = w->patch_type ? w->patch_type : "";
     int apply = !strncmp(pt, "application/apply-patch", 23);
     cJSON *pj = NULL, *oldj = NULL, *patched = NULL, *j = NULL;
+    cJSON *applied_set = NULL, *changed = NULL;
     fa_obj_t *old, *o = NULL;
 
     *created = 0;
@@ -684,6 +711,17 @@ fa_obj_t *fa_do_patch(fa_server_t *s, const fa_write_t *w, const char *patch, si
     if (apply) {
         if (check_type(r, pj, st))
             goto out;
+        /* field ownership: what this apply sets, and what of it would
+         * change the live object (a conflict if another manager owns it) */
+        applied_set = fa_mf_diff(pj, NULL, 0, r->has_status);
+        changed = fa_mf_diff(pj, oldj, 0, r->has_status);
+        if (!applied_set || !changed)
+            goto oom;
+        if (!w->subresource_status && !w->force &&
+            fa_mf_conflicts(cJSON_GetObjectItemCaseSensitive(
+                                cJSON_GetObjectItemCaseSensitive(oldj, "metadata"), "managedFields"),
+                            changed, w->manager, st))
+            goto out;
         patched = cJSON_Duplicate(oldj, 1);
         if (patched)
             apply_merge(patched, pj);
@@ -719,7 +757,7 @@ fa_obj_t *fa_do_patch(fa_server_t *s, const fa_write_t *w, const char *patch, si
     j = merge_for_update(r, old, oldj, patched, w->subresource_status);
     if (!j)
         goto oom;
-    o = commit_update(s, r, old, oldj, j, w->dry_run, st);
+    o = commit_update(s, w, old, oldj, j, applied_set, w->force ? changed : NULL, st);
     goto out;
 oom:
     fa_status_set(st, 500, "InternalError", "out of memory");
@@ -728,6 +766,8 @@ out:
     cJSON_Delete(oldj);
     cJSON_Delete(patched);
     cJSON_Delete(j);
+    cJSON_Delete(applied_set);
+    cJSON_Delete(changed);
     return o;
 }
 

@@ -221,6 +221,14 @@ char *fa_status_json(const fa_status_t *st)
                     if (st->cause_field[0])
                         cJSON_AddStringToObject(c, "field", st->cause_field);
                     cJSON_AddItemToArray(cs, c);
+                    for (int i = 0; i < st->nxcauses; i++) {
+                        cJSON *x = cJSON_CreateObject();
+                        cJSON_AddStringToObject(x, st->cause_type ? "type" : "reason",
+                                                st->cause_reason);
+                        cJSON_AddStringToObject(x, "message", st->xcause_msg[i]);
+                        cJSON_AddStringToObject(x, "field", st->xcause_field[i]);
+                        cJSON_AddItemToArray(cs, x);
+                    }
                 } else {
                     cJSON_Delete(c);
                 }
