@@ -268,7 +268,14 @@ int fa_mf_conflicts(const cJSON *mf, const cJSON *changed, const char *manager,
     } else {
         char msg[768];
         size_t off;
-        qsort(w.cv, w.ncv, sizeof(*w.cv), cmp_conflict);
+        /* stable: a manager's paths keep their order */
+        for (size_t i = 1; i < w.ncv; i++) {
+            conflict_t t = w.cv[i];
+            size_t j = i;
+            for (; j > 0 && cmp_conflict(&w.cv[j - 1], &t) > 0; j--)
+                w.cv[j] = w.cv[j - 1];
+            w.cv[j] = t;
+        }
         off = (size_t)snprintf(msg, sizeof(msg), "Apply failed with %zu conflicts: ", w.ncv);
         for (size_t i = 0; i < w.ncv && off < sizeof(msg); i++) {
             if (i == 0 || strcmp(w.cv[i].mgr, w.cv[i - 1].mgr))
@@ -294,6 +301,29 @@ int fa_mf_conflicts(const cJSON *mf, const cJSON *changed, const char *manager,
     free(w.cv);
     rc = -1;
     return rc;
+}
+
+static int cmp_member(const void *a, const void *b)
+{
+    return strcmp((*(cJSON *const *)a)->string, (*(cJSON *const *)b)->string);
+}
+
+/* Members in byte order at every level ("." first), as the real server
+ * serialises a field set. */
+static void sort_set(cJSON *set)
+{
+    int n = cJSON_GetArraySize(set);
+    cJSON **v;
+    if (n > 1 && (v = calloc((size_t)n, sizeof(*v))) != NULL) {
+        for (int i = 0; i < n; i++)
+            v[i] = cJSON_DetachItemViaPointer(set, set->child);
+        qsort(v, (size_t)n, sizeof(*v), cmp_member);
+        for (int i = 0; i < n; i++)
+            cJSON_AddItemToObject(set, v[i]->string, v[i]);
+        free(v);
+    }
+    for (cJSON *c = set->child; c; c = c->next)
+        sort_set(c);
 }
 
 /* Order of the real server's encoder: operation, time (seconds), manager,
@@ -361,6 +391,11 @@ int fa_mf_record(cJSON *obj, const cJSON *old_mf, const char *manager, const cha
         cJSON_AddStringToObject(ne, "fieldsType", "FieldsV1");
         cJSON_AddItemToObject(ne, "fieldsV1", cJSON_Duplicate(set, 1));
         cJSON_AddItemToArray(mf, ne);
+    }
+    for (e = mf->child; e; e = e->next) {
+        cJSON *fs = cJSON_GetObjectItemCaseSensitive(e, "fieldsV1");
+        if (cJSON_IsObject(fs))
+            sort_set(fs);
     }
     /* sort: detach all, order, re-attach */
     n = (size_t)cJSON_GetArraySize(mf);
