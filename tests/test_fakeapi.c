@@ -629,8 +629,25 @@ static void test_patches(void **state)
     reqx("PATCH", "/api/v1/namespaces/default/configmaps/ssa?fieldManager=test", "application/apply-patch+yaml",
          "{\"apiVersion\":\"v1\",\"kind\":\"ConfigMap\",\"metadata\":{\"name\":\"ssa\"},\"data\":{\"b\":\"2\"}}", NULL, &r);
     assert_int_equal(r.code, 200);
-    assert_string_equal(jget(r.body, "data.a"), "1");
+    /* a field the manager no longer applies (and nobody else owns) goes */
+    assert_string_equal(jget(r.body, "data.a"), "");
     assert_string_equal(jget(r.body, "data.b"), "2");
+    rfree(&r);
+    reqx("PATCH", "/api/v1/namespaces/default/configmaps/ssa?fieldManager=other", "application/merge-patch+json",
+         "{\"data\":{\"c\":\"3\"}}", NULL, &r);
+    rfree(&r);
+    reqx("PATCH", "/api/v1/namespaces/default/configmaps/ssa?fieldManager=test", "application/apply-patch+yaml",
+         "{\"apiVersion\":\"v1\",\"kind\":\"ConfigMap\",\"metadata\":{\"name\":\"ssa\"},\"data\":{\"c\":\"3\"}}", NULL, &r);
+    assert_int_equal(r.code, 200);
+    assert_string_equal(jget(r.body, "data.b"), "");
+    assert_string_equal(jget(r.body, "data.c"), "3");
+    rfree(&r);
+    /* c is shared: when test stops applying it, other still owns it */
+    reqx("PATCH", "/api/v1/namespaces/default/configmaps/ssa?fieldManager=test", "application/apply-patch+yaml",
+         "{\"apiVersion\":\"v1\",\"kind\":\"ConfigMap\",\"metadata\":{\"name\":\"ssa\"},\"data\":{\"d\":\"4\"}}", NULL, &r);
+    assert_int_equal(r.code, 200);
+    assert_string_equal(jget(r.body, "data.c"), "3");
+    assert_string_equal(jget(r.body, "data.d"), "4");
     rfree(&r);
     reqx("PATCH", "/api/v1/namespaces/default/configmaps/ssa", "application/apply-patch+yaml",
          "{\"metadata\":{\"name\":\"ssa\"}}", NULL, &r);

@@ -23,8 +23,8 @@
  * Orphan delete at once like Background (there is no garbage collector);
  * a deleted namespace is emptied and removed by a built-in stand-in for the
  * namespace controller (opts.ns_delete_delay_ms);
- * server-side apply merges the applied object without field ownership or
- * conflicts; managedFields are not kept; a list or watch at a
+ * managedFields and server-side apply know no schema (every list is atomic,
+ * "." only for well-known maps such as labels and data); a list or watch at a
  * resourceVersion newer than the server's answers 504 at once instead of
  * waiting up to 3 s; only JSON bodies are accepted (protobuf/CBOR/YAML get
  * 415); responses are never gzipped.

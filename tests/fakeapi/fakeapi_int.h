@@ -210,6 +210,10 @@ cJSON *fa_mf_diff(const cJSON *obj, const cJSON *old, int dots, int strip_status
  * other managers of mf.  0, or -1 with st filled (409 Conflict). */
 int fa_mf_conflicts(const cJSON *mf, const cJSON *changed, const char *manager,
                     fa_status_t *st);
+/* Remove from obj the fields manager applied before (its Apply entry in
+ * mf) that applied_set no longer holds and no other manager owns. */
+void fa_mf_drop_unapplied(cJSON *obj, const cJSON *mf, const char *manager,
+                          const cJSON *applied_set);
 /* Set obj.metadata.managedFields from old_mf after manager's op (Update or
  * Apply) touched set; take: fields leaving the other managers (NULL: none). */
 int fa_mf_record(cJSON *obj, const cJSON *old_mf, const char *manager, const char *op,

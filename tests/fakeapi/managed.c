@@ -17,7 +17,9 @@
  *    other manager.
  *  - Apply: the entry becomes exactly the applied configuration's fields
  *    (no "."); a field the request would change that another manager owns is
- *    a conflict (409) unless force=true, which moves it to the applier.
+ *    a conflict (409) unless force=true, which moves it to the applier; a
+ *    field the manager applied before and no longer does is removed from
+ *    the object unless another manager owns it.
  *  - Fields gone from the object leave every manager; an entry left empty
  *    is dropped.
  * Server-owned metadata (name, namespace, uid, resourceVersion, generation,
@@ -301,6 +303,63 @@ int fa_mf_conflicts(const cJSON *mf, const cJSON *changed, const char *manager,
     free(w.cv);
     rc = -1;
     return rc;
+}
+
+typedef struct dropw {
+    cJSON *obj;
+    const cJSON *mf, *applied;
+    const char *manager;
+    const char *names[32];
+} dropw_t;
+
+/* Remove from obj the member at names[0..n) ("f:" stripped). */
+static void delete_path(cJSON *obj, const char *const *names, size_t n)
+{
+    cJSON *c = obj;
+    for (size_t i = 0; i + 1 < n && c; i++)
+        c = cJSON_GetObjectItemCaseSensitive(c, names[i] + 2);
+    if (cJSON_IsObject(c))
+        cJSON_DeleteItemFromObjectCaseSensitive(c, names[n - 1] + 2);
+}
+
+static void drop_walk(dropw_t *d, const cJSON *set, size_t depth)
+{
+    const cJSON *c;
+    cJSON_ArrayForEach(c, set) {
+        if (!c->string || strncmp(c->string, "f:", 2) || depth >= 32)
+            continue;
+        d->names[depth] = c->string;
+        if (c->child) {
+            drop_walk(d, c, depth + 1);
+            continue;
+        }
+        if (owns(d->applied, d->names, depth + 1))
+            continue;
+        const cJSON *e;
+        int other = 0;
+        cJSON_ArrayForEach(e, d->mf) {
+            if (!strcmp(estr(e, "manager"), d->manager) && !strcmp(estr(e, "operation"), "Apply"))
+                continue;
+            other |= owns(cJSON_GetObjectItemCaseSensitive(e, "fieldsV1"), d->names, depth + 1);
+        }
+        if (!other)
+            delete_path(d->obj, d->names, depth + 1);
+    }
+}
+
+void fa_mf_drop_unapplied(cJSON *obj, const cJSON *mf, const char *manager,
+                          const cJSON *applied_set)
+{
+    const cJSON *e;
+    dropw_t d = {0};
+    d.obj = obj;
+    d.mf = mf;
+    d.applied = applied_set;
+    d.manager = manager;
+    cJSON_ArrayForEach(e, mf) {
+        if (!strcmp(estr(e, "manager"), manager) && !strcmp(estr(e, "operation"), "Apply"))
+            drop_walk(&d, cJSON_GetObjectItemCaseSensitive(e, "fieldsV1"), 0);
+    }
 }
 
 static int cmp_member(const void *a, const void *b)

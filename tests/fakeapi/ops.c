@@ -640,7 +640,8 @@ fa_obj_t *fa_do_update(fa_server_t *s, const fa_write_t *w, cJSON *body, int *cr
 }
 
 /* Server-side apply, simplified: the applied configuration is merged into
- * the live object (maps merge, lists and scalars replace). */
+ * the live object (maps merge, lists and scalars replace); field ownership
+ * and conflicts are managed.c's. */
 static void apply_merge(cJSON *dst, const cJSON *src)
 {
     const cJSON *c;
@@ -723,8 +724,14 @@ fa_obj_t *fa_do_patch(fa_server_t *s, const fa_write_t *w, const char *patch, si
                             changed, w->manager, st))
             goto out;
         patched = cJSON_Duplicate(oldj, 1);
-        if (patched)
+        if (patched) {
+            if (!w->subresource_status)
+                fa_mf_drop_unapplied(patched, cJSON_GetObjectItemCaseSensitive(
+                                                  cJSON_GetObjectItemCaseSensitive(oldj, "metadata"),
+                                                  "managedFields"),
+                                     w->manager, applied_set);
             apply_merge(patched, pj);
+        }
     } else if (!strncmp(pt, "application/json-patch+json", 27)) {
         if (!cJSON_IsArray(pj)) {
             fa_status_set(st, 400, "BadRequest", "json: cannot unmarshal object into Go value of type jsonpatch.Patch");
