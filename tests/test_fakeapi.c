@@ -735,7 +735,7 @@ static void test_managed_fields(void **state)
     assert_int_equal(r.code, 409);
     assert_string_equal(jget(r.body, "reason"), "Conflict");
     assert_string_equal(jget(r.body, "message"), "Apply failed with 1 conflict: conflict with \"kubectl-patch\" using v1: .data.k");
-    assert_string_equal(jget(r.body, "details.causes.0.type"), "FieldManagerConflict");
+    assert_string_equal(jget(r.body, "details.causes.0.reason"), "FieldManagerConflict");
     assert_string_equal(jget(r.body, "details.causes.0.field"), ".data.k");
     assert_string_equal(jget(r.body, "details.causes.0.message"), "conflict with \"kubectl-patch\" using v1");
     assert_string_equal(jget(r.body, "details.name"), "");
@@ -777,6 +777,13 @@ static void test_managed_fields(void **state)
     assert_int_equal(mf_count(r.body), 2);
     assert_string_equal(mf_get(r.body, 0, "fieldsV1"), "{\"f:data\":{\"f:k\":{},\"f:n\":{}}}");
     assert_string_equal(mf_get(r.body, 1, "manager"), "kubectl-client-side-apply");
+    rfree(&r);
+    /* the server's own label on a namespace is its creator's, as on the
+     * real server; status and spec.finalizers are not */
+    req("POST", "/api/v1/namespaces?fieldManager=kubectl-create", "{\"metadata\":{\"name\":\"mfns\"}}", &r);
+    assert_int_equal(r.code, 201);
+    assert_string_equal(mf_get(r.body, 0, "fieldsV1"),
+                        "{\"f:metadata\":{\"f:labels\":{\".\":{},\"f:kubernetes.io/metadata.name\":{}}}}");
     rfree(&r);
     /* managedFields sent by a client are ignored */
     req("GET", path, NULL, &r);
@@ -1291,6 +1298,9 @@ static void test_namespace_deletion(void **state)
                         "configmaps \"late\" is forbidden: unable to create new content in namespace gone because it is being terminated");
     assert_string_equal(jget(r.body, "details.name"), "late");
     assert_string_equal(jget(r.body, "details.kind"), "configmaps");
+    assert_string_equal(jget(r.body, "details.causes.0.reason"), "NamespaceTerminating");
+    assert_string_equal(jget(r.body, "details.causes.0.message"), "namespace gone is being terminated");
+    assert_string_equal(jget(r.body, "details.causes.0.field"), "metadata.namespace");
     rfree(&r);
     reqx("PATCH", "/api/v1/namespaces/gone/configmaps/held", "application/json-patch+json",
          "[{\"op\":\"remove\",\"path\":\"/metadata/finalizers\"}]", NULL, &r);

@@ -108,8 +108,7 @@ typedef struct fa_status {
     const char *kind;            /* details.kind */
     char cont[512];              /* metadata.continue for Expired lists */
     int retry_after;
-    const char *cause_reason;    /* details.causes[0].reason, or .type with cause_type */
-    int cause_type;              /* 1: the cause is written as "type" (apply conflicts) */
+    const char *cause_reason;    /* details.causes[0].reason (StatusCause.Type) */
     char cause_field[128];
     char cause_msg[700];         /* the cause's own message ("" = msg) */
 #define FA_MAX_XCAUSES 7

@@ -289,8 +289,8 @@ int fa_mf_conflicts(const cJSON *mf, const cJSON *changed, const char *manager,
         fa_status_set(st, 409, "Conflict", "%s", msg);
     }
     /* details: causes only (no name or kind), as NewApplyConflict */
+    /* StatusCause.Type is "reason" on the wire */
     st->cause_reason = "FieldManagerConflict";
-    st->cause_type = 1;
     snprintf(st->cause_field, sizeof(st->cause_field), "%.127s", w.cv[0].path);
     snprintf(st->cause_msg, sizeof(st->cause_msg), "conflict with %s", w.cv[0].mgr);
     for (size_t i = 1; i < w.ncv && st->nxcauses < FA_MAX_XCAUSES; i++) {

@@ -177,6 +177,9 @@ static int check_namespace(fa_server_t *s, const fa_res_t *r, cJSON *md, const c
                       "%s \"%s\" is forbidden: unable to create new content in namespace %s because it is being terminated",
                       r->qualified, jstr(md, "name") ? jstr(md, "name") : "", ns);
         details(st, r, jstr(md, "name"));
+        st->cause_reason = "NamespaceTerminating";
+        snprintf(st->cause_field, sizeof(st->cause_field), "metadata.namespace");
+        snprintf(st->cause_msg, sizeof(st->cause_msg), "namespace %s is being terminated", ns);
         return -1;
     }
     return 0;
@@ -474,6 +477,16 @@ fa_obj_t *fa_do_create(fa_server_t *s, const fa_write_t *w, cJSON *body, fa_stat
     cJSON_DeleteItemFromObjectCaseSensitive(md, "deletionTimestamp");
     cJSON_DeleteItemFromObjectCaseSensitive(md, "deletionGracePeriodSeconds");
     cJSON_DeleteItemFromObjectCaseSensitive(md, "managedFields");
+    if (!strcmp(r->plural, "namespaces")) {
+        /* the real server labels every namespace with its name, before it
+         * records the creator's fields (so the creator owns the label) */
+        cJSON *labels = cJSON_GetObjectItemCaseSensitive(md, "labels");
+        if (!cJSON_IsObject(labels)) {
+            cJSON_DeleteItemFromObjectCaseSensitive(md, "labels");
+            labels = cJSON_AddObjectToObject(md, "labels");
+        }
+        set_str(labels, "kubernetes.io/metadata.name", name);
+    }
     if (w->manager && *w->manager) {
         /* the fields the client sent; server-owned metadata is never tracked */
         int apply = w->patch_type && !strncmp(w->patch_type, "application/apply-patch", 23);
@@ -499,13 +512,6 @@ fa_obj_t *fa_do_create(fa_server_t *s, const fa_write_t *w, cJSON *body, fa_stat
         cJSON_AddStringToObject(status, "phase", "Active");
         cJSON_DeleteItemFromObjectCaseSensitive(body, "status");
         cJSON_AddItemToObject(body, "status", status);
-        /* the real server labels every namespace with its name */
-        cJSON *labels = cJSON_GetObjectItemCaseSensitive(md, "labels");
-        if (!cJSON_IsObject(labels)) {
-            cJSON_DeleteItemFromObjectCaseSensitive(md, "labels");
-            labels = cJSON_AddObjectToObject(md, "labels");
-        }
-        set_str(labels, "kubernetes.io/metadata.name", name);
     } else if (r->has_status && strcmp(r->plural, "pods")) {
         cJSON_DeleteItemFromObjectCaseSensitive(body, "status");
     }

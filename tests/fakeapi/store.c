@@ -214,8 +214,7 @@ char *fa_status_json(const fa_status_t *st)
             if (st->cause_reason) {
                 cJSON *cs = cJSON_AddArrayToObject(d, "causes"), *c = cJSON_CreateObject();
                 if (cs && c) {
-                    cJSON_AddStringToObject(c, st->cause_type ? "type" : "reason",
-                                            st->cause_reason);
+                    cJSON_AddStringToObject(c, "reason", st->cause_reason);
                     cJSON_AddStringToObject(c, "message",
                                             st->cause_msg[0] ? st->cause_msg : st->msg);
                     if (st->cause_field[0])
@@ -223,8 +222,7 @@ char *fa_status_json(const fa_status_t *st)
                     cJSON_AddItemToArray(cs, c);
                     for (int i = 0; i < st->nxcauses; i++) {
                         cJSON *x = cJSON_CreateObject();
-                        cJSON_AddStringToObject(x, st->cause_type ? "type" : "reason",
-                                                st->cause_reason);
+                        cJSON_AddStringToObject(x, "reason", st->cause_reason);
                         cJSON_AddStringToObject(x, "message", st->xcause_msg[i]);
                         cJSON_AddStringToObject(x, "field", st->xcause_field[i]);
                         cJSON_AddItemToArray(cs, x);
