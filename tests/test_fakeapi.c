@@ -1355,6 +1355,15 @@ static void test_namespace_no_controller(void **state)
     req("POST", "/api/v1/namespaces/stays/configmaps", "{\"metadata\":{\"name\":\"late\"}}", &r);
     assert_int_equal(r.code, 403);
     rfree(&r);
+    /* an update of a Terminating namespace does not remove it */
+    reqx("PATCH", "/api/v1/namespaces/stays", "application/merge-patch+json",
+         "{\"metadata\":{\"labels\":{\"x\":\"y\"}}}", NULL, &r);
+    assert_int_equal(r.code, 200);
+    assert_string_equal(jget(r.body, "status.phase"), "Terminating");
+    rfree(&r);
+    req("GET", "/api/v1/namespaces/stays", NULL, &r);
+    assert_int_equal(r.code, 200);
+    rfree(&r);
     /* its contents can still be deleted; the namespace stays */
     req("DELETE", "/api/v1/namespaces/stays/configmaps/a", NULL, &r);
     assert_int_equal(r.code, 200);

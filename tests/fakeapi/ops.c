@@ -385,7 +385,9 @@ static fa_obj_t *commit_update(fa_server_t *s, const fa_write_t *w, fa_obj_t *ol
     o = fa_obj_from_json(r, j);
     if (!o)
         goto out;
-    if (o->deleting && o->nfinalizers == 0) {
+    /* a Terminating namespace is held by spec.finalizers ("kubernetes"):
+     * only the namespace controller removes it */
+    if (o->deleting && o->nfinalizers == 0 && !o->ns_terminating) {
         fa_emit(s, FA_DELETED, r, fa_obj_ref(o), fa_obj_ref(old));
         if (r->namespaced)
             maybe_finish_namespace(s, o->ns);
