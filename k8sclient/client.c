@@ -8,7 +8,10 @@
  * reuses the connection the slot kept open.  DNS results and TLS sessions
  * are shared between slots through a CURLSH with its own per-data locks.
  * The transfer is driven with curl_multi_poll in slices of 100 ms so a
- * cancel flag and the watch idle guard are looked at that often.
+ * cancel flag and the watch idle guard are looked at that often; while
+ * bytes keep arriving curl_multi_perform is called again without waiting.
+ * An error answer's body is always kept (its first 64 KiB) so that its
+ * Status is decoded whether or not the caller asked for the body.
  *
  * Credentials: a static token, a token file (re-read whenever its identity
  * (inode, size, mtime) changes, and after a 401), basic auth, client
@@ -738,7 +741,8 @@ typedef struct xfer {
     sink_kind_t kind;
     kc_buf_t *buf;             /* SINK_BUF (may be NULL: discard, but keep errors) */
     size_t buf_max;
-    kc_buf_t errbody;          /* SINK_WATCH non-2xx body */
+    kc_buf_t errbody;          /* any non-2xx body (first MAX_ERROR_BODY bytes), for
+                                * the Status, whether or not the caller wants a body */
     kc_watch_decoder_t *dec;   /* SINK_WATCH */
     int sink_err;              /* why the write callback refused data */
     kc_errbuf_t sink_eb;
@@ -784,14 +788,17 @@ static size_t on_write(char *p, size_t size, size_t nmemb, void *ud)
     x->bytes += n;
     if (x->code == 0)
         curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &x->code);
-    if (x->kind == SINK_WATCH) {
-        if (x->code >= 200 && x->code < 300) {
-            rc = kc_watch_decoder_feed(x->dec, p, n, &x->sink_eb);
-        } else {
-            rc = buf_append(&x->errbody, MAX_ERROR_BODY, p, n);
-            if (rc == KC_ETOOBIG)
-                rc = 0;   /* the start of an error body is enough */
-        }
+    if (x->code < 200 || x->code >= 300) {
+        /* An error answer: keep its start for the Status decode, which
+         * must not depend on whether (or how big) a body buffer the caller
+         * gave; hand the caller a copy too, as far as it fits. */
+        rc = buf_append(&x->errbody, MAX_ERROR_BODY, p, n);
+        if (rc == KC_ETOOBIG)
+            rc = 0;   /* the start of an error body is enough */
+        if (rc == 0 && x->buf)
+            (void)buf_append(x->buf, x->buf_max, p, n);   /* best effort */
+    } else if (x->kind == SINK_WATCH) {
+        rc = kc_watch_decoder_feed(x->dec, p, n, &x->sink_eb);
     } else {
         rc = x->buf ? buf_append(x->buf, x->buf_max, p, n) : 0;
         if (rc == KC_ETOOBIG)
@@ -912,7 +919,9 @@ static void set_common_opts(kc_client_t *c, CURL *e, const cred_t *cr, char *err
     curl_easy_setopt(e, CURLOPT_TCP_KEEPINTVL, 30L);
     curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);
     curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, c->o.connect_timeout_ms);
-    curl_easy_setopt(e, CURLOPT_BUFFERSIZE, 256L * 1024);
+    /* 512 KiB: a busy watch is read in as few calls as the TLS layer
+     * allows, at a memory cost per open watch that stays modest */
+    curl_easy_setopt(e, CURLOPT_BUFFERSIZE, 512L * 1024);
     curl_easy_setopt(e, CURLOPT_SSLVERSION, (long)CURL_SSLVERSION_TLSv1_2);
     /* AES-128-GCM first: as safe for this use and cheaper per byte on long watches */
     curl_easy_setopt(e, CURLOPT_TLS13_CIPHERS,
@@ -1029,6 +1038,7 @@ static int attempt(kc_client_t *c, const req_t *rq, kc_buf_t *body, kc_watch_dec
         goto done;
     }
     while (running) {
+        size_t before = x.bytes;
         CURLMcode mc = curl_multi_perform(s->multi, &running);
         if (mc != CURLM_OK) {
             cc = CURLE_RECV_ERROR;
@@ -1046,7 +1056,12 @@ static int attempt(kc_client_t *c, const req_t *rq, kc_buf_t *body, kc_watch_dec
             aborted = KC_ETIMEOUT;
             break;
         }
-        curl_multi_poll(s->multi, NULL, 0, POLL_SLICE_MS, NULL);
+        /* Bytes came in: more are likely waiting (a busy watch delivers
+         * TLS record after record), and curl_multi_perform looks at the
+         * socket itself, so go straight back to it; wait only once it made
+         * no progress. */
+        if (x.bytes == before)
+            curl_multi_poll(s->multi, NULL, 0, POLL_SLICE_MS, NULL);
     }
     if (!aborted) {
         while ((msg = curl_multi_info_read(s->multi, &left)) != NULL)
@@ -1081,8 +1096,8 @@ static int attempt(kc_client_t *c, const req_t *rq, kc_buf_t *body, kc_watch_dec
         if (dec && x.code >= 200 && x.code < 300 && rc == KC_ECLOSED)
             rc = KC_ECLOSED;
     } else if (x.code < 200 || x.code >= 300) {
-        const char *b = dec ? x.errbody.data : (body ? body->data : NULL);
-        size_t bl = dec ? x.errbody.len : (body ? body->len : 0);
+        const char *b = x.errbody.data;
+        size_t bl = x.errbody.len;
         if (b == NULL || kc_status_from_json(b, bl, st) == KC_EPARSE) {
             status_from_text(st, b ? b : "", bl);
             rc = err_for((int)x.code, st->reason);

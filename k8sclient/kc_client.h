@@ -219,7 +219,9 @@ int kc_client_discover(kc_client_t *c, const char *api_version, const char *kind
  * namespaced resource means all namespaces (list/watch) and is an error
  * (-EINVAL) where a single object is addressed.  Names are validated
  * (KC_EBADNAME).  The body buffer receives the response (object, list, or
- * the Status on errors); it may be NULL.  All are thread-safe.          */
+ * the Status on errors, as much as fits its cap); it may be NULL.  An
+ * error answer's Status is decoded into st and the return code in every
+ * case, whether or not a body buffer is given.  All are thread-safe.    */
 
 typedef struct kc_list_opts {
     const char *label_selector;
@@ -306,12 +308,18 @@ typedef enum {
 
 const char *kc_watch_type_name(kc_watch_type_t t);
 
+typedef struct kc_watch_decoder kc_watch_decoder_t;
+
 typedef struct kc_watch_event {
     kc_watch_type_t type;
     const char *object;   /* the object's JSON bytes, borrowed for the callback;
                            * not NUL-terminated */
     size_t object_len;
     size_t line_no;       /* 1-based line of the stream */
+    /* The decoder that delivered the event (lets kc_watch_event_parse hand
+     * over a tree it already built).  Must be NULL in an event built by
+     * hand: zero-initialise such events. */
+    kc_watch_decoder_t *decoder;
 } kc_watch_event_t;
 
 /* Return 0 to continue; non-zero stops the watch (see kc_client_watch).
@@ -349,8 +357,18 @@ int kc_client_watch(kc_client_t *c, const kc_resource_t *r, const char *ns,
  * once per complete line, in order.  A line is copied at most once (only
  * when it spans feeds).  Each event is validated: the line is one JSON
  * object with a known "type" string and an "object" object carrying
- * "metadata" (ERROR events: any object).  Not thread-safe (one per stream). */
-typedef struct kc_watch_decoder kc_watch_decoder_t;
+ * "metadata" (ERROR events: any object).
+ *
+ * Validation and parsing are one pass for callers that parse: once the
+ * callback has called kc_watch_event_parse on an event, the decoder
+ * validates the next events' objects by parsing them with cJSON and
+ * kc_watch_event_parse hands over that tree instead of parsing again (it
+ * goes back to its own validating scan as soon as an event is not parsed).
+ * In that mode an object of printable ASCII is held to cJSON's grammar
+ * (laxer only about numbers such as "+1" and in nesting up to 1000 deep);
+ * any other object, and one cJSON rejects, goes through the scan, so errors
+ * still say what and where.
+ * Not thread-safe (one per stream). */
 
 /* max_event: cap on one line in bytes (0: 16 MiB). */
 int kc_watch_decoder_new(size_t max_event, kc_watch_cb cb, void *ud,
@@ -367,7 +385,10 @@ size_t kc_watch_decoder_events(const kc_watch_decoder_t *d);
 void kc_watch_decoder_free(kc_watch_decoder_t *d);
 
 /* Parse the event's object with cJSON; returns a new tree (cJSON_Delete)
- * or NULL on failure.  Thread-safe. */
+ * or NULL on failure.  Called from the callback on the event it was given,
+ * it returns the tree the decoder built while validating, if any (the
+ * first call; later calls parse again).  Thread-safe for events built by
+ * hand; for delivered events, from the callback only. */
 struct cJSON *kc_watch_event_parse(const kc_watch_event_t *ev);
 
 #ifdef __cplusplus

@@ -19,6 +19,20 @@
  * object; for every type but ERROR the object has a "metadata" object.
  * Blank lines (and a trailing '\r') are tolerated.
  *
+ * One pass for callers that parse: while the callback keeps calling
+ * kc_watch_event_parse (noted in parsed_cur, carried to parse_next), the
+ * "object" member is validated by cJSON_ParseWithLengthOpts instead of
+ * kc_json_scan (only when the rest of the line is printable ASCII, so that
+ * cJSON's laxer string rules cannot let through what the scan refuses; the
+ * remaining differences: cJSON takes numbers such as "+1" or "01" and
+ * nests up to 1000 deep, the scan 256), and the tree is kept in d->tree for kc_watch_event_parse to
+ * take; what the callback does not take is freed when it returns.  If
+ * cJSON rejects the object, the line is checked again by the scan, which
+ * either names the error or (for JSON cJSON alone refuses, e.g. nesting
+ * deeper than its limit) delivers the event without a tree.  ERROR events
+ * do not change the mode (their objects are Status values callers decode
+ * with kc_status_from_json).
+ *
  * Not thread-safe: one decoder per stream, used by one thread.
  */
 #include "client_int.h"
@@ -29,6 +43,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 #define DEFAULT_MAX_EVENT ((size_t)16 << 20)
 
@@ -45,7 +62,13 @@ struct kc_watch_decoder {
     size_t events;
     int err;               /* sticky */
     char errmsg[256];
+    int parse_next;        /* validate the next object by parsing it with cJSON */
+    int parsed_cur;        /* the callback called kc_watch_event_parse on cur */
+    const kc_watch_event_t *cur;   /* the event in the callback; NULL outside it */
+    cJSON *tree;           /* cur's object as parsed by the decoder, until taken */
 };
+
+#define ENVELOPE_RETRY 1   /* envelope(): cJSON refused the object, scan it instead */
 
 const char *kc_watch_type_name(kc_watch_type_t t)
 {
@@ -117,6 +140,29 @@ static int type_of(kc_json_span_t s, kc_watch_type_t *t)
     return -1;
 }
 
+/* 1 if every byte of p[0..n) is printable ASCII (0x20..0x7f).  Such an
+ * object holds no byte for which cJSON's string rules are laxer than
+ * kc_json_scan's (raw control characters, invalid UTF-8), so cJSON may
+ * validate it; anything else goes through the scan. */
+static int printable_ascii(const char *p, size_t n)
+{
+    size_t i = 0;
+#if defined(__SSE2__)
+    const __m128i sp = _mm_set1_epi8(0x20);
+
+    for (; i + 16 <= n; i += 16) {
+        __m128i v = _mm_loadu_si128((const __m128i *)(const void *)(p + i));
+        /* signed compare: 0x80..0xff are negative, so one test finds both */
+        if (_mm_movemask_epi8(_mm_cmplt_epi8(v, sp)) != 0)
+            return 0;
+    }
+#endif
+    for (; i < n; i++)
+        if ((unsigned char)p[i] < 0x20 || (unsigned char)p[i] >= 0x80)
+            return 0;
+    return 1;
+}
+
 static size_t skip_ws(const char *p, size_t pos, size_t len)
 {
     while (pos < len && (p[pos] == ' ' || p[pos] == '\t' || p[pos] == '\r' || p[pos] == '\n'))
@@ -124,31 +170,23 @@ static size_t skip_ws(const char *p, size_t pos, size_t len)
     return pos;
 }
 
-/* Validate and deliver one complete line (without its '\n').  start is the
- * stream offset of line[0].  The envelope is walked member by member with
- * kc_json_scan, so every byte is validated exactly once and the "object"
- * span falls out of that one pass. */
-static int deliver(kc_watch_decoder_t *d, const char *line, size_t len, size_t start,
-                   kc_errbuf_t *eb)
+/* Validate one complete, non-blank line (without its '\n') and fill *ev.
+ * start is the stream offset of line[0].  The envelope is walked member by
+ * member with kc_json_scan, so every byte is validated exactly once and the
+ * "object" span falls out of that one pass.  With tree != NULL the
+ * "object" member is validated by parsing it with cJSON instead, and the
+ * tree is stored in *tree (the caller frees it on every outcome);
+ * ENVELOPE_RETRY when cJSON refuses it (nothing recorded: scan again). */
+static int envelope(kc_watch_decoder_t *d, const char *line, size_t len, size_t start,
+                    cJSON **tree, kc_watch_event_t *ev, kc_errbuf_t *eb)
 {
     kc_json_span_t key, val, type = {NULL, 0, KC_JSON_INVALID}, obj = {NULL, 0, KC_JSON_INVALID};
     kc_json_span_t meta;
     kc_json_err_t jerr = {0, NULL};
-    kc_watch_event_t ev;
     char what[160];
     size_t pos;
-    int rc;
 
     pos = skip_ws(line, 0, len);
-    if (pos == len) {         /* blank line */
-        d->line_no++;
-        return 0;
-    }
-    if (len > d->max_event) {
-        snprintf(what, sizeof(what), "event of %zu bytes exceeds the limit of %zu bytes", len,
-                 d->max_event);
-        return fail(d, eb, KC_ETOOBIG, start, what);
-    }
     if (line[pos] != '{') {
         size_t p2 = pos;
         if (kc_json_scan(line, len, &p2, &val, &jerr) != 0)
@@ -174,12 +212,26 @@ static int deliver(kc_watch_decoder_t *d, const char *line, size_t len, size_t s
                 goto not_json;
             }
             pos++;
-            if (kc_json_scan(line, len, &pos, &val, &jerr) != 0)
-                goto not_json;
-            if (type.p == NULL && kc_json_str_eq(key, "type"))
-                type = val;
-            else if (obj.p == NULL && kc_json_str_eq(key, "object"))
-                obj = val;
+            if (tree != NULL && obj.p == NULL && kc_json_str_eq(key, "object") &&
+                (pos = skip_ws(line, pos, len)) < len && line[pos] == '{') {
+                const char *endp = NULL;
+                if (!printable_ascii(line + pos, len - pos))
+                    return ENVELOPE_RETRY;
+                *tree = cJSON_ParseWithLengthOpts(line + pos, len - pos, &endp, 0);
+                if (*tree == NULL || endp == NULL || endp <= line + pos || endp > line + len)
+                    return ENVELOPE_RETRY;
+                obj.p = line + pos;
+                obj.len = (size_t)(endp - obj.p);
+                obj.type = KC_JSON_OBJECT;
+                pos = (size_t)(endp - line);
+            } else {
+                if (kc_json_scan(line, len, &pos, &val, &jerr) != 0)
+                    goto not_json;
+                if (type.p == NULL && kc_json_str_eq(key, "type"))
+                    type = val;
+                else if (obj.p == NULL && kc_json_str_eq(key, "object"))
+                    obj = val;
+            }
             pos = skip_ws(line, pos, len);
             if (pos < len && line[pos] == ',') {
                 pos = skip_ws(line, pos + 1, len);
@@ -202,28 +254,74 @@ static int deliver(kc_watch_decoder_t *d, const char *line, size_t len, size_t s
     }
     if (type.p == NULL || type.type != KC_JSON_STRING)
         return fail(d, eb, KC_EPARSE, start, "event without a \"type\" string");
-    if (type_of(type, &ev.type) != 0) {
+    if (type_of(type, &ev->type) != 0) {
         snprintf(what, sizeof(what), "unknown event type %.*s%s",
                  type.len <= 40 ? (int)type.len : 40, type.p, type.len <= 40 ? "" : "...");
         return fail(d, eb, KC_EPARSE, start + (size_t)(type.p - line), what);
     }
     if (obj.p == NULL || obj.type != KC_JSON_OBJECT) {
         snprintf(what, sizeof(what), "%s event without an \"object\" object",
-                 kc_watch_type_name(ev.type));
+                 kc_watch_type_name(ev->type));
         return fail(d, eb, KC_EPARSE, start, what);
     }
-    if (ev.type != KC_WATCH_ERROR &&
-        (kc_json_obj_get(obj, "metadata", &meta) != 0 || meta.type != KC_JSON_OBJECT)) {
+    if (ev->type != KC_WATCH_ERROR &&
+        (tree != NULL && *tree != NULL
+             ? !cJSON_IsObject(cJSON_GetObjectItemCaseSensitive(*tree, "metadata"))
+             : kc_json_obj_get(obj, "metadata", &meta) != 0 || meta.type != KC_JSON_OBJECT)) {
         snprintf(what, sizeof(what), "%s event object without \"metadata\"",
-                 kc_watch_type_name(ev.type));
+                 kc_watch_type_name(ev->type));
         return fail(d, eb, KC_EPARSE, start + (size_t)(obj.p - line), what);
     }
+    ev->object = obj.p;
+    ev->object_len = obj.len;
+    return 0;
+not_json:
+    snprintf(what, sizeof(what), "not JSON: %s", jerr.what ? jerr.what : "malformed");
+    return fail(d, eb, KC_EPARSE, start + jerr.offset, what);
+}
+
+/* Validate and deliver one complete line (without its '\n'). */
+static int deliver(kc_watch_decoder_t *d, const char *line, size_t len, size_t start,
+                   kc_errbuf_t *eb)
+{
+    kc_watch_event_t ev;
+    cJSON *tree = NULL;
+    char what[160];
+    int rc;
+
+    if (skip_ws(line, 0, len) == len) {   /* blank line */
+        d->line_no++;
+        return 0;
+    }
+    if (len > d->max_event) {
+        snprintf(what, sizeof(what), "event of %zu bytes exceeds the limit of %zu bytes", len,
+                 d->max_event);
+        return fail(d, eb, KC_ETOOBIG, start, what);
+    }
+    memset(&ev, 0, sizeof(ev));
+    rc = envelope(d, line, len, start, d->parse_next ? &tree : NULL, &ev, eb);
+    if (rc == ENVELOPE_RETRY) {
+        cJSON_Delete(tree);
+        tree = NULL;
+        rc = envelope(d, line, len, start, NULL, &ev, eb);
+    }
+    if (rc != 0) {
+        cJSON_Delete(tree);
+        return rc;
+    }
     d->line_no++;
-    ev.object = obj.p;
-    ev.object_len = obj.len;
     ev.line_no = d->line_no;
+    ev.decoder = d;
     d->events++;
+    d->cur = &ev;
+    d->tree = tree;
+    d->parsed_cur = 0;
     rc = d->cb(d->ud, &ev);
+    cJSON_Delete(d->tree);   /* what the callback did not take */
+    d->tree = NULL;
+    d->cur = NULL;
+    if (ev.type != KC_WATCH_ERROR)
+        d->parse_next = d->parsed_cur;
     if (rc != 0) {
         d->err = rc;
         snprintf(d->errmsg, sizeof(d->errmsg), "watch stopped by the callback at line %zu",
@@ -231,9 +329,6 @@ static int deliver(kc_watch_decoder_t *d, const char *line, size_t len, size_t s
         return kc_errf(eb, rc, "%s", d->errmsg);
     }
     return 0;
-not_json:
-    snprintf(what, sizeof(what), "not JSON: %s", jerr.what ? jerr.what : "malformed");
-    return fail(d, eb, KC_EPARSE, start + jerr.offset, what);
 }
 
 static int carry_append(kc_watch_decoder_t *d, const char *p, size_t n, kc_errbuf_t *eb)
@@ -322,7 +417,18 @@ int kc_watch_decoder_finish(kc_watch_decoder_t *d, kc_errbuf_t *eb)
 
 struct cJSON *kc_watch_event_parse(const kc_watch_event_t *ev)
 {
+    kc_watch_decoder_t *d;
+
     if (ev == NULL || ev->object == NULL)
         return NULL;
+    d = ev->decoder;
+    if (d != NULL && d->cur == ev) {
+        d->parsed_cur = 1;
+        if (d->tree != NULL) {   /* built while validating: hand it over */
+            cJSON *t = d->tree;
+            d->tree = NULL;
+            return t;
+        }
+    }
     return cJSON_ParseWithLength(ev->object, ev->object_len);
 }

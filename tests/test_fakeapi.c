@@ -96,6 +96,7 @@ typedef struct reqopt {
     const char *accept;
     const char *cert_pem, *key_pem;
     long timeout_ms;
+    const char *user_agent;
 } reqopt_t;
 
 static void reqx(const char *method, const char *path, const char *ctype, const char *body,
@@ -105,7 +106,7 @@ static void reqx(const char *method, const char *path, const char *ctype, const 
     struct curl_slist *h = NULL;
     char url[1024], hb[256];
     struct curl_blob ca = {(void *)kc_fakeapi_ca_pem(srv), strlen(kc_fakeapi_ca_pem(srv)), CURL_BLOB_COPY};
-    reqopt_t dflt = {NULL, NULL, NULL, NULL, 0};
+    reqopt_t dflt = {NULL, NULL, NULL, NULL, 0, NULL};
     if (!ro)
         ro = &dflt;
     memset(r, 0, sizeof(*r));
@@ -128,6 +129,8 @@ static void reqx(const char *method, const char *path, const char *ctype, const 
         snprintf(hb, sizeof(hb), "Accept: %s", ro->accept);
         h = curl_slist_append(h, hb);
     }
+    if (ro->user_agent)
+        curl_easy_setopt(c, CURLOPT_USERAGENT, ro->user_agent);
     if (ctype) {
         snprintf(hb, sizeof(hb), "Content-Type: %s", ctype);
         h = curl_slist_append(h, hb);
@@ -335,10 +338,10 @@ static void efree(events_t *e)
 static void test_discovery(void **state)
 {
     resp_t r;
-    reqopt_t agg = {NULL, "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,application/json", NULL, NULL, 0};
+    reqopt_t agg = {NULL, "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,application/json", NULL, NULL, 0, NULL};
     (void)state;
     start(NULL);
-    reqx("GET", "/version", NULL, NULL, &(reqopt_t){"", NULL, NULL, NULL, 0}, &r);
+    reqx("GET", "/version", NULL, NULL, &(reqopt_t){"", NULL, NULL, NULL, 0, NULL}, &r);
     assert_int_equal(r.code, 200);
     assert_string_equal(jget(r.body, "minor"), "32");
     rfree(&r);
@@ -375,7 +378,7 @@ static void test_discovery(void **state)
     assert_int_equal(r.code, 404);
     assert_string_equal(jget(r.body, "reason"), "NotFound");
     rfree(&r);
-    reqx("GET", "/healthz", NULL, NULL, &(reqopt_t){"", NULL, NULL, NULL, 0}, &r);
+    reqx("GET", "/healthz", NULL, NULL, &(reqopt_t){"", NULL, NULL, NULL, 0, NULL}, &r);
     assert_int_equal(r.code, 200);
     rfree(&r);
 }
@@ -386,20 +389,20 @@ static void test_auth(void **state)
     char *cert, *key;
     (void)state;
     start(NULL);
-    reqx("GET", "/api/v1/configmaps", NULL, NULL, &(reqopt_t){"", NULL, NULL, NULL, 0}, &r);
+    reqx("GET", "/api/v1/configmaps", NULL, NULL, &(reqopt_t){"", NULL, NULL, NULL, 0, NULL}, &r);
     assert_int_equal(r.code, 401);
     assert_string_equal(jget(r.body, "reason"), "Unauthorized");
     rfree(&r);
-    reqx("GET", "/version", NULL, NULL, &(reqopt_t){"wrong", NULL, NULL, NULL, 0}, &r);
+    reqx("GET", "/version", NULL, NULL, &(reqopt_t){"wrong", NULL, NULL, NULL, 0, NULL}, &r);
     assert_int_equal(r.code, 401);
     rfree(&r);
     assert_int_equal(kc_fakeapi_issue_client_cert(srv, "carol", &cert, &key), 0);
-    reqx("GET", "/api/v1/configmaps", NULL, NULL, &(reqopt_t){"", NULL, cert, key, 0}, &r);
+    reqx("GET", "/api/v1/configmaps", NULL, NULL, &(reqopt_t){"", NULL, cert, key, 0, NULL}, &r);
     assert_int_equal(r.code, 200);
     rfree(&r);
     /* the client-cert user is subject to the allow-list like any other */
     assert_int_equal(kc_fakeapi_set_allow(srv, "carol", "get", "configmaps"), 0);
-    reqx("GET", "/api/v1/configmaps", NULL, NULL, &(reqopt_t){"", NULL, cert, key, 0}, &r);
+    reqx("GET", "/api/v1/configmaps", NULL, NULL, &(reqopt_t){"", NULL, cert, key, 0, NULL}, &r);
     assert_int_equal(r.code, 403);
     assert_non_null(strstr(r.body, "User \\\"carol\\\" cannot list resource \\\"configmaps\\\""));
     rfree(&r);
@@ -410,7 +413,7 @@ static void test_auth(void **state)
 static void test_forbidden(void **state)
 {
     resp_t r;
-    reqopt_t alice = {"alice-token", NULL, NULL, NULL, 0};
+    reqopt_t alice = {"alice-token", NULL, NULL, NULL, 0, NULL};
     (void)state;
     start(NULL);
     assert_int_equal(kc_fakeapi_add_token(srv, "alice-token", "alice"), 0);
@@ -488,6 +491,12 @@ static void test_crud(void **state)
     assert_string_equal(jget(r.body, "reason"), "Invalid");
     assert_string_equal(jget(r.body, "details.kind"), "ConfigMap");
     assert_string_equal(jget(r.body, "details.causes.0.field"), "metadata.name");
+    assert_string_equal(jget(r.body, "details.causes.0.reason"), "FieldValueInvalid");
+    /* the cause holds only its own part, not the whole Status message */
+    assert_true(strncmp(jget(r.body, "details.causes.0.message"),
+                        "Invalid value: \"Bad_Name\": a lowercase RFC 1123 subdomain must consist", 70) == 0);
+    assert_true(strncmp(jget(r.body, "message"),
+                        "ConfigMap \"Bad_Name\" is invalid: metadata.name: Invalid value: \"Bad_Name\": a lowercase", 80) == 0);
     rfree(&r);
     req("POST", "/api/v1/namespaces/nons/configmaps", "{\"metadata\":{\"name\":\"b\"}}", &r);
     assert_int_equal(r.code, 404);
@@ -620,13 +629,173 @@ static void test_patches(void **state)
     reqx("PATCH", "/api/v1/namespaces/default/configmaps/ssa?fieldManager=test", "application/apply-patch+yaml",
          "{\"apiVersion\":\"v1\",\"kind\":\"ConfigMap\",\"metadata\":{\"name\":\"ssa\"},\"data\":{\"b\":\"2\"}}", NULL, &r);
     assert_int_equal(r.code, 200);
-    assert_string_equal(jget(r.body, "data.a"), "1");
+    /* a field the manager no longer applies (and nobody else owns) goes */
+    assert_string_equal(jget(r.body, "data.a"), "");
     assert_string_equal(jget(r.body, "data.b"), "2");
+    rfree(&r);
+    reqx("PATCH", "/api/v1/namespaces/default/configmaps/ssa?fieldManager=other", "application/merge-patch+json",
+         "{\"data\":{\"c\":\"3\"}}", NULL, &r);
+    rfree(&r);
+    reqx("PATCH", "/api/v1/namespaces/default/configmaps/ssa?fieldManager=test", "application/apply-patch+yaml",
+         "{\"apiVersion\":\"v1\",\"kind\":\"ConfigMap\",\"metadata\":{\"name\":\"ssa\"},\"data\":{\"c\":\"3\"}}", NULL, &r);
+    assert_int_equal(r.code, 200);
+    assert_string_equal(jget(r.body, "data.b"), "");
+    assert_string_equal(jget(r.body, "data.c"), "3");
+    rfree(&r);
+    /* c is shared: when test stops applying it, other still owns it */
+    reqx("PATCH", "/api/v1/namespaces/default/configmaps/ssa?fieldManager=test", "application/apply-patch+yaml",
+         "{\"apiVersion\":\"v1\",\"kind\":\"ConfigMap\",\"metadata\":{\"name\":\"ssa\"},\"data\":{\"d\":\"4\"}}", NULL, &r);
+    assert_int_equal(r.code, 200);
+    assert_string_equal(jget(r.body, "data.c"), "3");
+    assert_string_equal(jget(r.body, "data.d"), "4");
     rfree(&r);
     reqx("PATCH", "/api/v1/namespaces/default/configmaps/ssa", "application/apply-patch+yaml",
          "{\"metadata\":{\"name\":\"ssa\"}}", NULL, &r);
     assert_int_equal(r.code, 422);
     assert_non_null(strstr(r.body, "fieldManager: Required value"));
+    rfree(&r);
+}
+
+/* metadata.managedFields of object json: entry i's member k, or its
+ * fieldsV1 printed ("" when absent). */
+static const char *mf_get(const char *json, int i, const char *k)
+{
+    static char out[1024];
+    cJSON *j = cJSON_Parse(json);
+    cJSON *mf = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(j, "metadata"), "managedFields");
+    cJSON *e = cJSON_GetArrayItem(mf, i), *v = cJSON_GetObjectItemCaseSensitive(e, k);
+    out[0] = 0;
+    if (cJSON_IsString(v)) {
+        snprintf(out, sizeof(out), "%s", v->valuestring);
+    } else if (v) {
+        char *p = cJSON_PrintUnformatted(v);
+        snprintf(out, sizeof(out), "%s", p ? p : "");
+        free(p);
+    }
+    cJSON_Delete(j);
+    return out;
+}
+
+static int mf_count(const char *json)
+{
+    cJSON *j = cJSON_Parse(json);
+    int n = cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(j, "metadata"), "managedFields"));
+    cJSON_Delete(j);
+    return n;
+}
+
+/* managedFields: one entry per manager and operation with the fields it
+ * set; server-side apply conflicts with another manager's fields. */
+static void test_managed_fields(void **state)
+{
+    resp_t r;
+    reqopt_t ua = {0};
+    char rv[32];
+    const char *path = "/api/v1/namespaces/default/configmaps/mf";
+    (void)state;
+    start(NULL);
+    /* the manager comes from the User-Agent when there is no fieldManager */
+    ua.user_agent = "kubectl-client-side-apply/v1.32.4 (linux/amd64) kubernetes/abc";
+    reqx("POST", "/api/v1/namespaces/default/configmaps", "application/json",
+         "{\"metadata\":{\"name\":\"mf\",\"labels\":{\"app\":\"x\"}},\"data\":{\"k\":\"v\"}}", &ua, &r);
+    assert_int_equal(r.code, 201);
+    assert_int_equal(mf_count(r.body), 1);
+    assert_string_equal(mf_get(r.body, 0, "manager"), "kubectl-client-side-apply");
+    assert_string_equal(mf_get(r.body, 0, "operation"), "Update");
+    assert_string_equal(mf_get(r.body, 0, "apiVersion"), "v1");
+    assert_string_equal(mf_get(r.body, 0, "fieldsType"), "FieldsV1");
+    assert_int_equal(strlen(mf_get(r.body, 0, "time")), 20);
+    assert_string_equal(mf_get(r.body, 0, "fieldsV1"),
+                        "{\"f:data\":{\".\":{},\"f:k\":{}},\"f:metadata\":{\"f:labels\":{\".\":{},\"f:app\":{}}}}");
+    rfree(&r);
+    /* another manager: its own entry with the fields it changed */
+    reqx("PATCH", "/api/v1/namespaces/default/configmaps/mf?fieldManager=kubectl-patch",
+         "application/merge-patch+json", "{\"data\":{\"m\":\"1\"},\"metadata\":{\"labels\":{\"s\":\"1\"}}}", NULL, &r);
+    assert_int_equal(r.code, 200);
+    assert_int_equal(mf_count(r.body), 2);
+    assert_string_equal(mf_get(r.body, 1, "manager"), "kubectl-patch");
+    assert_string_equal(mf_get(r.body, 1, "fieldsV1"), "{\"f:data\":{\"f:m\":{}},\"f:metadata\":{\"f:labels\":{\"f:s\":{}}}}");
+    snprintf(rv, sizeof(rv), "%s", jget(r.body, "metadata.resourceVersion"));
+    rfree(&r);
+    /* a patch that changes nothing writes nothing */
+    reqx("PATCH", "/api/v1/namespaces/default/configmaps/mf?fieldManager=kubectl-patch",
+         "application/merge-patch+json", "{\"data\":{\"m\":\"1\"}}", NULL, &r);
+    assert_string_equal(jget(r.body, "metadata.resourceVersion"), rv);
+    rfree(&r);
+    /* an update takes the fields it changes from their previous manager */
+    reqx("PATCH", "/api/v1/namespaces/default/configmaps/mf?fieldManager=kubectl-patch",
+         "application/merge-patch+json", "{\"data\":{\"k\":\"w\"}}", NULL, &r);
+    assert_int_equal(mf_count(r.body), 2);
+    assert_string_equal(mf_get(r.body, 0, "fieldsV1"), "{\"f:data\":{\".\":{}},\"f:metadata\":{\"f:labels\":{\".\":{},\"f:app\":{}}}}");
+    assert_string_equal(mf_get(r.body, 1, "fieldsV1"), "{\"f:data\":{\"f:k\":{},\"f:m\":{}},\"f:metadata\":{\"f:labels\":{\"f:s\":{}}}}");
+    rfree(&r);
+    /* apply: another value for a field another manager owns is a conflict */
+    reqx("PATCH", "/api/v1/namespaces/default/configmaps/mf?fieldManager=ssa", "application/apply-patch+yaml",
+         "{\"apiVersion\":\"v1\",\"kind\":\"ConfigMap\",\"metadata\":{\"name\":\"mf\"},\"data\":{\"k\":\"v2\"}}", NULL, &r);
+    assert_int_equal(r.code, 409);
+    assert_string_equal(jget(r.body, "reason"), "Conflict");
+    assert_string_equal(jget(r.body, "message"), "Apply failed with 1 conflict: conflict with \"kubectl-patch\" using v1: .data.k");
+    assert_string_equal(jget(r.body, "details.causes.0.reason"), "FieldManagerConflict");
+    assert_string_equal(jget(r.body, "details.causes.0.field"), ".data.k");
+    assert_string_equal(jget(r.body, "details.causes.0.message"), "conflict with \"kubectl-patch\" using v1");
+    assert_string_equal(jget(r.body, "details.name"), "");
+    rfree(&r);
+    req("GET", path, NULL, &r);
+    assert_string_equal(jget(r.body, "data.k"), "w");
+    rfree(&r);
+    /* the same value: no conflict, the field is shared */
+    reqx("PATCH", "/api/v1/namespaces/default/configmaps/mf?fieldManager=ssa", "application/apply-patch+yaml",
+         "{\"apiVersion\":\"v1\",\"kind\":\"ConfigMap\",\"metadata\":{\"name\":\"mf\"},\"data\":{\"m\":\"1\",\"n\":\"2\"}}", NULL, &r);
+    assert_int_equal(r.code, 200);
+    assert_int_equal(mf_count(r.body), 3);
+    assert_string_equal(mf_get(r.body, 0, "manager"), "ssa"); /* Apply sorts first */
+    assert_string_equal(mf_get(r.body, 0, "operation"), "Apply");
+    assert_string_equal(mf_get(r.body, 0, "fieldsV1"), "{\"f:data\":{\"f:m\":{},\"f:n\":{}}}");
+    assert_string_equal(mf_get(r.body, 2, "fieldsV1"), "{\"f:data\":{\"f:k\":{},\"f:m\":{}},\"f:metadata\":{\"f:labels\":{\"f:s\":{}}}}");
+    rfree(&r);
+    /* several conflicts, grouped by manager */
+    reqx("PATCH", "/api/v1/namespaces/default/configmaps/mf?fieldManager=other", "application/apply-patch+yaml",
+         "{\"apiVersion\":\"v1\",\"kind\":\"ConfigMap\",\"metadata\":{\"name\":\"mf\"},\"data\":{\"k\":\"x\",\"m\":\"y\",\"n\":\"z\"}}", NULL, &r);
+    assert_int_equal(r.code, 409);
+    assert_string_equal(jget(r.body, "message"),
+                        "Apply failed with 4 conflicts: conflicts with \"kubectl-patch\" using v1:\n- .data.k\n- .data.m\n"
+                        "conflicts with \"ssa\":\n- .data.m\n- .data.n");
+    assert_string_equal(jget(r.body, "details.causes.3.field"), ".data.n");
+    rfree(&r);
+    /* force=true: the applier takes the fields */
+    reqx("PATCH", "/api/v1/namespaces/default/configmaps/mf?fieldManager=ssa&force=true", "application/apply-patch+yaml",
+         "{\"apiVersion\":\"v1\",\"kind\":\"ConfigMap\",\"metadata\":{\"name\":\"mf\"},\"data\":{\"k\":\"v3\",\"m\":\"1\",\"n\":\"2\"}}", NULL, &r);
+    assert_int_equal(r.code, 200);
+    assert_string_equal(jget(r.body, "data.k"), "v3");
+    assert_string_equal(mf_get(r.body, 0, "fieldsV1"), "{\"f:data\":{\"f:k\":{},\"f:m\":{},\"f:n\":{}}}");
+    assert_string_equal(mf_get(r.body, 2, "fieldsV1"), "{\"f:data\":{\"f:m\":{}},\"f:metadata\":{\"f:labels\":{\"f:s\":{}}}}");
+    rfree(&r);
+    /* a field removed leaves every manager; an entry left empty goes */
+    reqx("PATCH", "/api/v1/namespaces/default/configmaps/mf?fieldManager=cleaner", "application/merge-patch+json",
+         "{\"data\":{\"m\":null},\"metadata\":{\"labels\":{\"s\":null}}}", NULL, &r);
+    assert_int_equal(r.code, 200);
+    assert_int_equal(mf_count(r.body), 2);
+    assert_string_equal(mf_get(r.body, 0, "fieldsV1"), "{\"f:data\":{\"f:k\":{},\"f:n\":{}}}");
+    assert_string_equal(mf_get(r.body, 1, "manager"), "kubectl-client-side-apply");
+    rfree(&r);
+    /* the server's own label on a namespace is its creator's, as on the
+     * real server; status and spec.finalizers are not */
+    req("POST", "/api/v1/namespaces?fieldManager=kubectl-create", "{\"metadata\":{\"name\":\"mfns\"}}", &r);
+    assert_int_equal(r.code, 201);
+    assert_string_equal(mf_get(r.body, 0, "fieldsV1"),
+                        "{\"f:metadata\":{\"f:labels\":{\".\":{},\"f:kubernetes.io/metadata.name\":{}}}}");
+    rfree(&r);
+    /* managedFields sent by a client are ignored */
+    req("GET", path, NULL, &r);
+    char *body = strdup(r.body);
+    rfree(&r);
+    char *p = strstr(body, "\"manager\":\"ssa\"");
+    assert_non_null(p);
+    memcpy(p, "\"manager\":\"zzz\"", 15);
+    req("PUT", path, body, &r);
+    free(body);
+    assert_int_equal(r.code, 200);
+    assert_string_equal(mf_get(r.body, 0, "manager"), "ssa");
     rfree(&r);
 }
 
@@ -834,6 +1003,42 @@ static void test_selectors(void **state)
     assert_true(strlen(jget(r.body, "metadata.continue")) > 0);
     assert_string_equal(jget(r.body, "metadata.remainingItemCount"), "");
     rfree(&r);
+}
+
+/* Label selector errors are worded like apimachinery's parser (compared
+ * with a real kube-apiserver by tests/realapi/compare_kubectl.sh). */
+static void expect_sel_error(const char *qsel, const char *msg)
+{
+    resp_t r;
+    char path[512];
+    snprintf(path, sizeof(path), "/api/v1/configmaps?labelSelector=%s", qsel);
+    req("GET", path, NULL, &r);
+    assert_int_equal(r.code, 400);
+    assert_string_equal(jget(r.body, "reason"), "BadRequest");
+    assert_string_equal(jget(r.body, "message"), msg);
+    rfree(&r);
+}
+
+static void test_selector_errors(void **state)
+{
+    (void)state;
+    start(NULL);
+    create_cm("default", "a", "{\"n\":\"5\",\"app\":\"in\"}");
+    expect_sel_error("a%20in%20(b", "unable to parse requirement: found '', expected: ',' or ')'");
+    expect_sel_error("a%3D%3D%3Db", "unable to parse requirement: found '=', expected: identifier");
+    expect_sel_error("a%20in%20b", "unable to parse requirement: found 'b' expected: '('");
+    expect_sel_error("a%20foo", "unable to parse requirement: found 'foo', expected: in, notin, =, ==, !=, gt, lt");
+    expect_sel_error("a,", "found '', expected: identifier after ','");
+    expect_sel_error("%3Da", "found '=', expected: !, identifier, or 'end of string'");
+    expect_sel_error("%21a%3Db", "found '=', expected: ',' or 'end of string'");
+    expect_sel_error("n%3E(", "unable to parse requirement: found '(', expected: identifier");
+    /* in/notin are values where a value stands; gt/lt compare integers;
+     * an empty value matches an empty or absent-valued label */
+    assert_int_equal(count_names("/api/v1/configmaps?labelSelector=app%20in%20(in,x)"), 1);
+    assert_int_equal(count_names("/api/v1/configmaps?labelSelector=n%3E4"), 1);
+    assert_int_equal(count_names("/api/v1/configmaps?labelSelector=n%3C5"), 0);
+    assert_int_equal(count_names("/api/v1/configmaps?labelSelector=app%3D,n"), 0);
+    assert_int_equal(count_names("/api/v1/configmaps?labelSelector=%20n%20,%20%21x%20"), 1);
 }
 
 static void test_watch_replay(void **state)
@@ -1051,9 +1256,21 @@ static void test_finalizers(void **state)
     efree(&e);
 }
 
+/* Wait (bounded) until namespace ns holds n configmaps. */
+static void wait_cm_count(const char *ns, size_t n)
+{
+    for (int i = 0; i < 500 && kc_fakeapi_count(srv, "configmaps", ns) != n; i++)
+        usleep(10000);
+    assert_int_equal(kc_fakeapi_count(srv, "configmaps", ns), n);
+}
+
+/* DELETE marks the namespace Terminating; the namespace controller then
+ * deletes its contents and removes it once the last finalizer is gone. */
 static void test_namespace_deletion(void **state)
 {
+    events_t e = {0};
     resp_t r;
+    char path[256], rv0[32];
     (void)state;
     start(NULL);
     create_ns("gone");
@@ -1062,17 +1279,28 @@ static void test_namespace_deletion(void **state)
     req("POST", "/api/v1/namespaces/gone/configmaps", "{\"metadata\":{\"name\":\"held\",\"finalizers\":[\"x/y\"]}}", &r);
     assert_int_equal(r.code, 201);
     rfree(&r);
+    snprintf(rv0, sizeof(rv0), "%s", rv_now());
     req("DELETE", "/api/v1/namespaces/gone", NULL, &r);
     assert_int_equal(r.code, 200);
     assert_string_equal(jget(r.body, "status.phase"), "Terminating");
+    assert_int_equal(strlen(jget(r.body, "metadata.deletionTimestamp")), 20);
+    assert_string_equal(jget(r.body, "spec.finalizers.0"), "kubernetes");
     rfree(&r);
-    assert_int_equal(kc_fakeapi_count(srv, "configmaps", "gone"), 1);
+    wait_cm_count("gone", 1);
     req("GET", "/api/v1/namespaces/gone", NULL, &r);
     assert_int_equal(r.code, 200);
+    assert_string_equal(jget(r.body, "status.phase"), "Terminating");
     rfree(&r);
     req("POST", "/api/v1/namespaces/gone/configmaps", "{\"metadata\":{\"name\":\"late\"}}", &r);
     assert_int_equal(r.code, 403);
-    assert_non_null(strstr(r.body, "because it is being terminated"));
+    assert_string_equal(jget(r.body, "reason"), "Forbidden");
+    assert_string_equal(jget(r.body, "message"),
+                        "configmaps \"late\" is forbidden: unable to create new content in namespace gone because it is being terminated");
+    assert_string_equal(jget(r.body, "details.name"), "late");
+    assert_string_equal(jget(r.body, "details.kind"), "configmaps");
+    assert_string_equal(jget(r.body, "details.causes.0.reason"), "NamespaceTerminating");
+    assert_string_equal(jget(r.body, "details.causes.0.message"), "namespace gone is being terminated");
+    assert_string_equal(jget(r.body, "details.causes.0.field"), "metadata.namespace");
     rfree(&r);
     reqx("PATCH", "/api/v1/namespaces/gone/configmaps/held", "application/json-patch+json",
          "[{\"op\":\"remove\",\"path\":\"/metadata/finalizers\"}]", NULL, &r);
@@ -1081,6 +1309,67 @@ static void test_namespace_deletion(void **state)
     assert_int_equal(kc_fakeapi_count(srv, "configmaps", "gone"), 0);
     req("GET", "/api/v1/namespaces/gone", NULL, &r);
     assert_int_equal(r.code, 404);
+    rfree(&r);
+    /* the contents' DELETED events come before the namespace's */
+    snprintf(path, sizeof(path), "/api/v1/namespaces?watch=1&resourceVersion=%s&timeoutSeconds=1", rv0);
+    watch_collect(path, &e);
+    assert_int_equal(e.n, 2);
+    assert_string_equal(e.type[0], "MODIFIED");
+    assert_string_equal(e.type[1], "DELETED");
+    assert_string_equal(e.name[1], "gone");
+    char ns_deleted_rv[24];
+    snprintf(ns_deleted_rv, sizeof(ns_deleted_rv), "%s", e.rv[1]);
+    efree(&e);
+    snprintf(path, sizeof(path), "/api/v1/namespaces/gone/configmaps?watch=1&resourceVersion=%s&timeoutSeconds=1", rv0);
+    watch_collect(path, &e);
+    assert_int_equal(e.n, 4); /* a, b DELETED; held MODIFIED, DELETED */
+    for (int i = 0; i < (int)e.n; i++)
+        assert_true(strtoull(e.rv[i], NULL, 10) < strtoull(ns_deleted_rv, NULL, 10));
+    assert_string_equal(e.type[3], "DELETED");
+    efree(&e);
+}
+
+/* Without the namespace controller (a bare kube-apiserver, as in
+ * tests/realapi) a deleted namespace stays Terminating with its contents. */
+static void test_namespace_no_controller(void **state)
+{
+    kc_fakeapi_opts_t o = KC_FAKEAPI_OPTS_INIT;
+    resp_t r;
+    (void)state;
+    o.ns_delete_delay_ms = -1;
+    start(&o);
+    create_ns("stays");
+    create_cm("stays", "a", NULL);
+    req("DELETE", "/api/v1/namespaces/stays", NULL, &r);
+    assert_int_equal(r.code, 200);
+    rfree(&r);
+    req("DELETE", "/api/v1/namespaces/stays", NULL, &r); /* again: still there */
+    assert_int_equal(r.code, 200);
+    rfree(&r);
+    usleep(100000);
+    assert_int_equal(kc_fakeapi_count(srv, "configmaps", "stays"), 1);
+    req("GET", "/api/v1/namespaces/stays", NULL, &r);
+    assert_int_equal(r.code, 200);
+    assert_string_equal(jget(r.body, "status.phase"), "Terminating");
+    rfree(&r);
+    req("POST", "/api/v1/namespaces/stays/configmaps", "{\"metadata\":{\"name\":\"late\"}}", &r);
+    assert_int_equal(r.code, 403);
+    rfree(&r);
+    /* an update of a Terminating namespace does not remove it */
+    reqx("PATCH", "/api/v1/namespaces/stays", "application/merge-patch+json",
+         "{\"metadata\":{\"labels\":{\"x\":\"y\"}}}", NULL, &r);
+    assert_int_equal(r.code, 200);
+    assert_string_equal(jget(r.body, "status.phase"), "Terminating");
+    rfree(&r);
+    req("GET", "/api/v1/namespaces/stays", NULL, &r);
+    assert_int_equal(r.code, 200);
+    rfree(&r);
+    /* its contents can still be deleted; the namespace stays */
+    req("DELETE", "/api/v1/namespaces/stays/configmaps/a", NULL, &r);
+    assert_int_equal(r.code, 200);
+    rfree(&r);
+    req("GET", "/api/v1/namespaces/stays", NULL, &r);
+    assert_int_equal(r.code, 200);
     rfree(&r);
 }
 
@@ -1175,10 +1464,10 @@ static void test_fault_http(void **state)
      * the request still held (no leak, no use after free) */
     d.delay_ms = 5000;
     assert_int_equal(kc_fakeapi_set_faults(srv, &d), 0);
-    reqx("GET", "/api/v1/configmaps", NULL, NULL, &(reqopt_t){NULL, NULL, NULL, NULL, 300}, &r);
+    reqx("GET", "/api/v1/configmaps", NULL, NULL, &(reqopt_t){NULL, NULL, NULL, NULL, 300, NULL}, &r);
     assert_int_equal(r.cc, CURLE_OPERATION_TIMEDOUT);
     rfree(&r);
-    reqx("GET", "/api/v1/namespaces", NULL, NULL, &(reqopt_t){NULL, NULL, NULL, NULL, 300}, &r);
+    reqx("GET", "/api/v1/namespaces", NULL, NULL, &(reqopt_t){NULL, NULL, NULL, NULL, 300, NULL}, &r);
     rfree(&r);
     assert_int_equal(kc_fakeapi_set_faults(srv, NULL), 0);
     kc_fakeapi_counters_t c;
@@ -1447,7 +1736,7 @@ static void test_table(void **state)
 {
     resp_t r;
     events_t e = {0};
-    reqopt_t t = {NULL, "application/json;as=Table;v=v1;g=meta.k8s.io,application/json", NULL, NULL, 0};
+    reqopt_t t = {NULL, "application/json;as=Table;v=v1;g=meta.k8s.io,application/json", NULL, NULL, 0, NULL};
     (void)state;
     start(NULL);
     req("POST", "/api/v1/namespaces/default/configmaps", "{\"metadata\":{\"name\":\"t\"},\"data\":{\"a\":\"1\",\"b\":\"2\"}}", &r);
@@ -1520,7 +1809,7 @@ static void test_kubeconfig_and_admin(void **state)
     assert_int_equal(r.code, 200);
     rfree(&r);
     assert_int_equal(kc_fakeapi_add_token(srv, "t2", "eve"), 0);
-    reqx("POST", "/fakeapi/admin/compact", NULL, "", &(reqopt_t){"t2", NULL, NULL, NULL, 0}, &r);
+    reqx("POST", "/fakeapi/admin/compact", NULL, "", &(reqopt_t){"t2", NULL, NULL, NULL, 0, NULL}, &r);
     assert_int_equal(r.code, 403);
     rfree(&r);
     req("POST", "/fakeapi/admin/compact", "", &r);
@@ -1545,10 +1834,12 @@ int main(void)
         cmocka_unit_test_teardown(test_protobuf_415, teardown),
         cmocka_unit_test_teardown(test_crud, teardown),
         cmocka_unit_test_teardown(test_patches, teardown),
+        cmocka_unit_test_teardown(test_managed_fields, teardown),
         cmocka_unit_test_teardown(test_pagination, teardown),
         cmocka_unit_test_teardown(test_continue_expiry, teardown),
         cmocka_unit_test_teardown(test_rv_semantics, teardown),
         cmocka_unit_test_teardown(test_selectors, teardown),
+        cmocka_unit_test_teardown(test_selector_errors, teardown),
         cmocka_unit_test_teardown(test_watch_replay, teardown),
         cmocka_unit_test_teardown(test_history_window_410, teardown),
         cmocka_unit_test_teardown(test_watch_selector_transitions, teardown),
@@ -1556,6 +1847,7 @@ int main(void)
         cmocka_unit_test_teardown(test_send_initial_events, teardown),
         cmocka_unit_test_teardown(test_finalizers, teardown),
         cmocka_unit_test_teardown(test_namespace_deletion, teardown),
+        cmocka_unit_test_teardown(test_namespace_no_controller, teardown),
         cmocka_unit_test_teardown(test_delete_preconditions, teardown),
         cmocka_unit_test_teardown(test_fault_http, teardown),
         cmocka_unit_test_teardown(test_fault_watch_close, teardown),

@@ -147,6 +147,98 @@ static void test_crud_semantics(void **state)
     kc_client_free(c);
 }
 
+/* The Status of an error answer is decoded whether or not the caller gives
+ * a body buffer (and whatever that buffer's cap): every verb returns the
+ * code the Status names, with its reason and message in st. */
+static void test_errors_without_body(void **state)
+{
+    kc_client_t *c = client_as(NULL, NULL);
+    kc_buf_t b = KC_BUF_INIT, tiny = KC_BUF_INIT;
+    kc_status_t st;
+    kc_list_opts_t lo = KC_LIST_OPTS_INIT;
+    kc_delete_opts_t dopt = KC_DELETE_OPTS_INIT;
+    char *rv1, upd[512], oldrv[32];
+    const char *cm = "{\"apiVersion\":\"v1\",\"kind\":\"ConfigMap\",\"metadata\":{\"name\":\"nobody\"},"
+                     "\"data\":{\"a\":\"1\"}}";
+
+    (void)state;
+    snprintf(oldrv, sizeof(oldrv), "%llu", (unsigned long long)kc_fakeapi_revision(S));
+    assert_int_equal(kc_client_create(c, &kc_res_configmaps, "default", cm, strlen(cm), &b, &st), 0);
+    rv1 = rv_of(&b);
+
+    /* AlreadyExists (409) */
+    assert_int_equal(kc_client_create(c, &kc_res_configmaps, "default", cm, strlen(cm), NULL, &st),
+                     KC_EEXISTS);
+    assert_int_equal(st.err, KC_EEXISTS);
+    assert_int_equal(st.http_code, 409);
+    assert_true(kc_status_is_already_exists(&st));
+    assert_false(kc_status_is_conflict(&st));
+    assert_string_equal(st.reason, "AlreadyExists");
+    assert_non_null(strstr(st.message, "already exists"));
+    /* the same with a body buffer too small for the Status: still decoded */
+    tiny.max = 8;
+    assert_int_equal(kc_client_create(c, &kc_res_configmaps, "default", cm, strlen(cm), &tiny, &st),
+                     KC_EEXISTS);
+    assert_string_equal(st.reason, "AlreadyExists");
+    /* and a NULL status as well */
+    assert_int_equal(kc_client_create(c, &kc_res_configmaps, "default", cm, strlen(cm), NULL, NULL),
+                     KC_EEXISTS);
+
+    /* Conflict (409, stale resourceVersion) on update and on delete */
+    assert_int_equal(kc_client_patch(c, &kc_res_configmaps, "default", "nobody", KC_PATCH_MERGE,
+                                     "{\"data\":{\"b\":\"3\"}}", 18, NULL, NULL, &st), 0);
+    snprintf(upd, sizeof(upd),
+             "{\"apiVersion\":\"v1\",\"kind\":\"ConfigMap\",\"metadata\":{\"name\":\"nobody\","
+             "\"resourceVersion\":\"%s\"},\"data\":{\"a\":\"2\"}}", rv1);
+    assert_int_equal(kc_client_update(c, &kc_res_configmaps, "default", "nobody", upd, strlen(upd),
+                                      NULL, &st), KC_ECONFLICT);
+    assert_int_equal(st.http_code, 409);
+    assert_true(kc_status_is_conflict(&st));
+    assert_string_equal(st.reason, "Conflict");
+    assert_non_null(strstr(st.message, "the object has been modified"));
+    dopt.precondition_resource_version = rv1;
+    assert_int_equal(kc_client_delete(c, &kc_res_configmaps, "default", "nobody", &dopt, NULL, &st),
+                     KC_ECONFLICT);
+    assert_string_equal(st.reason, "Conflict");
+
+    /* NotFound (404) on every verb that addresses one object */
+    assert_int_equal(kc_client_delete(c, &kc_res_configmaps, "default", "nobody", NULL, NULL, &st), 0);
+    assert_int_equal(kc_client_get(c, &kc_res_configmaps, "default", "nobody", NULL, &st),
+                     KC_ENOTFOUND);
+    assert_int_equal(st.http_code, 404);
+    assert_true(kc_status_is_not_found(&st));
+    assert_string_equal(st.reason, "NotFound");
+    assert_non_null(strstr(st.message, "not found"));
+    assert_int_equal(kc_client_update(c, &kc_res_configmaps, "default", "nobody", upd, strlen(upd),
+                                      NULL, &st), KC_ENOTFOUND);
+    assert_string_equal(st.reason, "NotFound");
+    assert_int_equal(kc_client_patch(c, &kc_res_configmaps, "default", "nobody", KC_PATCH_MERGE,
+                                     "{\"data\":{\"b\":\"4\"}}", 18, NULL, NULL, &st),
+                     KC_ENOTFOUND);
+    assert_string_equal(st.reason, "NotFound");
+    assert_int_equal(kc_client_delete(c, &kc_res_configmaps, "default", "nobody", NULL, NULL, &st),
+                     KC_ENOTFOUND);
+    assert_string_equal(st.reason, "NotFound");
+    assert_int_equal(kc_client_request(c, "GET", "/api/v1/namespaces/default/configmaps/nobody",
+                                       NULL, NULL, NULL, 0, NULL, &st), KC_ENOTFOUND);
+    assert_string_equal(st.reason, "NotFound");
+
+    /* Gone (410 Expired): an exact list at a compacted resourceVersion */
+    assert_int_equal(kc_fakeapi_compact(S), 0);
+    lo.resource_version = oldrv;
+    lo.resource_version_match = "Exact";
+    assert_int_equal(kc_client_list(c, &kc_res_configmaps, "default", &lo, NULL, &st), KC_EGONE);
+    assert_int_equal(st.http_code, 410);
+    assert_true(kc_status_is_gone(&st));
+    assert_string_equal(st.reason, "Expired");
+    assert_non_null(strstr(st.message, "too old"));
+
+    free(rv1);
+    kc_buf_free(&b);
+    kc_buf_free(&tiny);
+    kc_client_free(c);
+}
+
 static void test_pagination(void **state)
 {
     kc_client_t *c = client_as(NULL, NULL);
@@ -426,6 +518,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_crud_semantics),
+        cmocka_unit_test(test_errors_without_body),
         cmocka_unit_test(test_pagination),
         cmocka_unit_test(test_rbac_and_client_cert),
         cmocka_unit_test(test_watch_live),

@@ -101,6 +101,7 @@ typedef struct rec {
     rec_ev_t ev[MAX_EV];
     size_t n;
     size_t stop_at;    /* return 1 on this event number (1-based); 0: never */
+    int parse;         /* parse each non-ERROR event with kc_watch_event_parse */
 } rec_t;
 
 static int record(void *ud, const kc_watch_event_t *ev)
@@ -118,6 +119,23 @@ static int record(void *ud, const kc_watch_event_t *ev)
     assert_non_null(e->object);
     memcpy(e->object, ev->object, ev->object_len);
     e->object[ev->object_len] = '\0';
+    if (r->parse && ev->type != KC_WATCH_ERROR) {
+        /* the tree the decoder hands over (built while validating, once
+         * the decoder has seen this callback parse) is the one a parse of
+         * the bytes gives; a second call gives a new tree of its own */
+        cJSON *t = kc_watch_event_parse(ev), *t2, *ref;
+        assert_non_null(t);
+        ref = cJSON_ParseWithLength(ev->object, ev->object_len);
+        assert_non_null(ref);
+        assert_true(cJSON_Compare(t, ref, 1));
+        t2 = kc_watch_event_parse(ev);
+        assert_non_null(t2);
+        assert_ptr_not_equal(t, t2);
+        assert_true(cJSON_Compare(t2, ref, 1));
+        cJSON_Delete(t);
+        cJSON_Delete(t2);
+        cJSON_Delete(ref);
+    }
     if (r->stop_at && r->n == r->stop_at)
         return 1;
     return 0;
@@ -220,6 +238,15 @@ static void test_split_every_offset(void **state)
     assert_int_equal(feed_pieces(0, data, len, NULL, 0, &ref, &eb), 0);
     for (size_t cut = 0; cut <= len; cut++) {
         size_t cuts[1] = {cut};
+        assert_int_equal(feed_pieces(0, data, len, cuts, 1, &r, &eb), 0);
+        assert_same_events(&ref, &r);
+        rec_reset(&r);
+    }
+    /* a callback that parses (the decoder then validates with cJSON and
+     * hands the tree over): the same events at every split */
+    for (size_t cut = 0; cut <= len; cut++) {
+        size_t cuts[1] = {cut};
+        r.parse = 1;
         assert_int_equal(feed_pieces(0, data, len, cuts, 1, &r, &eb), 0);
         assert_same_events(&ref, &r);
         rec_reset(&r);
@@ -338,27 +365,35 @@ static void test_oversized_event(void **state)
     free(data);
 }
 
+/* The same outcome whether or not the callback parses (after a first good
+ * event that it parses, the decoder validates with cJSON: the error and
+ * its message must not change), and at every split. */
 static void expect_parse_error(const char *stream, size_t delivered, const char *where,
                                const char *what)
 {
-    rec_t r = {0};
-    kc_errbuf_t eb = {0, ""};
-    int rc = feed_pieces(0, stream, strlen(stream), NULL, 0, &r, &eb);
+    for (int parse = 0; parse < 2; parse++) {
+        rec_t r = {0};
+        kc_errbuf_t eb = {0, ""};
+        int rc;
 
-    assert_int_equal(rc, KC_EPARSE);
-    assert_int_equal(eb.code, KC_EPARSE);
-    assert_int_equal(r.n, delivered);
-    if (strstr(eb.msg, where) == NULL || strstr(eb.msg, what) == NULL)
-        fail_msg("message \"%s\" lacks \"%s\" / \"%s\"", eb.msg, where, what);
-    rec_reset(&r);
-    /* the same split at every offset gives the same outcome */
-    for (size_t cut = 0; cut <= strlen(stream); cut++) {
-        size_t cuts[1] = {cut};
-        kc_errbuf_t eb2 = {0, ""};
-        assert_int_equal(feed_pieces(0, stream, strlen(stream), cuts, 1, &r, &eb2), KC_EPARSE);
+        r.parse = parse;
+        rc = feed_pieces(0, stream, strlen(stream), NULL, 0, &r, &eb);
+        assert_int_equal(rc, KC_EPARSE);
+        assert_int_equal(eb.code, KC_EPARSE);
         assert_int_equal(r.n, delivered);
-        assert_string_equal(eb.msg, eb2.msg);
+        if (strstr(eb.msg, where) == NULL || strstr(eb.msg, what) == NULL)
+            fail_msg("message \"%s\" lacks \"%s\" / \"%s\" (parse %d)", eb.msg, where, what,
+                     parse);
         rec_reset(&r);
+        for (size_t cut = 0; cut <= strlen(stream); cut++) {
+            size_t cuts[1] = {cut};
+            kc_errbuf_t eb2 = {0, ""};
+            r.parse = parse;
+            assert_int_equal(feed_pieces(0, stream, strlen(stream), cuts, 1, &r, &eb2), KC_EPARSE);
+            assert_int_equal(r.n, delivered);
+            assert_string_equal(eb.msg, eb2.msg);
+            rec_reset(&r);
+        }
     }
 }
 
@@ -380,6 +415,15 @@ static void test_malformed_lines(void **state)
     expect_parse_error(GOOD "{\"type\":\"ADDED\",\"object\":{\"metadata\":{\"name\":\"\xff\"}}}\n", 1,
                        "line 2", "not JSON");
     expect_parse_error(GOOD "{\"type\":\"ADDED\",\"object\":{\"metadata\":{}}} trailing\n", 1,
+                       "line 2", "not JSON");
+    /* inside the object, where cJSON validates once the callback parses */
+    expect_parse_error(GOOD "{\"type\":\"ADDED\",\"object\":{\"metadata\":{\"a\":tru}}}\n", 1,
+                       "line 2", "not JSON");
+    expect_parse_error(GOOD "{\"type\":\"ADDED\",\"object\":{\"metadata\":{\"a\":\"\\x\"}}}\n", 1,
+                       "line 2", "not JSON: invalid escape");
+    expect_parse_error(GOOD "{\"type\":\"ADDED\",\"object\":{\"metadata\":{\"a\":\"\x01\"}}}\n", 1,
+                       "line 2", "not JSON");
+    expect_parse_error(GOOD "{\"type\":\"ADDED\",\"object\":{\"metadata\":{\"a\":[1,}}}\n", 1,
                        "line 2", "not JSON");
     /* ERROR events need no metadata */
     {
@@ -444,6 +488,7 @@ static void test_event_parse_and_status(void **state)
 
     (void)state;
     assert_int_equal(feed_pieces(0, data, len, NULL, 0, &r, &eb), 0);
+    memset(&ev, 0, sizeof(ev));
     ev.type = r.ev[0].type;
     ev.object = r.ev[0].object;
     ev.object_len = r.ev[0].len;

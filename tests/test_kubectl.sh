@@ -2,8 +2,9 @@
 # Drives the real kubectl against build/kcache-fakeapi with the kubeconfig
 # the server writes and a fresh HOME (kubectl caches discovery there):
 # apply of a Namespace, a ConfigMap and a changed one, get -A, get -o json,
-# get -w seeing a change made meanwhile, delete, and the clear 415 for
-# kubectl's protobuf-only typed create.  Every check prints what failed;
+# get -w seeing a change made meanwhile, delete, the clear 415 for
+# kubectl's protobuf-only typed create, server-side apply conflicts and
+# managedFields, selector errors, namespace deletion.  Every check prints what failed;
 # the server is always stopped, and must itself exit 0 (under ASan: no
 # leaks).
 set -u
@@ -129,8 +130,41 @@ echo "$out" | grep -q 'unknown format' && ok "typed (protobuf) create gets a cle
 out=$(k create configmap piped --from-literal=a=b -n default --dry-run=client -o yaml | timeout 60 kubectl create -f - 2>&1)
 [ "$out" = "configmap/piped created" ] && ok "create -f from a pipe" || fail "create -f printed: $out"
 
-out=$(k delete namespace kc-test)
+# managedFields and server-side apply conflicts, as kube-apiserver words them
+cat >"$work/ssa.yaml" <<'Y'
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: ssa
+  namespace: kc-test
+data:
+  owned: by-apply
+Y
+out=$(k apply --server-side -f "$work/ssa.yaml")
+[ "$out" = "configmap/ssa serverside-applied" ] && ok "apply --server-side" || fail "apply --server-side printed: $out"
+sed 's/by-apply/by-other/' "$work/ssa.yaml" >"$work/ssa2.yaml"
+out=$(k apply --server-side --field-manager other -f "$work/ssa2.yaml")
+echo "$out" | head -1 | grep -qx 'error: Apply failed with 1 conflict: conflict with "kubectl": .data.owned' \
+    && ok "apply conflict with another manager" || fail "apply conflict printed: $out"
+out=$(k apply --server-side --field-manager other --force-conflicts -f "$work/ssa2.yaml")
+[ "$out" = "configmap/ssa serverside-applied" ] && ok "apply --force-conflicts" || fail "force printed: $out"
+k label configmap ssa -n kc-test extra=yes >/dev/null
+out=$(k get configmap ssa -n kc-test -o jsonpath='{range .metadata.managedFields[*]}{.manager}/{.operation} {end}')
+[ "$out" = "other/Apply kubectl-label/Update " ] && ok "managedFields: one entry per manager" \
+    || fail "managedFields managers: $out"
+
+# label selector errors in the real parser's words
+out=$(k get configmaps -n kc-test -l 'a in (b')
+echo "$out" | grep -q "unable to parse requirement: found '', expected: ',' or ')'" \
+    && ok "bad label selector message" || fail "bad selector printed: $out"
+
+# delete --wait=false returns with the namespace Terminating; the stand-in
+# namespace controller then empties and removes it
+out=$(k delete namespace kc-test --wait=false)
 [ "$out" = 'namespace "kc-test" deleted' ] && ok "delete namespace" || fail "delete namespace printed: $out"
+for _ in $(seq 100); do k get namespace kc-test >/dev/null || break; sleep 0.1; done
+out=$(k get namespace kc-test)
+echo "$out" | grep -q 'NotFound' && ok "namespace removed after its contents" || fail "namespace still there: $out"
 
 kill "$pid"
 wait "$pid"; rc=$?

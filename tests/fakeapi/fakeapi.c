@@ -302,6 +302,7 @@ void kc_fakeapi_free(kc_fakeapi_t *sp)
         event_free(s->pump_ev);
     if (s->churn_ev)
         event_free(s->churn_ev);
+    fa_nsweep_free_all(s);
     if (s->base) {
         event_base_loop(s->base, EVLOOP_NONBLOCK);
         event_base_free(s->base);

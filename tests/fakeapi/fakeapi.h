@@ -21,8 +21,10 @@
  *
  * Known deviations from kube-apiserver: propagationPolicy Foreground and
  * Orphan delete at once like Background (there is no garbage collector);
- * server-side apply merges the applied object without field ownership or
- * conflicts; managedFields are not kept; a list or watch at a
+ * a deleted namespace is emptied and removed by a built-in stand-in for the
+ * namespace controller (opts.ns_delete_delay_ms);
+ * managedFields and server-side apply know no schema (every list is atomic,
+ * "." only for well-known maps such as labels and data); a list or watch at a
  * resourceVersion newer than the server's answers 504 at once instead of
  * waiting up to 3 s; only JSON bodies are accepted (protobuf/CBOR/YAML get
  * 415); responses are never gzipped.
@@ -66,11 +68,16 @@ typedef struct kc_fakeapi_opts {
     const char *ca_file;         /* CA that signed cert_file / verifies clients */
     const char *ca_key_file;     /* CA key, for kc_fakeapi_issue_client_cert */
     kc_logger_t log;             /* component "fakeapi"; never logs tokens */
+    int ns_delete_delay_ms;      /* the namespace controller: this long after a
+                                    namespace is marked Terminating its contents
+                                    are deleted and then it is removed (0: on the
+                                    loop's next turn); -1: no namespace controller,
+                                    it stays Terminating (a bare kube-apiserver) */
 } kc_fakeapi_opts_t;
 
 #define KC_FAKEAPI_OPTS_INIT                                                \
     { "127.0.0.1:0", NULL, 1, 60000, 10000, 0, 1800, 3u << 20,              \
-      NULL, NULL, NULL, NULL, KC_LOGGER_INIT }
+      NULL, NULL, NULL, NULL, KC_LOGGER_INIT, 0 }
 
 /* Create a server (not yet listening).  Copies every string in o (o may be
  * NULL for defaults).  Generates the CA and server certificate unless files

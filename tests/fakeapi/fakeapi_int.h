@@ -108,8 +108,13 @@ typedef struct fa_status {
     const char *kind;            /* details.kind */
     char cont[512];              /* metadata.continue for Expired lists */
     int retry_after;
-    const char *cause_reason;
+    const char *cause_reason;    /* details.causes[0].reason (StatusCause.Type) */
     char cause_field[128];
+    char cause_msg[700];         /* the cause's own message ("" = msg) */
+#define FA_MAX_XCAUSES 7
+    int nxcauses;                /* more causes, same reason/type */
+    char xcause_field[FA_MAX_XCAUSES][128];
+    char xcause_msg[FA_MAX_XCAUSES][160];
 } fa_status_t;
 
 int fa_status_set(fa_status_t *st, int code, const char *reason, const char *fmt, ...)
@@ -170,6 +175,9 @@ typedef struct fa_write {
     int dry_run;
     const char *patch_type;      /* for patch */
     const char *field_manager;
+    const char *manager;         /* managedFields manager: fieldManager, else
+                                    the User-Agent's product; NULL: not tracked */
+    char ua_manager[129];
     int force;
     /* delete options */
     const char *pre_uid, *pre_rv;
@@ -188,6 +196,28 @@ fa_obj_t *fa_do_delete(fa_server_t *s, const fa_write_t *w, fa_obj_t **last,
 /* Create-or-replace used by kc_fakeapi_apply_json and the load generator. */
 fa_obj_t *fa_do_apply(fa_server_t *s, const fa_res_t *r, cJSON *body, fa_status_t *st);
 
+/* The namespace controller's pending work; freed at kc_fakeapi_free
+ * (before the event base). */
+void fa_nsweep_free_all(fa_server_t *s);
+
+/* ---- managedFields (managed.c) ---------------------------------------------- */
+
+/* The FieldsV1 set of obj's members that old (NULL: none) lacks or holds
+ * with another value; dots: "." for maps new in obj.  NULL on OOM. */
+cJSON *fa_mf_diff(const cJSON *obj, const cJSON *old, int dots, int strip_status);
+/* Apply conflicts: changed (fields the apply would change) against the
+ * other managers of mf.  0, or -1 with st filled (409 Conflict). */
+int fa_mf_conflicts(const cJSON *mf, const cJSON *changed, const char *manager,
+                    fa_status_t *st);
+/* Remove from obj the fields manager applied before (its Apply entry in
+ * mf) that applied_set no longer holds and no other manager owns. */
+void fa_mf_drop_unapplied(cJSON *obj, const cJSON *mf, const char *manager,
+                          const cJSON *applied_set);
+/* Set obj.metadata.managedFields from old_mf after manager's op (Update or
+ * Apply) touched set; take: fields leaving the other managers (NULL: none). */
+int fa_mf_record(cJSON *obj, const cJSON *old_mf, const char *manager, const char *op,
+                 const char *api_version, const cJSON *set, const cJSON *take);
+
 /* ---- selectors ------------------------------------------------------------ */
 
 typedef struct fa_req_sel {
@@ -197,7 +227,8 @@ typedef struct fa_req_sel {
     size_t nvals;
 } fa_req_sel_t;
 
-enum { FA_SEL_EQ, FA_SEL_NE, FA_SEL_IN, FA_SEL_NOTIN, FA_SEL_EXISTS, FA_SEL_NOTEXISTS };
+enum { FA_SEL_EQ, FA_SEL_NE, FA_SEL_IN, FA_SEL_NOTIN, FA_SEL_EXISTS, FA_SEL_NOTEXISTS, FA_SEL_GT,
+       FA_SEL_LT };
 
 typedef struct fa_selector {
     fa_req_sel_t *label;
@@ -287,6 +318,8 @@ struct fa_server {
     double churn_carry;
     uint64_t churn_last_ns;
     uint64_t load_seq;
+
+    struct fa_nsweep *nsweeps;   /* namespace controller work (ops.c) */
 
     /* counters: written on the loop thread, read by get_counters via a call */
     kc_fakeapi_counters_t cnt;

@@ -868,6 +868,19 @@ static void fill_write(reqctx_t *c, fa_write_t *w, const fa_res_t *r, const char
     w->dry_run = dr && !strcmp(dr, "All");
     w->field_manager = qget(c, "fieldManager");
     w->force = fa_query_bool(qget(c, "force"));
+    /* the manager of managedFields: ?fieldManager=, else the User-Agent up
+     * to its first '/' (at most 128 bytes), as kube-apiserver derives it */
+    if (w->field_manager && *w->field_manager) {
+        w->manager = w->field_manager;
+    } else {
+        const char *ua = evhttp_find_header(evhttp_request_get_input_headers(c->req), "User-Agent");
+        size_t n = ua ? strcspn(ua, "/") : 0;
+        if (n > sizeof(w->ua_manager) - 1)
+            n = sizeof(w->ua_manager) - 1;
+        memcpy(w->ua_manager, ua ? ua : "", n);
+        w->ua_manager[n] = 0;
+        w->manager = w->ua_manager;
+    }
     w->patch_type = evhttp_find_header(evhttp_request_get_input_headers(c->req), "Content-Type");
 }
 

@@ -37,6 +37,10 @@ static void usage(FILE *f)
         "                              (default 0: only when compacted out of the window)\n"
         "  --min-request-timeout N     watches without timeoutSeconds last N..2N s (default 1800)\n"
         "  --max-body BYTES            request body limit (default 3 MiB)\n"
+        "  --namespace-delete-delay-ms N  a deleted namespace stays Terminating N ms, then its\n"
+        "                              contents are deleted and it is removed (default 0)\n"
+        "  --no-namespace-controller   deleted namespaces stay Terminating (like a bare\n"
+        "                              kube-apiserver without kube-controller-manager)\n"
         "Load:\n"
         "  --preload N                 create N generated objects at start\n"
         "  --load-resource R           configmaps (~1 KB, default) or pods (~5 KB)\n"
@@ -87,7 +91,7 @@ enum {
     O_LISTEN = 256, O_KCOUT, O_KCUSER, O_CAOUT, O_TOKEN, O_USERTOKEN, O_ALLOW, O_CERT, O_KEY,
     O_CA, O_CAKEY, O_SEED, O_BM, O_HIST, O_CTTL, O_MRT, O_MAXBODY, O_PRELOAD, O_LRES, O_LNS,
     O_LNAMES, O_LBYTES, O_CHURN, O_P429, O_RA, O_P500, O_P503, O_MAXF, O_DELAY, O_PDELAY,
-    O_CLOSEN, O_PCLOSE, O_STALL, O_PSTALL, O_PCUT
+    O_CLOSEN, O_PCLOSE, O_STALL, O_PSTALL, O_PCUT, O_NSDELAY, O_NONSCTL
 };
 
 int main(int argc, char **argv)
@@ -98,6 +102,7 @@ int main(int argc, char **argv)
         {"user-token", 1, 0, O_USERTOKEN}, {"allow", 1, 0, O_ALLOW}, {"cert", 1, 0, O_CERT},
         {"key", 1, 0, O_KEY}, {"ca", 1, 0, O_CA}, {"ca-key", 1, 0, O_CAKEY}, {"seed", 1, 0, O_SEED},
         {"bookmark-interval-ms", 1, 0, O_BM}, {"history-window", 1, 0, O_HIST},
+        {"namespace-delete-delay-ms", 1, 0, O_NSDELAY}, {"no-namespace-controller", 0, 0, O_NONSCTL},
         {"continue-ttl", 1, 0, O_CTTL}, {"min-request-timeout", 1, 0, O_MRT},
         {"max-body", 1, 0, O_MAXBODY}, {"preload", 1, 0, O_PRELOAD},
         {"load-resource", 1, 0, O_LRES}, {"load-namespaces", 1, 0, O_LNS},
@@ -138,6 +143,8 @@ int main(int argc, char **argv)
         case O_SEED: bad = parse_long(optarg, &n); o.seed = (uint64_t)n; break;
         case O_BM: bad = parse_long(optarg, &n); o.bookmark_interval_ms = (int)n; break;
         case O_HIST: bad = parse_long(optarg, &n); o.history_window = (size_t)n; break;
+        case O_NSDELAY: bad = parse_long(optarg, &n); o.ns_delete_delay_ms = (int)n; break;
+        case O_NONSCTL: o.ns_delete_delay_ms = -1; break;
         case O_CTTL: bad = parse_long(optarg, &n); o.continue_ttl_revisions = n; break;
         case O_MRT: bad = parse_long(optarg, &n); o.min_request_timeout_s = (int)n; break;
         case O_MAXBODY: bad = parse_long(optarg, &n); o.max_body = (size_t)n; break;

@@ -10,8 +10,14 @@
  * the store is unchanged.
  *
  * Deviations from the real server: propagationPolicy Foreground/Orphan act
- * like Background (there is no garbage collector and no dependents); a
- * namespace is removed as soon as it is empty; managedFields are not kept.
+ * like Background (there is no garbage collector and no dependents).
+ *
+ * Namespace deletion works as in a cluster: DELETE marks the namespace
+ * Terminating (deletionTimestamp, status.phase) and returns; a stand-in for
+ * the namespace controller (a timer per namespace, fa_nsweep_t, opts
+ * ns_delete_delay_ms; -1 disables it) later deletes the contents, then
+ * removes the namespace once nothing is left in it -- at once, or when the
+ * last object held by a finalizer goes.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -110,6 +116,8 @@ static int invalid(fa_status_t *st, const fa_res_t *r, const char *name, const c
     st->kind = r->kind;
     st->cause_reason = cause;
     snprintf(st->cause_field, sizeof(st->cause_field), "%s", field);
+    /* the cause carries only its own part, as the real server's field.Error */
+    snprintf(st->cause_msg, sizeof(st->cause_msg), "%s", fmt_detail);
     return -1;
 }
 
@@ -169,6 +177,9 @@ static int check_namespace(fa_server_t *s, const fa_res_t *r, cJSON *md, const c
                       "%s \"%s\" is forbidden: unable to create new content in namespace %s because it is being terminated",
                       r->qualified, jstr(md, "name") ? jstr(md, "name") : "", ns);
         details(st, r, jstr(md, "name"));
+        st->cause_reason = "NamespaceTerminating";
+        snprintf(st->cause_field, sizeof(st->cause_field), "metadata.namespace");
+        snprintf(st->cause_msg, sizeof(st->cause_msg), "namespace %s is being terminated", ns);
         return -1;
     }
     return 0;
@@ -182,15 +193,135 @@ static size_t ns_content(fa_server_t *s, const char *ns)
 /* Remove o now: DELETED carries its last state with the deletion revision. */
 static fa_obj_t *remove_now(fa_server_t *s, fa_obj_t *old);
 
+/* Work of the namespace controller for one Terminating namespace: the
+ * timer, then (swept) waiting for objects held by finalizers to go. */
+typedef struct fa_nsweep {
+    struct fa_nsweep *next;
+    fa_server_t *s;
+    struct event *ev;
+    int swept;                   /* contents deleted once */
+    char uid[48];
+    char name[256];
+} fa_nsweep_t;
+
+static fa_nsweep_t **nsweep_find(fa_server_t *s, const char *name)
+{
+    fa_nsweep_t **pp;
+    for (pp = &s->nsweeps; *pp; pp = &(*pp)->next)
+        if (!strcmp((*pp)->name, name))
+            return pp;
+    return NULL;
+}
+
+static void nsweep_drop(fa_server_t *s, const char *name)
+{
+    fa_nsweep_t **pp = nsweep_find(s, name), *w;
+    if (!pp)
+        return;
+    w = *pp;
+    *pp = w->next;
+    if (w->ev)
+        event_free(w->ev);
+    free(w);
+}
+
+void fa_nsweep_free_all(fa_server_t *s)
+{
+    while (s->nsweeps)
+        nsweep_drop(s, s->nsweeps->name);
+}
+
 static void maybe_finish_namespace(fa_server_t *s, const char *ns)
 {
     const fa_res_t *nr = fa_res_by_plural("namespaces");
     fa_obj_t *nso;
+    fa_nsweep_t **pp;
+    char name[256];
     if (!ns || !*ns)
         return;
-    nso = fa_store_get(&s->store, nr, NULL, ns);
-    if (nso && nso->ns_terminating && ns_content(s, ns) == 0)
+    pp = nsweep_find(s, ns);
+    if (!pp || !(*pp)->swept)
+        return;               /* the controller has not got to it yet */
+    snprintf(name, sizeof(name), "%s", ns); /* ns may live in the object */
+    nso = fa_store_get(&s->store, nr, NULL, name);
+    if (nso && nso->ns_terminating && ns_content(s, name) == 0) {
         fa_obj_unref(remove_now(s, nso));
+        nso = NULL;
+    }
+    if (!nso)
+        nsweep_drop(s, name);
+}
+
+/* Delete everything in namespace ns (objects with finalizers are only
+ * marked), as the namespace controller does. */
+static void delete_contents(fa_server_t *s, const char *ns)
+{
+    for (size_t i = 0; i < fa_nres; i++) {
+        const fa_res_t *cr = fa_res_at(i);
+        if (!cr->namespaced)
+            continue;
+        fa_objv_t snap;
+        if (fa_store_snapshot(&s->store, cr, ns, s->store.rv, &snap) < 0)
+            continue;
+        for (size_t k = 0; k < snap.n; k++) {
+            fa_write_t cw = {0};
+            fa_status_t cst;
+            fa_obj_t *cl = NULL, *co;
+            if (snap.v[k]->deleting)
+                continue;
+            cw.res = cr;
+            cw.ns = ns;
+            cw.name = snap.v[k]->name;
+            co = fa_do_delete(s, &cw, &cl, &cst);
+            fa_obj_unref(co);
+            fa_obj_unref(cl);
+        }
+        fa_objv_free(&snap);
+    }
+}
+
+static void nsweep_cb(evutil_socket_t fd, short what, void *arg)
+{
+    fa_nsweep_t *w = arg;
+    fa_server_t *s = w->s;
+    fa_obj_t *nso;
+    char name[256];
+    (void)fd;
+    (void)what;
+    snprintf(name, sizeof(name), "%s", w->name);
+    nso = fa_store_get(&s->store, fa_res_by_plural("namespaces"), NULL, name);
+    if (!nso || strcmp(nso->uid, w->uid) || !nso->ns_terminating) {
+        nsweep_drop(s, name);
+        return;
+    }
+    w->swept = 1;
+    delete_contents(s, name);
+    maybe_finish_namespace(s, name); /* may free w */
+}
+
+/* Hand a Terminating namespace to the namespace controller. */
+static void nsweep_schedule(fa_server_t *s, const fa_obj_t *nso)
+{
+    fa_nsweep_t *w;
+    struct timeval tv;
+    if (s->o.ns_delete_delay_ms < 0 || nsweep_find(s, nso->name))
+        return;
+    w = calloc(1, sizeof(*w));
+    if (!w)
+        return;
+    w->s = s;
+    snprintf(w->uid, sizeof(w->uid), "%s", nso->uid);
+    snprintf(w->name, sizeof(w->name), "%s", nso->name);
+    w->ev = evtimer_new(s->base, nsweep_cb, w);
+    if (!w->ev) {
+        free(w);
+        return;
+    }
+    tv.tv_sec = s->o.ns_delete_delay_ms / 1000;
+    tv.tv_usec = (s->o.ns_delete_delay_ms % 1000) * 1000;
+    evtimer_add(w->ev, &tv);
+    w->next = s->nsweeps;
+    s->nsweeps = w;
 }
 
 static fa_obj_t *remove_now(fa_server_t *s, fa_obj_t *old)
@@ -217,9 +348,12 @@ static fa_obj_t *remove_now(fa_server_t *s, fa_obj_t *old)
 /* Publish j (canonical, any rv) as the new state of old.  A change that
  * leaves the object identical writes nothing and returns old.  A deleting
  * object without finalizers left is removed.  Returns a new reference. */
-static fa_obj_t *commit_update(fa_server_t *s, const fa_res_t *r, fa_obj_t *old,
-                               cJSON *oldj, cJSON *j, int dry_run, fa_status_t *st)
+static fa_obj_t *commit_update(fa_server_t *s, const fa_write_t *w, fa_obj_t *old,
+                               cJSON *oldj, cJSON *j, const cJSON *applied_set,
+                               const cJSON *take, fa_status_t *st)
 {
+    const fa_res_t *r = w->res;
+    int dry_run = w->dry_run;
     cJSON *md = md_of(j);
     fa_obj_t *o;
 
@@ -230,6 +364,19 @@ static fa_obj_t *commit_update(fa_server_t *s, const fa_res_t *r, fa_obj_t *old,
      * printing the candidate only to compare texts */
     if (cJSON_Compare(j, oldj, 1))
         return fa_obj_ref(old);
+    /* managedFields: only a real change is recorded */
+    if (w->manager && *w->manager && !w->subresource_status) {
+        const cJSON *omf = cJSON_GetObjectItemCaseSensitive(
+            cJSON_GetObjectItemCaseSensitive(oldj, "metadata"), "managedFields");
+        if (applied_set) {
+            fa_mf_record(j, omf, w->manager, "Apply", r->gv, applied_set, take);
+        } else {
+            cJSON *set = fa_mf_diff(j, oldj, 1, r->has_status);
+            if (set)
+                fa_mf_record(j, omf, w->manager, "Update", r->gv, set, set);
+            cJSON_Delete(set);
+        }
+    }
     if (dry_run) {
         o = fa_obj_from_json(r, j);
         goto out;
@@ -238,7 +385,9 @@ static fa_obj_t *commit_update(fa_server_t *s, const fa_res_t *r, fa_obj_t *old,
     o = fa_obj_from_json(r, j);
     if (!o)
         goto out;
-    if (o->deleting && o->nfinalizers == 0) {
+    /* a Terminating namespace is held by spec.finalizers ("kubernetes"):
+     * only the namespace controller removes it */
+    if (o->deleting && o->nfinalizers == 0 && !o->ns_terminating) {
         fa_emit(s, FA_DELETED, r, fa_obj_ref(o), fa_obj_ref(old));
         if (r->namespaced)
             maybe_finish_namespace(s, o->ns);
@@ -330,6 +479,24 @@ fa_obj_t *fa_do_create(fa_server_t *s, const fa_write_t *w, cJSON *body, fa_stat
     cJSON_DeleteItemFromObjectCaseSensitive(md, "deletionTimestamp");
     cJSON_DeleteItemFromObjectCaseSensitive(md, "deletionGracePeriodSeconds");
     cJSON_DeleteItemFromObjectCaseSensitive(md, "managedFields");
+    if (!strcmp(r->plural, "namespaces")) {
+        /* the real server labels every namespace with its name, before it
+         * records the creator's fields (so the creator owns the label) */
+        cJSON *labels = cJSON_GetObjectItemCaseSensitive(md, "labels");
+        if (!cJSON_IsObject(labels)) {
+            cJSON_DeleteItemFromObjectCaseSensitive(md, "labels");
+            labels = cJSON_AddObjectToObject(md, "labels");
+        }
+        set_str(labels, "kubernetes.io/metadata.name", name);
+    }
+    if (w->manager && *w->manager) {
+        /* the fields the client sent; server-owned metadata is never tracked */
+        int apply = w->patch_type && !strncmp(w->patch_type, "application/apply-patch", 23);
+        cJSON *set = fa_mf_diff(body, NULL, !apply, r->has_status);
+        if (set)
+            fa_mf_record(body, NULL, w->manager, apply ? "Apply" : "Update", r->gv, set, NULL);
+        cJSON_Delete(set);
+    }
     cJSON_DeleteItemFromObjectCaseSensitive(md, "generation");
     if (r->has_generation)
         cJSON_AddNumberToObject(md, "generation", 1);
@@ -347,13 +514,6 @@ fa_obj_t *fa_do_create(fa_server_t *s, const fa_write_t *w, cJSON *body, fa_stat
         cJSON_AddStringToObject(status, "phase", "Active");
         cJSON_DeleteItemFromObjectCaseSensitive(body, "status");
         cJSON_AddItemToObject(body, "status", status);
-        /* the real server labels every namespace with its name */
-        cJSON *labels = cJSON_GetObjectItemCaseSensitive(md, "labels");
-        if (!cJSON_IsObject(labels)) {
-            cJSON_DeleteItemFromObjectCaseSensitive(md, "labels");
-            labels = cJSON_AddObjectToObject(md, "labels");
-        }
-        set_str(labels, "kubernetes.io/metadata.name", name);
     } else if (r->has_status && strcmp(r->plural, "pods")) {
         cJSON_DeleteItemFromObjectCaseSensitive(body, "status");
     }
@@ -382,7 +542,9 @@ static void keep_server_fields(const fa_res_t *r, fa_obj_t *old, const cJSON *ol
     (void)old;
     for (size_t i = 0; i < sizeof(keep) / sizeof(keep[0]); i++)
         set_copy(md, keep[i], cJSON_GetObjectItemCaseSensitive(omd, keep[i]));
-    cJSON_DeleteItemFromObjectCaseSensitive(md, "managedFields");
+    /* server-owned: what the client sent is ignored; commit_update records
+     * the request's manager */
+    set_copy(md, "managedFields", cJSON_GetObjectItemCaseSensitive(omd, "managedFields"));
     if (!strcmp(r->plural, "namespaces") && !status_only)
         set_copy(j, "status", cJSON_GetObjectItemCaseSensitive(oldj, "status"));
     else if (r->has_status && !status_only)
@@ -479,14 +641,15 @@ fa_obj_t *fa_do_update(fa_server_t *s, const fa_write_t *w, cJSON *body, int *cr
         fa_status_set(st, 500, "InternalError", "out of memory");
         return NULL;
     }
-    o = commit_update(s, r, old, oldj, j, w->dry_run, st);
+    o = commit_update(s, w, old, oldj, j, NULL, NULL, st);
     cJSON_Delete(oldj);
     cJSON_Delete(j);
     return o;
 }
 
 /* Server-side apply, simplified: the applied configuration is merged into
- * the live object (maps merge, lists and scalars replace). */
+ * the live object (maps merge, lists and scalars replace); field ownership
+ * and conflicts are managed.c's. */
 static void apply_merge(cJSON *dst, const cJSON *src)
 {
     const cJSON *c;
@@ -506,6 +669,7 @@ fa_obj_t *fa_do_patch(fa_server_t *s, const fa_write_t *w, const char *patch, si
     const char *pt = w->patch_type ? w->patch_type : "";
     int apply = !strncmp(pt, "application/apply-patch", 23);
     cJSON *pj = NULL, *oldj = NULL, *patched = NULL, *j = NULL;
+    cJSON *applied_set = NULL, *changed = NULL;
     fa_obj_t *old, *o = NULL;
 
     *created = 0;
@@ -556,9 +720,26 @@ fa_obj_t *fa_do_patch(fa_server_t *s, const fa_write_t *w, const char *patch, si
     if (apply) {
         if (check_type(r, pj, st))
             goto out;
+        /* field ownership: what this apply sets, and what of it would
+         * change the live object (a conflict if another manager owns it) */
+        applied_set = fa_mf_diff(pj, NULL, 0, r->has_status);
+        changed = fa_mf_diff(pj, oldj, 0, r->has_status);
+        if (!applied_set || !changed)
+            goto oom;
+        if (!w->subresource_status && !w->force &&
+            fa_mf_conflicts(cJSON_GetObjectItemCaseSensitive(
+                                cJSON_GetObjectItemCaseSensitive(oldj, "metadata"), "managedFields"),
+                            changed, w->manager, st))
+            goto out;
         patched = cJSON_Duplicate(oldj, 1);
-        if (patched)
+        if (patched) {
+            if (!w->subresource_status)
+                fa_mf_drop_unapplied(patched, cJSON_GetObjectItemCaseSensitive(
+                                                  cJSON_GetObjectItemCaseSensitive(oldj, "metadata"),
+                                                  "managedFields"),
+                                     w->manager, applied_set);
             apply_merge(patched, pj);
+        }
     } else if (!strncmp(pt, "application/json-patch+json", 27)) {
         if (!cJSON_IsArray(pj)) {
             fa_status_set(st, 400, "BadRequest", "json: cannot unmarshal object into Go value of type jsonpatch.Patch");
@@ -591,7 +772,7 @@ fa_obj_t *fa_do_patch(fa_server_t *s, const fa_write_t *w, const char *patch, si
     j = merge_for_update(r, old, oldj, patched, w->subresource_status);
     if (!j)
         goto oom;
-    o = commit_update(s, r, old, oldj, j, w->dry_run, st);
+    o = commit_update(s, w, old, oldj, j, applied_set, w->force ? changed : NULL, st);
     goto out;
 oom:
     fa_status_set(st, 500, "InternalError", "out of memory");
@@ -600,6 +781,8 @@ out:
     cJSON_Delete(oldj);
     cJSON_Delete(patched);
     cJSON_Delete(j);
+    cJSON_Delete(applied_set);
+    cJSON_Delete(changed);
     return o;
 }
 
@@ -672,35 +855,10 @@ fa_obj_t *fa_do_delete(fa_server_t *s, const fa_write_t *w, fa_obj_t **last, fa_
     if (w->dry_run)
         return fa_obj_ref(old);
     if (!strcmp(r->plural, "namespaces")) {
+        /* Terminating now; the namespace controller empties and removes it */
         fa_obj_t *o = old->ns_terminating ? fa_obj_ref(old) : mark_deleting(s, old, 1, st);
-        char ns[256];
-        if (!o)
-            return NULL;
-        snprintf(ns, sizeof(ns), "%s", o->name);
-        /* delete the contents, like the namespace controller does */
-        for (size_t i = 0; i < fa_nres; i++) {
-            const fa_res_t *cr = fa_res_at(i);
-            if (!cr->namespaced)
-                continue;
-            fa_objv_t snap;
-            if (fa_store_snapshot(&s->store, cr, ns, s->store.rv, &snap) < 0)
-                continue;
-            for (size_t k = 0; k < snap.n; k++) {
-                fa_write_t cw = {0};
-                fa_status_t cst;
-                fa_obj_t *cl = NULL, *co;
-                cw.res = cr;
-                cw.ns = ns;
-                cw.name = snap.v[k]->name;
-                if (snap.v[k]->deleting)
-                    continue;
-                co = fa_do_delete(s, &cw, &cl, &cst);
-                fa_obj_unref(co);
-                fa_obj_unref(cl);
-            }
-            fa_objv_free(&snap);
-        }
-        maybe_finish_namespace(s, ns);
+        if (o)
+            nsweep_schedule(s, o);
         return o;
     }
     if (old->nfinalizers > 0) {

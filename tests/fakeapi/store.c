@@ -12,6 +12,7 @@
  * Everything here runs on the loop thread (see fakeapi_int.h); there are
  * no locks.  Objects are freed when their last reference goes.
  */
+#include <ctype.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <stdarg.h>
@@ -214,10 +215,18 @@ char *fa_status_json(const fa_status_t *st)
                 cJSON *cs = cJSON_AddArrayToObject(d, "causes"), *c = cJSON_CreateObject();
                 if (cs && c) {
                     cJSON_AddStringToObject(c, "reason", st->cause_reason);
-                    cJSON_AddStringToObject(c, "message", st->msg);
+                    cJSON_AddStringToObject(c, "message",
+                                            st->cause_msg[0] ? st->cause_msg : st->msg);
                     if (st->cause_field[0])
                         cJSON_AddStringToObject(c, "field", st->cause_field);
                     cJSON_AddItemToArray(cs, c);
+                    for (int i = 0; i < st->nxcauses; i++) {
+                        cJSON *x = cJSON_CreateObject();
+                        cJSON_AddStringToObject(x, "reason", st->cause_reason);
+                        cJSON_AddStringToObject(x, "message", st->xcause_msg[i]);
+                        cJSON_AddStringToObject(x, "field", st->xcause_field[i]);
+                        cJSON_AddItemToArray(cs, x);
+                    }
                 } else {
                     cJSON_Delete(c);
                 }
@@ -806,12 +815,6 @@ static char *dup_trim(const char *a, const char *b)
     return strndup(a, (size_t)(b - a));
 }
 
-static int is_key_char(char c)
-{
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-           c == '-' || c == '_' || c == '.' || c == '/';
-}
-
 static int push_req(fa_req_sel_t **arr, size_t *n, fa_req_sel_t *q)
 {
     fa_req_sel_t *na = realloc(*arr, (*n + 1) * sizeof(**arr));
@@ -839,86 +842,277 @@ static int push_val(fa_req_sel_t *q, char *v)
     return 0;
 }
 
-/* Label selector grammar of apimachinery/pkg/labels: requirements separated
- * by commas (not inside parentheses). */
+/* Label selector grammar of apimachinery/pkg/labels, parsed the way its
+ * lexer and recursive-descent parser do so that errors carry the same
+ * words: first the whole string is cut into tokens (identifiers run until
+ * a blank or one of "=!(),<>"; operator symbols take the longest known
+ * token), then requirements are read; "in" and "notin" count as
+ * identifiers where a value is expected. */
+enum { LT_EOS, LT_ERR, LT_CLOSE, LT_COMMA, LT_NOT, LT_DEQ, LT_EQ, LT_GT, LT_ID, LT_IN, LT_LT,
+       LT_NE, LT_NOTIN, LT_OPEN };
+typedef struct ltok { int t; const char *s; size_t n; } ltok_t;
+
+static int is_sel_special(char c)
+{
+    return c == '=' || c == '!' || c == '(' || c == ')' || c == ',' || c == '>' || c == '<';
+}
+
+static int is_sel_blank(char c)
+{
+    return c == ' ' || c == '\t' || c == '\r' || c == '\n';
+}
+
+static int sym_token(const char *s, size_t n)
+{
+    static const struct { const char *s; int t; } k[] = {
+        {")", LT_CLOSE}, {",", LT_COMMA}, {"!", LT_NOT}, {"==", LT_DEQ}, {"=", LT_EQ},
+        {">", LT_GT}, {"<", LT_LT}, {"!=", LT_NE}, {"(", LT_OPEN}, {"in", LT_IN},
+        {"notin", LT_NOTIN}};
+    for (size_t i = 0; i < sizeof(k) / sizeof(k[0]); i++)
+        if (strlen(k[i].s) == n && !strncmp(k[i].s, s, n))
+            return k[i].t;
+    return -1;
+}
+
+/* Tokens of s into v (room for strlen(s) + 1); the last is LT_EOS or LT_ERR. */
+static size_t sel_lex(const char *s, ltok_t *v)
+{
+    size_t n = 0;
+    const char *p = s;
+    for (;;) {
+        while (is_sel_blank(*p))
+            p++;
+        ltok_t t = {LT_EOS, p, 0};
+        if (!*p) {
+            v[n++] = t;
+            return n;
+        }
+        if (is_sel_special(*p)) {
+            size_t len = 0, best = 0;
+            int bt = -1;
+            while (is_sel_special(p[len])) {
+                len++;
+                int k = sym_token(p, len);
+                if (k >= 0) {
+                    bt = k;
+                    best = len;
+                } else if (bt >= 0) {
+                    break;
+                }
+            }
+            if (bt < 0) {
+                t.t = LT_ERR;
+                t.n = len;
+                v[n++] = t;
+                return n;
+            }
+            t.t = bt;
+            t.n = best;
+            p += best;
+        } else {
+            while (*p && !is_sel_special(*p) && !is_sel_blank(*p))
+                p++;
+            t.n = (size_t)(p - t.s);
+            int k = sym_token(t.s, t.n);
+            t.t = (k == LT_IN || k == LT_NOTIN) ? k : LT_ID;
+        }
+        v[n++] = t;
+    }
+}
+
+/* Token type where a value may stand: in/notin are identifiers there. */
+static int tv(const ltok_t *t)
+{
+    return (t->t == LT_IN || t->t == LT_NOTIN) ? LT_ID : t->t;
+}
+
+static int label_value_ok(const char *v)
+{
+    size_t n = strlen(v);
+    if (n == 0)
+        return 1;
+    if (n > 63 || !isalnum((unsigned char)v[0]) || !isalnum((unsigned char)v[n - 1]))
+        return 0;
+    for (size_t i = 0; i < n; i++)
+        if (!isalnum((unsigned char)v[i]) && v[i] != '-' && v[i] != '_' && v[i] != '.')
+            return 0;
+    return 1;
+}
+
+static int label_key_ok(const char *k, size_t n)
+{
+    const char *slash = memchr(k, '/', n);
+    const char *name = slash ? slash + 1 : k;
+    size_t nn = n - (size_t)(name - k);
+    if (slash && (slash == k || (size_t)(slash - k) > 253))
+        return 0;
+    for (const char *c = k; slash && c < slash; c++)
+        if (!islower((unsigned char)*c) && !isdigit((unsigned char)*c) && *c != '-' && *c != '.')
+            return 0;
+    if (nn == 0 || nn > 63 || !isalnum((unsigned char)name[0]) ||
+        !isalnum((unsigned char)name[nn - 1]))
+        return 0;
+    for (size_t i = 0; i < nn; i++)
+        if (!isalnum((unsigned char)name[i]) && name[i] != '-' && name[i] != '_' &&
+            name[i] != '.')
+            return 0;
+    return 1;
+}
+
+#define SEL_ERR(...) do { snprintf(err, errn, __VA_ARGS__); goto bad; } while (0)
+
+/* One requirement starting at v[*pos]; fills q.  0, -1 (err filled) or -ENOMEM. */
+static int parse_requirement(const ltok_t *v, size_t *pos, fa_req_sel_t *q, char *err,
+                             size_t errn)
+{
+    size_t i = *pos;
+    int notexists = 0;
+    if (v[i].t == LT_NOT) {
+        notexists = 1;
+        i++;
+    }
+    if (tv(&v[i]) != LT_ID)
+        SEL_ERR("found '%.*s', expected: identifier", (int)v[i].n, v[i].s);
+    if (!label_key_ok(v[i].s, v[i].n))
+        SEL_ERR("key: Invalid value: \"%.*s\": name part must consist of alphanumeric characters, "
+                "'-', '_' or '.', and must start and end with an alphanumeric character "
+                "(e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for validation is "
+                "'([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]')", (int)v[i].n, v[i].s);
+    q->key = strndup(v[i].s, v[i].n);
+    if (!q->key)
+        return -ENOMEM;
+    i++;
+    /* "!a=b": the requirement ends after the key, and the caller then
+     * finds '=' where it expects ',' -- the real parser's reading */
+    if (notexists || tv(&v[i]) == LT_EOS || tv(&v[i]) == LT_COMMA) {
+        q->op = notexists ? FA_SEL_NOTEXISTS : FA_SEL_EXISTS;
+        *pos = i;
+        return 0;
+    }
+    switch (v[i].t) {
+    case LT_IN: q->op = FA_SEL_IN; break;
+    case LT_NOTIN: q->op = FA_SEL_NOTIN; break;
+    case LT_EQ: case LT_DEQ: q->op = FA_SEL_EQ; break;
+    case LT_NE: q->op = FA_SEL_NE; break;
+    case LT_GT: q->op = FA_SEL_GT; break;
+    case LT_LT: q->op = FA_SEL_LT; break;
+    default:
+        SEL_ERR("found '%.*s', expected: in, notin, =, ==, !=, gt, lt", (int)v[i].n, v[i].s);
+    }
+    i++;
+    if (q->op == FA_SEL_IN || q->op == FA_SEL_NOTIN) {
+        if (v[i].t != LT_OPEN)
+            SEL_ERR("found '%.*s' expected: '('", (int)v[i].n, v[i].s);
+        i++;
+        if (tv(&v[i]) == LT_CLOSE) {
+            if (push_val(q, strdup("")) < 0)
+                return -ENOMEM;
+            i++;
+        } else if (tv(&v[i]) == LT_ID || tv(&v[i]) == LT_COMMA) {
+            for (;;) {
+                const ltok_t *t = &v[i++];
+                if (tv(t) == LT_ID) {
+                    if (push_val(q, strndup(t->s, t->n)) < 0)
+                        return -ENOMEM;
+                    if (tv(&v[i]) == LT_COMMA)
+                        continue;
+                    if (tv(&v[i]) == LT_CLOSE)
+                        break;
+                    SEL_ERR("found '%.*s', expected: ',' or ')'", (int)v[i].n, v[i].s);
+                } else if (tv(t) == LT_COMMA) {
+                    if (q->nvals == 0 && push_val(q, strdup("")) < 0)
+                        return -ENOMEM;
+                    if (tv(&v[i]) == LT_CLOSE)
+                        break;
+                } else {
+                    SEL_ERR("found '%.*s', expected: ',', or identifier", (int)t->n, t->s);
+                }
+            }
+            i++; /* ')' */
+        } else {
+            SEL_ERR("found '%.*s', expected: ',', ')' or identifier", (int)v[i].n, v[i].s);
+        }
+    } else {
+        if (tv(&v[i]) == LT_EOS || tv(&v[i]) == LT_COMMA) {
+            if (push_val(q, strdup("")) < 0)
+                return -ENOMEM;
+        } else if (tv(&v[i]) == LT_ID) {
+            if (push_val(q, strndup(v[i].s, v[i].n)) < 0)
+                return -ENOMEM;
+            i++;
+        } else {
+            SEL_ERR("found '%.*s', expected: identifier", (int)v[i].n, v[i].s);
+        }
+    }
+    for (size_t k = 0; k < q->nvals; k++) {
+        if ((q->op == FA_SEL_GT || q->op == FA_SEL_LT)) {
+            char *e;
+            errno = 0;
+            (void)strtoll(q->vals[k], &e, 10);
+            if (errno || !*q->vals[k] || *e)
+                SEL_ERR("values[%zu]: Invalid value: \"%s\": for 'Gt', 'Lt' operators, the value must be an integer",
+                        k, q->vals[k]);
+        } else if (!label_value_ok(q->vals[k])) {
+            SEL_ERR("values[%zu][%s]: Invalid value: \"%s\": a valid label must be an empty string or consist of "
+                    "alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric "
+                    "character (e.g. 'MyValue',  or 'my_value',  or '12345', regex used for validation is "
+                    "'(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?')", k, q->key, q->vals[k]);
+        }
+    }
+    *pos = i;
+    return 0;
+bad:
+    return -1;
+}
+
 static int parse_labels(fa_selector_t *sel, const char *s, fa_status_t *st)
 {
-    const char *p = s;
-    while (*(p = skip_ws(p))) {
-        fa_req_sel_t q = {0};
-        const char *k0;
-        if (*p == '!') {
-            p = skip_ws(p + 1);
-            k0 = p;
-            while (is_key_char(*p))
-                p++;
-            if (p == k0)
-                goto bad;
-            q.key = strndup(k0, (size_t)(p - k0));
-            q.op = FA_SEL_NOTEXISTS;
-        } else {
-            k0 = p;
-            while (is_key_char(*p))
-                p++;
-            if (p == k0)
-                goto bad;
-            q.key = strndup(k0, (size_t)(p - k0));
-            p = skip_ws(p);
-            if (*p == ',' || !*p) {
-                q.op = FA_SEL_EXISTS;
-            } else if (!strncmp(p, "==", 2) || *p == '=' || !strncmp(p, "!=", 2)) {
-                q.op = *p == '!' ? FA_SEL_NE : FA_SEL_EQ;
-                p += (p[1] == '=') ? 2 : 1;
-                const char *v0 = p;
-                while (*p && *p != ',')
-                    p++;
-                char *v = dup_trim(v0, p);
-                if (!v || push_val(&q, v) < 0)
-                    goto nomem;
-                for (const char *c = q.vals[0]; *c; c++)
-                    if (!is_key_char(*c) || *c == '/')
-                        goto bad;
-            } else if (!strncmp(p, "in", 2) || !strncmp(p, "notin", 5)) {
-                q.op = p[0] == 'i' ? FA_SEL_IN : FA_SEL_NOTIN;
-                p = skip_ws(p + (q.op == FA_SEL_IN ? 2 : 5));
-                if (*p != '(')
-                    goto bad;
-                p++;
-                for (;;) {
-                    const char *v0 = p;
-                    while (*p && *p != ',' && *p != ')')
-                        p++;
-                    if (!*p)
-                        goto bad;
-                    if (push_val(&q, dup_trim(v0, p)) < 0)
-                        goto nomem;
-                    if (*p++ == ')')
-                        break;
-                }
-            } else {
-                goto bad;
-            }
-        }
-        if (!q.key)
-            goto nomem;
-        if (push_req(&sel->label, &sel->nlabel, &q) < 0)
-            return -ENOMEM;
-        p = skip_ws(p);
-        if (*p == ',')
-            p++;
-        else if (*p)
-            goto bad2;
-        continue;
-    bad:
-        req_free(&q);
-    bad2:
-        fa_status_set(st, 400, "BadRequest", "unable to parse requirement: invalid label selector: \"%s\"", s);
-        return -1;
-    nomem:
-        req_free(&q);
+    size_t n = strlen(s), pos = 0;
+    ltok_t *v = calloc(n + 2, sizeof(*v));
+    char err[600];
+    int rc = 0;
+    if (!v)
         return -ENOMEM;
+    sel_lex(s, v);
+    for (;;) {
+        int t = tv(&v[pos]);
+        if (t == LT_EOS)
+            break;
+        if (t != LT_ID && t != LT_NOT) {
+            fa_status_set(st, 400, "BadRequest",
+                          "found '%.*s', expected: !, identifier, or 'end of string'",
+                          (int)v[pos].n, v[pos].s);
+            rc = -1;
+            break;
+        }
+        fa_req_sel_t q = {0};
+        rc = parse_requirement(v, &pos, &q, err, sizeof(err));
+        if (rc == 0)
+            rc = push_req(&sel->label, &sel->nlabel, &q);
+        else
+            req_free(&q);
+        if (rc == -1)
+            fa_status_set(st, 400, "BadRequest", "unable to parse requirement: %s", err);
+        if (rc)
+            break;
+        t = tv(&v[pos++]);
+        if (t == LT_EOS)
+            break;
+        if (t != LT_COMMA) {
+            fa_status_set(st, 400, "BadRequest", "found '%.*s', expected: ',' or 'end of string'",
+                          (int)v[pos - 1].n, v[pos - 1].s);
+            rc = -1;
+            break;
+        }
+        if (tv(&v[pos]) != LT_ID && tv(&v[pos]) != LT_NOT) {
+            fa_status_set(st, 400, "BadRequest", "found '%.*s', expected: identifier after ','",
+                          (int)v[pos].n, v[pos].s);
+            rc = -1;
+            break;
+        }
     }
-    return 0;
+    free(v);
+    return rc;
 }
 
 static int parse_fields(fa_selector_t *sel, const fa_res_t *r, const char *s, fa_status_t *st)
@@ -1029,6 +1223,17 @@ static int req_match(const fa_req_sel_t *q, const char *v)
     case FA_SEL_NOTEXISTS: return v == NULL;
     case FA_SEL_EQ: return v && !strcmp(v, q->vals[0]);
     case FA_SEL_NE: return !v || strcmp(v, q->vals[0]);
+    case FA_SEL_GT:
+    case FA_SEL_LT: {
+        char *e;
+        long long a, b = strtoll(q->vals[0], NULL, 10);
+        if (!v)
+            return 0;
+        a = strtoll(v, &e, 10);
+        if (*e || !*v)
+            return 0;
+        return q->op == FA_SEL_GT ? a > b : a < b;
+    }
     case FA_SEL_IN:
     case FA_SEL_NOTIN: {
         int in = 0;

@@ -118,7 +118,12 @@ scenario() {
     step "$dir" 04i-label "${K[@]}" label configmap cm2 -n $NS extra=yes
     step "$dir" 04j-annotate "${K[@]}" annotate configmap cm2 -n $NS note=hi
     step "$dir" 04k-get-raw "${K[@]}" get --raw "/api/v1/namespaces/$NS/configmaps/cm2"
-    jq -S . < "$dir/04k-get-raw.out" > "$dir/04k-get-raw.sorted" 2>&1
+    # managedFields entries are ordered by operation, then time in whole
+    # seconds, then manager: steps 04f-04j straddle a second boundary at
+    # different places on the two servers, so compare them in
+    # (operation, manager) order (times are normalised away anyway)
+    jq -S 'if .metadata.managedFields then .metadata.managedFields |= sort_by(.operation, .manager) else . end' \
+        < "$dir/04k-get-raw.out" > "$dir/04k-get-raw.sorted" 2>&1
     step "$dir" 04l-chunked "${K[@]}" get configmaps -n $NS --chunk-size=1 -o name
     step "$dir" 04m-field-selector "${K[@]}" get configmaps -n $NS --field-selector metadata.name=cm2 -o name
     step "$dir" 04n-get-missing "${K[@]}" get configmap nope -n $NS -o name
@@ -207,7 +212,11 @@ if [ ! -x "$FAKE_BIN" ]; then
 fi
 
 echo "--- kubectl against the fake API server ($FAKE_BIN)"
-"$FAKE_BIN" --kubeconfig-out "$W/fake.kubeconfig" > "$W/fake.stdout" 2> "$W/fake.stderr" &
+# --no-namespace-controller: the harness runs kube-apiserver alone (no
+# kube-controller-manager), so a deleted namespace stays Terminating there
+# (steps 15, 16); the fake's stand-in namespace controller would remove it.
+"$FAKE_BIN" --kubeconfig-out "$W/fake.kubeconfig" --no-namespace-controller \
+    > "$W/fake.stdout" 2> "$W/fake.stderr" &
 FPID=$!
 trap 'kill $FPID 2>/dev/null; wait $FPID 2>/dev/null' EXIT
 for _ in $(seq 1 100); do
@@ -228,6 +237,12 @@ for f in "$W"/real/*.out "$W"/real/*.err "$W"/real/*.rc "$W"/real/*.ours "$W"/re
     case $b in
         05-get-cm-all.out) continue ;;  # other namespaces: informational
         04k-get-raw.out|04o-raw-list-limit.out) continue ;;  # compared as .sorted
+        # kubectl's typed "create configmap" sends protobuf; the fake server
+        # answers it with a clear 415 Status by design (issue 4: "the server
+        # answers those with a clear 415 Status rather than garbage"), where
+        # the real one decodes it.  The exit code is still compared; the
+        # same cases over JSON are steps 04c2, 04d2 and 16b.
+        04c-create-exists.err|04d-create-invalid.err|16-create-in-terminating.err) continue ;;
     esac
     if ! diff -u --label "real/$b" --label "fake/$b" "$f" "$W/fake/$b" >> "$W/diff.txt" 2>&1; then
         bad=1
