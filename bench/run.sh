@@ -308,6 +308,10 @@ controller_kcache() { # RUN
     if wait_idle "$CTRL_PID" 300; then
         record controller kcache "$wl" idle_rss "$(status_bytes "$CTRL_PID" VmRSS)" bytes "$1"
         record controller kcache "$wl" peak_rss "$(status_bytes "$CTRL_PID" VmHWM)" bytes "$1"
+        # RSS counts the shared libraries' resident pages (libcrypto, libc,
+        # libcurl ...: ~11 MB, shared with other processes); RssAnon is the
+        # process's own memory, reported by the Go peer too
+        record controller kcache "$wl" idle_rss_anon "$(status_bytes "$CTRL_PID" RssAnon)" bytes "$1"
     else
         log "kcache-controller did not settle (or exited): see $OUT/logs/kcache-controller.log"
         tail -3 "$OUT/logs/kcache-controller.log" >&2
