@@ -288,6 +288,8 @@ def charts(figs, out, server):
             "set style fill solid 0.8 border -1",
             "set boxwidth 0.9",
             "set key top right",
+            # many workloads (the cache table): slanted labels that do not overlap
+            "set xtics rotate by -35 font ',8'\nset bmargin 7" if len(workloads) > 6 else "",
             "set grid ytics",
             "plot " + plots,
         ])
@@ -318,7 +320,7 @@ def charts(figs, out, server):
             "set terminal pngcairo size 900,%d noenhanced font ',9'" % (160 + 22 * len(ratios))
             if has_cairo() else "set terminal png size 900,%d noenhanced" % (160 + 22 * len(ratios)),
             "set output %s" % gp_quote(png),
-            "set title 'kcache / peer, the less favourable peer (log scale; x = target)'",
+            "set title 'kcache / less favourable peer (log; x = target)'",
             "set logscale x", "set grid xtics",
             "set xrange [%g:%g]" % (
                 min([1] + [r for _, r, _ in ratios] + [t for _, _, t in ratios if t]) / 2,
