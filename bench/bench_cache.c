@@ -24,6 +24,12 @@
  * prints the best run's ns/op (per thread) and million ops/s (all
  * threads): on a shared machine the best run is the one least disturbed.
  * No assertions: figures only.
+ *
+ * With env KC_BENCH_OUT set it also appends records (bench/README.md):
+ * per cell, workload "<mix>-<keys>-<N>t", figures "ops_per_s" (all threads)
+ * and "ns_per_op" (per thread) with impl kcache (the sharded cache),
+ * global-rw and mutex, so the report gives sharded/global ratios; and
+ * "bytes_per_object" / "bytes_per_minified_json" per fixture.
  */
 #include <cjson/cJSON.h>
 #include <pthread.h>
@@ -35,6 +41,7 @@
 #include "kc_cache.h"
 #include "kc_common.h"
 #include "kc_json.h"
+#include "bench_out.h"
 
 /* The mutex flavour: kc_cache.c again, with a mutex per shard and every
  * public symbol renamed so it can sit next to the real one. */
@@ -356,6 +363,13 @@ static void bytes_per_object(const char *file, int keep_mf, size_t n)
            "(%.3fx minified, %.3fx stored)\n",
            file, keep_mf ? "managedFields kept" : "default (no mgdFields)", minlen, stored, per,
            per / (double)minlen, per / (double)stored);
+    {
+        char wl[96];
+        snprintf(wl, sizeof(wl), "%s%s", strstr(file, "Pod") ? "pod" : "configmap",
+                 keep_mf ? "-managedfields" : "");
+        bench_record("cache", NULL, wl, "bytes_per_object", per, "bytes");
+        bench_record("cache", NULL, wl, "cached_per_minified", per / (double)minlen, "x");
+    }
     kc_cache_free(c);
     cJSON_free(min);
     cJSON_Delete(root);
@@ -463,6 +477,16 @@ int main(int argc, char **argv)
                        workloads[w].name, dist_names[d], t, a->ns_op, a->mops, b->ns_op, b->mops,
                        m->ns_op, m->mops, b->mops / a->mops);
                 fflush(stdout);
+                {
+                    static const char *impl[3] = { "global-rw", "kcache", "mutex" };
+                    char wl[64];
+                    snprintf(wl, sizeof(wl), "%s-%s-%dt", workloads[w].name, dist_names[d], t);
+                    for (int s = 0; s < 3; s++) {
+                        cell_t *x = &res[s][w][d][t - 1];
+                        bench_record("cache", impl[s], wl, "ops_per_s", x->mops * 1e6, "ops/s");
+                        bench_record("cache", impl[s], wl, "ns_per_op", x->ns_op, "ns");
+                    }
+                }
             }
         }
     }

@@ -10,7 +10,12 @@
  * The HTTPS server is tests/support/k8sclient_responder (its own thread,
  * writing a pre-built stream in 64 KiB chunks).
  *
- * Env: KC_BENCH_SCALE (default 1.0) multiplies the event counts.
+ * Env: KC_BENCH_SCALE (default 1.0) multiplies the event counts.  With
+ * KC_BENCH_OUT set it also appends records (bench/README.md): workload
+ * "configmaps" / "pods", figures "events_per_s" and "mb_per_s" for impl
+ * cjson (bare cJSON_Parse), kcache (the whole path: HTTPS watch, TLS,
+ * framing and a parse of each object), kcache-tls-framing (without the
+ * parse), kcache-framer and kcache-framer-parse (in memory).
  */
 #include <cjson/cJSON.h>
 #include <stdio.h>
@@ -21,6 +26,7 @@
 
 #include "k8sclient_responder.h"
 #include "kc_client.h"
+#include "bench_out.h"
 
 typedef struct stream {
     char *data;
@@ -369,8 +375,11 @@ static double best(double a, double b)
     return a < b ? a : b;
 }
 
-static void row(const char *what, const stream_t *s, double secs, double ref, double cpu)
+static void row(const char *what, const stream_t *s, double secs, double ref, double cpu,
+                const char *wl, const char *impl)
 {
+    bench_record("decode", impl, wl, "events_per_s", (double)s->events / secs, "events/s");
+    bench_record("decode", impl, wl, "mb_per_s", (double)s->len / secs / 1e6, "MB/s");
     printf("  %-38s %10.0f ev/s %8.1f MB/s %7.0f%%", what, (double)s->events / secs,
            (double)s->len / secs / 1e6, ref / secs * 100.0);
     if (cpu > 0)
@@ -472,11 +481,12 @@ int main(void)
                 cpu_tlsp = g_cpu;
             }
         }
-        row("bare cJSON_Parse per line", &s, bare, bare, 0);
-        row("framer (in memory)", &s, dec, bare, 0);
-        row("framer + cJSON parse (in memory)", &s, decp, bare, 0);
-        row("HTTPS watch: TLS + framing", &s, tls, bare, cpu_tls);
-        row("HTTPS watch: TLS + framing + parse", &s, tlsp, bare, cpu_tlsp);
+        const char *wl = kinds[k].pod ? "pods" : "configmaps";
+        row("bare cJSON_Parse per line", &s, bare, bare, 0, wl, "cjson");
+        row("framer (in memory)", &s, dec, bare, 0, wl, "kcache-framer");
+        row("framer + cJSON parse (in memory)", &s, decp, bare, 0, wl, "kcache-framer-parse");
+        row("HTTPS watch: TLS + framing", &s, tls, bare, cpu_tls, wl, "kcache-tls-framing");
+        row("HTTPS watch: TLS + framing + parse", &s, tlsp, bare, cpu_tlsp, wl, "kcache");
         free(s.data);
     }
     kc_client_free(cl);

@@ -13,18 +13,38 @@
  *
  * Prints figures only; no assertions on timing.  KC_BENCH_SMALL=1 runs
  * smaller sizes (for a quick check).
+ *
+ * External-server mode (env KC_BENCH_KUBECONFIG set; bench/README.md):
+ * run.sh starts the server with the preload and hands over its
+ * kubeconfig; this program runs one informer on KC_BENCH_RESOURCE (all
+ * namespaces), waits for the sync of KC_BENCH_EXPECT objects, starts
+ * KC_BENCH_CHURN_CMD (sh -c, not waited for) and counts handler events
+ * until KC_BENCH_CHURN_EVENTS arrived (or 5 s without one after the first,
+ * or 60 s), then appends the informer figures of the README under the
+ * names the client-go peer uses, measured the same way (RSS from
+ * /proc/self/status, CPU from getrusage).  KC_BENCH_PAGE sets the list page
+ * size (default 500, the informer's default; 0 = one unpaged list) and
+ * KC_BENCH_IMPL the impl label (default kcache).  Events merged by the
+ * handler queue's coalescing (kc_handler_t) count as handled: the handler
+ * saw their net effect.
  */
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
+#include <spawn.h>
 #include <sys/resource.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cJSON.h>
 
 #include "kc_informer.h"
 #include "fakeapi.h"
+#include "bench_out.h"
+
+extern char **environ;
 
 typedef struct counter {
     _Atomic unsigned long long n;
@@ -258,11 +278,269 @@ out:
     env_stop(&e);
 }
 
+/* ---- external-server mode ------------------------------------------------ */
+
+typedef struct tcounter {
+    _Atomic unsigned long long n;
+    _Atomic uint64_t first, last; /* kc_now_ns of the first / last event; 0: none */
+} tcounter_t;
+
+static void t_hit(tcounter_t *c)
+{
+    uint64_t now = kc_now_ns(), zero = 0;
+    atomic_compare_exchange_strong(&c->first, &zero, now);
+    atomic_store(&c->last, now);
+    atomic_fetch_add(&c->n, 1);
+}
+
+static void t_add(void *ud, kc_obj_t *o)
+{
+    (void)o;
+    t_hit(ud);
+}
+
+static void t_update(void *ud, kc_obj_t *a, kc_obj_t *b)
+{
+    (void)a;
+    (void)b;
+    t_hit(ud);
+}
+
+static void t_delete(void *ud, kc_obj_t *o, int u)
+{
+    (void)o;
+    (void)u;
+    t_hit(ud);
+}
+
+/* A field of /proc/self/status in bytes ("VmRSS", "VmHWM"); 0 if absent. */
+static double proc_status_bytes(const char *field)
+{
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[256];
+    size_t fl = strlen(field);
+    double v = 0;
+
+    if (f == NULL)
+        return 0;
+    while (fgets(line, sizeof(line), f)) {
+        if (strncmp(line, field, fl) == 0 && line[fl] == ':') {
+            v = strtod(line + fl + 1, NULL) * 1024.0;
+            break;
+        }
+    }
+    fclose(f);
+    return v;
+}
+
+static double cpu_seconds(void)
+{
+    struct rusage ru;
+
+    getrusage(RUSAGE_SELF, &ru);
+    return (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
+           (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
+}
+
+static const char *env_or(const char *name, const char *def)
+{
+    const char *v = getenv(name);
+    return v && *v ? v : def;
+}
+
+static int external(void)
+{
+    const char *kcpath = getenv("KC_BENCH_KUBECONFIG");
+    const char *resource = env_or("KC_BENCH_RESOURCE", "configmaps");
+    const char *churn_cmd = getenv("KC_BENCH_CHURN_CMD");
+    const char *impl = env_or("KC_BENCH_IMPL", "kcache");
+    long expect = strtol(env_or("KC_BENCH_EXPECT", "0"), NULL, 10);
+    long churn_events = strtol(env_or("KC_BENCH_CHURN_EVENTS", "0"), NULL, 10);
+    char wl_def[64];
+    const char *wl;
+    double cpu0 = cpu_seconds(), rss_base = proc_status_bytes("VmRSS");
+    kc_config_opts_t co = KC_CONFIG_OPTS_INIT;
+    kc_client_opts_t clo = KC_CLIENT_OPTS_INIT;
+    kc_informer_opts_t o = KC_INFORMER_OPTS_INIT;
+    kc_config_t *cfg = NULL;
+    kc_client_t *cl = NULL;
+    kc_informer_t *inf = NULL;
+    kc_errbuf_t eb = { 0, "" };
+    tcounter_t c = { 0, 0, 0 };
+    kc_handler_t h = { t_add, t_update, t_delete, &c };
+    kc_handler_stats_t hs0, hs1;
+    kc_informer_state_t is0, is1;
+    pid_t child = -1;
+    uint64_t t0, ts, tc0;
+    double sync_time, sync_cpu, rss_synced, churn_cpu0, churn_cpu;
+    unsigned long long n;
+    size_t objects;
+    int rc = 1;
+
+    snprintf(wl_def, sizeof(wl_def), "%s-%ld", resource, expect);
+    wl = env_or("KC_BENCH_WORKLOAD", wl_def);
+    co.kubeconfig = kcpath;
+    if (kc_config_load(&co, &cfg, &eb) != 0) {
+        fprintf(stderr, "bench_informer: %s: %s\n", kcpath, eb.msg);
+        goto out;
+    }
+    clo.qps = 0;
+    if (kc_client_new(cfg, &clo, &cl, &eb) != 0) {
+        fprintf(stderr, "bench_informer: client: %s\n", eb.msg);
+        goto out;
+    }
+    if (strcmp(resource, "pods") == 0)
+        o.resource = &kc_res_pods;
+    else if (strcmp(resource, "configmaps") == 0)
+        o.resource = &kc_res_configmaps;
+    else {
+        fprintf(stderr, "bench_informer: unknown resource %s\n", resource);
+        goto out;
+    }
+    o.page_size = strtol(env_or("KC_BENCH_PAGE", "500"), NULL, 10);
+    if (kc_informer_new(cl, &o, &inf, &eb) != 0 || kc_informer_add_handler(inf, &h) != 0) {
+        fprintf(stderr, "bench_informer: informer: %s\n", eb.msg);
+        goto out;
+    }
+    t0 = kc_now_ns();
+    if (kc_informer_start(inf) != 0 || kc_informer_wait_synced(inf, 600000) != 0) {
+        fprintf(stderr, "bench_informer: initial sync failed\n");
+        goto out;
+    }
+    ts = kc_now_ns();
+    sync_time = secs(t0, ts);
+    sync_cpu = cpu_seconds() - cpu0;
+    /* the cache at rest, not the notification backlog (as the peer does) */
+    kc_informer_wait_handlers_idle(inf, 600000);
+    objects = kc_cache_len(kc_informer_cache(inf));
+    rss_synced = proc_status_bytes("VmRSS");
+    if (expect > 0 && (long)objects != expect)
+        fprintf(stderr, "bench_informer: %zu objects after sync, expected %ld\n", objects, expect);
+    fprintf(stderr, "bench_informer: synced %zu %s in %.3fs (pages of %ld)\n", objects, resource,
+            sync_time, o.page_size);
+    bench_record("informer", impl, wl, "sync_time", sync_time, "s");
+    bench_record("informer", impl, wl, "sync_cpu", sync_cpu, "s");
+    bench_record("informer", impl, wl, "objects", (double)objects, "objects");
+    bench_record("informer", impl, wl, "rss_synced", rss_synced, "bytes");
+    if (objects > 0) {
+        kc_objlist_t lst = KC_OBJLIST_INIT;
+        bench_record("informer", impl, wl, "bytes_per_object",
+                     (rss_synced - rss_base) / (double)objects, "bytes");
+        /* kcache only: the cache's own accounting next to the minified JSON
+         * it keeps (issue 5: at most 1.25x) */
+        if (kc_cache_list(kc_informer_cache(inf), &lst) == 0 && lst.len > 0) {
+            double json = 0;
+            for (size_t i = 0; i < lst.len; i++) {
+                size_t jl;
+                kc_obj_json(lst.items[i], &jl);
+                json += (double)jl;
+            }
+            double mem = (double)kc_cache_mem_usage(kc_informer_cache(inf));
+            bench_record("informer", impl, wl, "cache_bytes_per_object", mem / (double)lst.len,
+                         "bytes");
+            bench_record("informer", impl, wl, "cached_per_json", mem / json, "x");
+            kc_objlist_free(&lst);
+        }
+    }
+
+    /* churn phase */
+    kc_informer_handler_stats(inf, 0, &hs0);
+    kc_informer_state(inf, &is0);
+    atomic_store(&c.n, 0);
+    atomic_store(&c.first, 0);
+    atomic_store(&c.last, 0);
+    churn_cpu0 = cpu_seconds();
+    tc0 = kc_now_ns();
+    if (churn_cmd && *churn_cmd) {
+        char *argv[] = { "sh", "-c", (char *)churn_cmd, NULL };
+        if (posix_spawn(&child, "/bin/sh", NULL, NULL, argv, environ) != 0) {
+            perror("bench_informer: churn command");
+            child = -1;
+        }
+    }
+    for (;;) {
+        uint64_t now, last;
+        usleep(10000);
+        kc_informer_handler_stats(inf, 0, &hs1);
+        kc_informer_state(inf, &is1);
+        n = atomic_load(&c.n) + (hs1.coalesced - hs0.coalesced);
+        {
+            /* coalescing may count a merge of two events twice: never more
+             * than the watch events the informer received */
+            unsigned long long w =
+                (is1.events_added + is1.events_modified + is1.events_deleted) -
+                (is0.events_added + is0.events_modified + is0.events_deleted);
+            if (n > w)
+                n = w;
+        }
+        now = kc_now_ns();
+        last = atomic_load(&c.last);
+        if (churn_events > 0 && n >= (unsigned long long)churn_events)
+            break;
+        if (secs(tc0, now) >= 60)
+            break;
+        if (last != 0 && secs(last, now) >= 5)
+            break;
+    }
+    churn_cpu = cpu_seconds() - churn_cpu0;
+    if (n >= 2) {
+        double span = secs(atomic_load(&c.first), atomic_load(&c.last));
+        if (span > 0)
+            bench_record("informer", impl, wl, "events_per_s", (double)n / span, "events/s");
+        bench_record("informer", impl, wl, "cpu_per_kevent", churn_cpu / (double)n * 1000, "s");
+    } else {
+        fprintf(stderr, "bench_informer: no churn events seen; events_per_s not reported\n");
+    }
+    bench_record("informer", impl, wl, "churn_events", (double)n, "events");
+    bench_record("informer", impl, wl, "churn_coalesced", (double)(hs1.coalesced - hs0.coalesced),
+                 "events");
+    bench_record("informer", impl, wl, "churn_cpu", churn_cpu, "s");
+    bench_record("informer", impl, wl, "peak_rss", proc_status_bytes("VmHWM"), "bytes");
+    bench_record("informer", impl, wl, "cpu_total", cpu_seconds() - cpu0, "s");
+    {
+        /* issue 5's yardstick, measured after everything else so it
+         * disturbs nothing: bare cJSON_Parse of the cached objects' JSON,
+         * objects/s, next to the end-to-end event rate */
+        kc_objlist_t lst = KC_OBJLIST_INIT;
+        double span = secs(atomic_load(&c.first), atomic_load(&c.last));
+        if (kc_cache_list(kc_informer_cache(inf), &lst) == 0 && lst.len > 0) {
+            size_t bytes;
+            double r = cjson_rate(&lst, &bytes);
+            bench_record("informer", impl, wl, "cjson_parse_per_s", r, "events/s");
+            if (n >= 2 && span > 0)
+                bench_record("informer", impl, wl, "events_vs_cjson", (double)n / span / r, "x");
+        }
+        kc_objlist_free(&lst);
+    }
+    fprintf(stderr, "bench_informer: %llu churn events (%llu coalesced)\n", n,
+            (unsigned long long)(hs1.coalesced - hs0.coalesced));
+    rc = 0;
+out:
+    if (child > 0) {
+        /* the command only starts the burst; never let it hold the exit */
+        for (int i = 0; i < 500 && waitpid(child, NULL, WNOHANG) == 0; i++)
+            usleep(10000);
+        if (waitpid(child, NULL, WNOHANG) == 0) {
+            kill(child, SIGKILL);
+            waitpid(child, NULL, 0);
+        }
+    }
+    kc_informer_free(inf);
+    kc_client_free(cl);
+    kc_config_free(cfg);
+    return rc;
+}
+
 int main(void)
 {
     int small = getenv("KC_BENCH_SMALL") != NULL;
 
     kc_global_init();
+    if (getenv("KC_BENCH_KUBECONFIG")) {
+        int rc = external();
+        kc_global_cleanup();
+        return rc;
+    }
     if (getenv("KC_BENCH_ONLY_100K")) {
         run("configmaps", &kc_res_configmaps, 100000, 0, 500);
         return 0;

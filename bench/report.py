@@ -24,6 +24,12 @@ import sys
 
 KCACHE = "kcache"
 
+
+def is_kc(impl):
+    """kcache itself or a kcache variant (kcache-unpaged, kcache-framer ...):
+    these are compared with the peers, never with each other."""
+    return impl == KCACHE or impl.startswith(KCACHE + "-")
+
 # Targets of issue 9, as "kcache/peer must be at most (lower-better) or at
 # least (higher-better) this".
 TARGETS = {
@@ -32,7 +38,12 @@ TARGETS = {
     ("informer", "peak_rss"): 1 / 3,
     ("informer", "bytes_per_object"): 1 / 3,
     ("controller", "idle_rss"): 1 / 5,
+    ("decode", "events_per_s"): 0.7,      # issue 3: whole path vs bare cJSON_Parse
 }
+
+# Figures in the ratio chart (besides those with a target).
+RATIO_CHART = {("informer", n) for n in ("sync_time", "events_per_s", "cpu_total",
+                                          "cpu_per_kevent")}
 
 
 # Figures that get a chart even while only one side reported them.
@@ -41,7 +52,9 @@ CHARTED = {("informer", n) for n in ("sync_time", "sync_cpu", "events_per_s", "p
           {("controller", n) for n in ("idle_rss", "binary_size")}
 
 # Sanity counts, not performance: left out of the ratio chart.
-NO_RATIO_CHART = {"objects", "churn_events", "reconciles", "rss_synced", "heap_per_object"}
+NO_RATIO_CHART = {"objects", "churn_events", "reconciles", "rss_synced", "heap_per_object",
+                  "churn_coalesced", "cache_bytes_per_object", "cached_per_json",
+                  "cached_per_minified", "ns_per_op", "cjson_parse_per_s", "events_vs_cjson"}
 
 # kcache's bars are always this colour; peers take the next ones.
 COLOURS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd"]
@@ -139,11 +152,11 @@ def summarize(groups):
         }
     # Ratios: kcache / each other impl on the same (bench, workload, name).
     for key, f in figs.items():
-        if f["impl"] != KCACHE:
+        if not is_kc(f["impl"]):
             continue
         f["ratios"] = {}
         for okey, o in figs.items():
-            if okey[:3] == key[:3] and o["impl"] != KCACHE and o["median"]:
+            if okey[:3] == key[:3] and not is_kc(o["impl"]) and o["median"]:
                 ratio = f["median"] / o["median"]
                 target = TARGETS.get((f["bench"], f["name"]))
                 entry = {"peer_median": o["median"], "ratio": ratio}
@@ -181,10 +194,11 @@ def rows_of(figs):
     keys = sorted({k[:3] for k in figs})
     rows = []
     for k in keys:
-        kc = figs.get(k + (KCACHE,))
-        others = sorted((f for f in figs.values() if f["impl"] != KCACHE and
-                         (f["bench"], f["workload"], f["name"]) == k), key=lambda f: f["impl"])
-        for o in (others or [None]):
+        same = [f for f in figs.values() if (f["bench"], f["workload"], f["name"]) == k]
+        kcs = sorted((f for f in same if is_kc(f["impl"])),
+                     key=lambda f: (f["impl"] != KCACHE, f["impl"]))
+        others = sorted((f for f in same if not is_kc(f["impl"])), key=lambda f: f["impl"])
+        for kc, o in [(a, b) for a in (kcs or [None]) for b in (others or [None])]:
             if kc is None and o is None:
                 continue
             ratio = None
@@ -198,12 +212,13 @@ def rows_of(figs):
 
             def cell(f):
                 return "-" if f is None else fmt_range(f, unit)
-            rows.append([k[0], k[1], k[2], cell(kc), o["impl"] if o else "",
+            rows.append([k[0], k[1], k[2], kc["impl"] if kc else "", cell(kc),
+                         o["impl"] if o else "",
                          cell(o), ("%.3g%s" % (ratio, mark)) if ratio is not None else "-"])
     return rows
 
 
-HEAD = ["bench", "workload", "figure", "kcache median [min..max]", "peer",
+HEAD = ["bench", "workload", "figure", "kcache", "kcache median [min..max]", "peer",
         "peer median [min..max]", "kcache/peer"]
 
 
@@ -234,9 +249,9 @@ def charts(figs, out, server):
     for f in figs.values():
         by_fig.setdefault((f["bench"], f["name"]), []).append(f)
     for (bench, name), fs in sorted(by_fig.items()):
-        impls = sorted({f["impl"] for f in fs}, key=lambda i: (i != KCACHE, i))
-        if (bench, name) not in CHARTED and (name in NO_RATIO_CHART or
-                                              not (KCACHE in impls and len(impls) > 1)):
+        impls = sorted({f["impl"] for f in fs}, key=lambda i: (not is_kc(i), i != KCACHE, i))
+        if (bench, name) not in CHARTED and (name in NO_RATIO_CHART or not (
+                any(is_kc(i) for i in impls) and any(not is_kc(i) for i in impls))):
             continue  # compared figures, and the headline ones, get a chart
         workloads = sorted({f["workload"] for f in fs})
         unit = fs[0]["unit"]
@@ -272,22 +287,29 @@ def charts(figs, out, server):
             "set style histogram errorbars gap 1 lw 1",
             "set style fill solid 0.8 border -1",
             "set boxwidth 0.9",
-            "set key top left",
+            "set key top right",
+            # many workloads (the cache table): slanted labels that do not overlap
+            "set xtics rotate by -35 font ',8'\nset bmargin 7" if len(workloads) > 6 else "",
             "set grid ytics",
             "plot " + plots,
         ])
         if run_gnuplot(script):
             made.append(png)
-    # Ratio chart: every kcache/peer ratio, log scale, target marks.
+    # Ratio chart: for kcache at its defaults, each headline figure against
+    # the less favourable peer (what RESULTS.md quotes); log scale, targets.
     ratios = []
     for f in sorted(figs.values(), key=lambda f: (f["bench"], f["name"], f["workload"]),
                     reverse=True):
-        if f["name"] in NO_RATIO_CHART:
+        if f["name"] in NO_RATIO_CHART or f["impl"] != KCACHE:
             continue
-        for impl, e in sorted(f.get("ratios", {}).items()):
-            if e["ratio"] > 0:
-                ratios.append(("%s %s %s" % (f["bench"], f["name"], f["workload"]),
-                               e["ratio"], e.get("target")))
+        if (f["bench"], f["name"]) not in TARGETS and (f["bench"], f["name"]) not in RATIO_CHART:
+            continue
+        rs = [(impl, e) for impl, e in f.get("ratios", {}).items() if e["ratio"] > 0]
+        if not rs:
+            continue
+        worst = (min if f["better"] == "higher" else max)(rs, key=lambda x: x[1]["ratio"])
+        ratios.append(("%s %s %s (vs %s)" % (f["bench"], f["name"], f["workload"], worst[0]),
+                       worst[1]["ratio"], worst[1].get("target")))
     if ratios:
         dat = os.path.join(chart_dir, "ratios.dat")
         with open(dat, "w") as d:
@@ -298,7 +320,7 @@ def charts(figs, out, server):
             "set terminal pngcairo size 900,%d noenhanced font ',9'" % (160 + 22 * len(ratios))
             if has_cairo() else "set terminal png size 900,%d noenhanced" % (160 + 22 * len(ratios)),
             "set output %s" % gp_quote(png),
-            "set title 'kcache / peer (log scale; < 1 means kcache uses less; x = target)'",
+            "set title 'kcache / less favourable peer (log; x = target)'",
             "set logscale x", "set grid xtics",
             "set xrange [%g:%g]" % (
                 min([1] + [r for _, r, _ in ratios] + [t for _, _, t in ratios if t]) / 2,
@@ -367,7 +389,7 @@ def main():
         "machine": machine(),
         "bad_records": bad,
         "figures": sorted(figs.values(), key=lambda f: (f["bench"], f["workload"], f["name"],
-                                                        f["impl"] != KCACHE, f["impl"])),
+                                                        not is_kc(f["impl"]), f["impl"])),
     }
     for old in os.listdir(a.out):  # charts of an earlier run must not linger
         if old.endswith(".png"):

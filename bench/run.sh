@@ -75,8 +75,18 @@ if want peers; then
 fi
 
 # ---- the fake API server ---------------------------------------------------
+# build/bench/bench_server is kcache-fakeapi's library (tests/fakeapi/) with
+# a one-shot churn burst on SIGUSR1 (see bench/bench_server.c): the burst is
+# applied at once and then only streamed, so the client measured is the
+# bottleneck, not the server.  Without it, build/kcache-fakeapi churns at a
+# rate through its admin endpoint.
 FAKEAPI=$BUILD/kcache-fakeapi
-if [ -x "$FAKEAPI" ]; then
+BENCH_SERVER=$BUILD/bench/bench_server
+ONESHOT=0
+if [ -x "$BENCH_SERVER" ]; then
+    SERVER_KIND=fakeapi
+    ONESHOT=1
+elif [ -x "$FAKEAPI" ]; then
     SERVER_KIND=fakeapi
 else
     SERVER_KIND=stub
@@ -92,7 +102,11 @@ start_server() {
     KUBECONFIG_FILE=$TMP/kubeconfig
     rm -f "$KUBECONFIG_FILE" "$out"
     local -a cmd
-    if [ "$SERVER_KIND" = fakeapi ]; then
+    if [ $ONESHOT = 1 ]; then
+        cmd=("$BENCH_SERVER" --listen 127.0.0.1:0 --kubeconfig-out "$KUBECONFIG_FILE"
+             --preload "$count" --load-resource "$resource" --history-window 200000
+             --churn "$CHURN_EVENTS")
+    elif [ "$SERVER_KIND" = fakeapi ]; then
         # A history window larger than the churn burst: a watcher that lags
         # behind must not be sent 410 in the middle of a measurement.
         cmd=("$FAKEAPI" --listen 127.0.0.1:0 --kubeconfig-out "$KUBECONFIG_FILE"
@@ -145,7 +159,9 @@ CHURN_RATE_PODS=${KC_BENCH_CHURN_RATE_PODS:-10000}
 churn_cmd() { # RESOURCE N
     local auth="-H 'Authorization: Bearer $TOKEN'" rate=$CHURN_RATE_CONFIGMAPS
     [ "$1" = pods ] && rate=$CHURN_RATE_PODS
-    if [ "$SERVER_KIND" = fakeapi ]; then
+    if [ $ONESHOT = 1 ]; then
+        printf 'kill -USR1 %s' "$SERVER_PID"
+    elif [ "$SERVER_KIND" = fakeapi ]; then
         local a="$URL/fakeapi/admin/churn?resource=$1&rate"
         printf "curl -sfk -m 10 -o /dev/null -X POST %s '%s=%s' && sleep %s; curl -sfk -m 30 -o /dev/null -X POST %s '%s=0'" \
             "$auth" "$a" "$rate" "$(awk -v n="$2" -v r="$rate" 'BEGIN{printf "%.3f", n / r}')" \
@@ -175,12 +191,26 @@ for b in cache decode; do
     fi
     for run in $(seq 1 "$RUNS"); do
         log "$b run $run/$RUNS"
+        # bench_cache: each run is the best of KC_BENCH_REPS (default 3)
+        # 120 ms cells, the figure the median of the runs' bests: single
+        # 120 ms cells on a shared 2-core machine are too noisy to rank locks
         KC_BUILD=$BUILD KC_BENCH_OUT=$RECORDS KC_BENCH_RUN=$run run_logged "bench_$b" "$bin"
     done
 done
 
 # ---- informer: kcache bench_informer vs the client-go peer -----------------
-informer_kcache() { # RESOURCE COUNT RUN
+# kcache's informer lists in pages of 500 without a resourceVersion (a
+# consistent read, one request per page); client-go's reflector first lists
+# with resourceVersion=0, which the server answers from its watch cache in
+# one response whatever the limit.  kcache is measured both ways: page
+# size 500 (its default, impl kcache) and 0 (one unpaged consistent list,
+# impl kcache-unpaged).  KC_BENCH_KCACHE_PAGES picks (default "500 0").
+KCACHE_PAGES=${KC_BENCH_KCACHE_PAGES:-"500 0"}
+informer_kcache() { # RESOURCE COUNT RUN PAGE
+    local impl=kcache
+    [ "$4" = 500 ] || impl=kcache-unpaged
+    [ "$4" = 0 ] || [ "$4" = 500 ] || impl=kcache-page$4
+    KC_BENCH_PAGE=$4 KC_BENCH_IMPL=$impl \
     KC_BENCH_KUBECONFIG=$KUBECONFIG_FILE KC_BENCH_RESOURCE=$1 KC_BENCH_EXPECT=$2 \
     KC_BENCH_WORKLOAD=$1-$2 KC_BENCH_CHURN_CMD=$(churn_cmd "$1" "$CHURN_EVENTS") \
     KC_BENCH_CHURN_EVENTS=$CHURN_EVENTS KC_BENCH_OUT=$RECORDS KC_BENCH_RUN=$3 KC_BUILD=$BUILD \
@@ -217,17 +247,18 @@ if want informer; then
         res=${wl%%:*} n=${wl##*:}
         for run in $(seq 1 "$RUNS"); do
             # Alternate who goes first, so drift (page cache, CPU clocks) hits both.
-            peers=
+            peers= kcs=
             for m in $PEER_MODES; do peers="$peers peer:$m"; done
-            if [ $((run % 2)) = 1 ]; then order="kcache $peers"; else order="$peers kcache"; fi
+            for p in $KCACHE_PAGES; do kcs="$kcs kcache:$p"; done
+            if [ $((run % 2)) = 1 ]; then order="$kcs $peers"; else order="$peers $kcs"; fi
             for who in $order; do
-                if [ "$who" = kcache ] && [ $have_k = 1 ]; then :;
-                elif [ "$who" != kcache ] && [ -n "$CG_PEER" ]; then :;
+                if [ "${who%%:*}" = kcache ] && [ $have_k = 1 ]; then :;
+                elif [ "${who%%:*}" = peer ] && [ -n "$CG_PEER" ]; then :;
                 else continue; fi
                 log "informer $res-$n run $run/$RUNS: $who"
                 start_server "$res" "$n" || continue
-                if [ "$who" = kcache ]; then
-                    informer_kcache "$res" "$n" "$run"
+                if [ "${who%%:*}" = kcache ]; then
+                    informer_kcache "$res" "$n" "$run" "${who#kcache:}"
                 else
                     informer_peer "$res" "$n" "$run" "${who#peer:}"
                 fi
@@ -277,6 +308,10 @@ controller_kcache() { # RUN
     if wait_idle "$CTRL_PID" 300; then
         record controller kcache "$wl" idle_rss "$(status_bytes "$CTRL_PID" VmRSS)" bytes "$1"
         record controller kcache "$wl" peak_rss "$(status_bytes "$CTRL_PID" VmHWM)" bytes "$1"
+        # RSS counts the shared libraries' resident pages (libcrypto, libc,
+        # libcurl ...: ~11 MB, shared with other processes); RssAnon is the
+        # process's own memory, reported by the Go peer too
+        record controller kcache "$wl" idle_rss_anon "$(status_bytes "$CTRL_PID" RssAnon)" bytes "$1"
     else
         log "kcache-controller did not settle (or exited): see $OUT/logs/kcache-controller.log"
         tail -3 "$OUT/logs/kcache-controller.log" >&2
@@ -324,7 +359,7 @@ fi
 for bin in "$BUILD"/bench/bench_*; do
     [ -x "$bin" ] || continue
     b=${bin##*/bench_}
-    case " cache decode informer controller " in *" $b "*) continue ;; esac
+    case " cache decode informer controller server " in *" $b "*) continue ;; esac
     for run in $(seq 1 "$RUNS"); do
         log "$b run $run/$RUNS"
         KC_BUILD=$BUILD KC_BENCH_OUT=$RECORDS KC_BENCH_RUN=$run run_logged "bench_$b" "$bin"

@@ -9,6 +9,8 @@
 //	idle_rss     VmRSS after sync + settle (bytes): compare with the idle
 //	             RSS of build/kcache-controller on the same server
 //	peak_rss     VmHWM at that point (bytes)
+//	idle_rss_anon RssAnon at that point (bytes): the private heap and
+//	             stacks, without the binary's own file-backed pages
 //	initial_reconcile_time  wall seconds from manager start until --expect
 //	             objects were reconciled
 //	reconciles   reconciles done before measuring
@@ -104,6 +106,7 @@ func main() {
 	time.Sleep(*settle)
 	rec.put("idle_rss", float64(procStatus("VmRSS")), "bytes")
 	rec.put("peak_rss", float64(procStatus("VmHWM")), "bytes")
+	rec.put("idle_rss_anon", float64(procStatus("RssAnon")), "bytes")
 	rec.put("initial_reconcile_time", syncTime, "s")
 	rec.put("reconciles", float64(reconciles.Load()), "count")
 	rec.put("cpu_total", cpuSeconds()-cpuBase, "s")

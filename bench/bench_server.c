@@ -1,0 +1,106 @@
+/*
+ * bench_server: not a benchmark but the API server run.sh measures against
+ * (bench/README.md).  It is build/kcache-fakeapi's library
+ * (tests/fakeapi/) with the options run.sh uses, plus the one thing the
+ * program lacks: a one-shot churn burst on demand.  kcache-fakeapi's admin
+ * endpoint only churns at a rate, and a rate high enough not to limit the
+ * clients starves the server's own watch streams on a 2-core machine; the
+ * library's kc_fakeapi_churn(n) instead applies n changes at once in slices
+ * of 256 with the watchers fed in between (ConfigMaps ~230k/s), after which
+ * the server only streams, so the client being measured is the bottleneck.
+ *
+ *   bench_server --listen ADDR --kubeconfig-out PATH --preload N
+ *                --load-resource configmaps|pods --history-window N
+ *                --churn N
+ *
+ * Prints "ready URL" on stdout once serving.  SIGUSR1 applies a burst of N
+ * changes (~75% create-or-update, 25% delete, over 100 names in each of the
+ * 10 load namespaces: exactly N watch events); SIGTERM/SIGINT stop it.
+ * Signals are taken with sigwait on the main thread, blocked before the
+ * server's thread starts.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fakeapi.h"
+
+int main(int argc, char **argv)
+{
+    kc_fakeapi_opts_t o = KC_FAKEAPI_OPTS_INIT;
+    kc_fakeapi_load_t l = KC_FAKEAPI_LOAD_INIT;
+    const char *kcout = NULL;
+    long preload = 0, churn = 0;
+    kc_fakeapi_t *s = NULL;
+    sigset_t set;
+    int c, rc = 1;
+    static const struct option opts[] = {
+        { "listen", 1, 0, 'l' }, { "kubeconfig-out", 1, 0, 'k' }, { "preload", 1, 0, 'p' },
+        { "load-resource", 1, 0, 'r' }, { "history-window", 1, 0, 'w' },
+        { "churn", 1, 0, 'c' }, { "help", 0, 0, 'h' }, { 0, 0, 0, 0 }
+    };
+
+    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'l': o.listen = optarg; break;
+        case 'k': kcout = optarg; break;
+        case 'p': preload = strtol(optarg, NULL, 10); break;
+        case 'r': l.resource = optarg; break;
+        case 'w': o.history_window = strtoul(optarg, NULL, 10); break;
+        case 'c': churn = strtol(optarg, NULL, 10); break;
+        case 'h':
+            printf("usage: bench_server [--listen ADDR] [--kubeconfig-out PATH] [--preload N]\n"
+                   "  [--load-resource configmaps|pods] [--history-window N] [--churn N]\n"
+                   "SIGUSR1: apply N changes at once; SIGTERM/SIGINT: stop.\n");
+            return 0;
+        default:
+            return 2;
+        }
+    }
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGUSR1);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    if ((c = kc_fakeapi_new(&o, &s)) < 0) {
+        fprintf(stderr, "bench_server: %s\n", kc_strerror(c));
+        return 1;
+    }
+    if (preload > 0 && (c = kc_fakeapi_preload(s, &l, (size_t)preload)) < 0) {
+        fprintf(stderr, "bench_server: preload: %s\n", kc_strerror(c));
+        goto out;
+    }
+    if ((c = kc_fakeapi_start(s)) < 0) {
+        fprintf(stderr, "bench_server: cannot listen on %s: %s\n", o.listen, kc_strerror(c));
+        goto out;
+    }
+    if (kcout && (c = kc_fakeapi_write_kubeconfig(s, kcout, NULL)) < 0) {
+        fprintf(stderr, "bench_server: %s: %s\n", kcout, kc_strerror(c));
+        goto out;
+    }
+    printf("ready %s\n", kc_fakeapi_url(s));
+    fflush(stdout);
+    for (;;) {
+        int sig = 0;
+        if (sigwait(&set, &sig) != 0)
+            continue;
+        if (sig != SIGUSR1)
+            break;
+        if (churn > 0) {
+            uint64_t t0 = kc_now_ns();
+            c = kc_fakeapi_churn(s, &l, (size_t)churn);
+            fprintf(stderr, "bench_server: churn of %ld: %s in %.3f s\n", churn,
+                    c < 0 ? kc_strerror(c) : "done", (double)(kc_now_ns() - t0) / 1e9);
+        }
+    }
+    rc = 0;
+out:
+    kc_fakeapi_free(s);
+    return rc;
+}
