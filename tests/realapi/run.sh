@@ -66,10 +66,13 @@ KDIR=$OUT/kube
 WORK=$OUT/work
 rm -rf "$KDIR" "$WORK"
 mkdir -p "$WORK"
+# every manifest but kustomize's own file (not an API object)
 APPLY=()
-if [ -d manifests ] && ls manifests/*.y*ml >/dev/null 2>&1; then
-    APPLY=(--apply manifests)
-fi
+for f in manifests/*.y*ml; do
+    [ -e "$f" ] || continue
+    case $(basename "$f") in kustomization.y*ml) continue ;; esac
+    APPLY+=(--apply "$f")
+done
 # shellcheck disable=SC2086
 "$BIN" --kubeconfig-dir "$KDIR" --max-lifetime 40m --log-file "$OUT/apiserver.log" \
     "${APPLY[@]}" ${KC_REAL_ARGS:-} > "$OUT/harness.out" 2> "$OUT/harness.err" &

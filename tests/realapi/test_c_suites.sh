@@ -10,7 +10,7 @@ BUILD=${KC_BUILD:-build}
 ran=0 bad=0
 while read -r name args; do
     case $name in ''|'#'*) continue ;; esac
-    bin=$BUILD/tests/$name
+    bin=$BUILD/realapi/$name
     if [ ! -x "$bin" ]; then echo "FAIL: $bin not built"; bad=1; continue; fi
     echo "--- $name $args"
     # shellcheck disable=SC2086
