@@ -13,6 +13,7 @@
 #include <cmocka.h>
 
 #include <cjson/cJSON.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -480,6 +481,59 @@ static void test_streaming_list_and_watch(void **state)
     assert_int_equal(kc_client_delete_collection(A, &kc_res_configmaps, NS, NULL, NULL, &st), 0);
 }
 
+static int count_cb(void *ud, const kc_watch_event_t *ev)
+{
+    (void)ev;
+    (*(int *)ud)++;
+    return 0;
+}
+
+/* A watch that ends by its timeoutSeconds returns 0 with every event.
+ * kube-apiserver 1.37 gzips watch responses for a client that accepts
+ * gzip (kc_client does, unless the kubeconfig says disable-compression),
+ * as several gzip members in a row (one per flush); libcurl 7.88's decoder
+ * stops at the end of the first member with CURLE_WRITE_ERROR, so the
+ * watch fails with -EIO after a few events.  A known kcache bug (the fake
+ * API server never compresses a watch): reported as skipped, not failed,
+ * until k8sclient stops asking for gzip on watches. */
+static void test_watch_gzip(void **state)
+{
+    kc_status_t st;
+    kc_buf_t b = KC_BUF_INIT;
+    kc_watch_opts_t wo = KC_WATCH_OPTS_INIT;
+    kc_list_opts_t lo = KC_LIST_OPTS_INIT;
+    char json[2400], pad[2001];
+    int i, n = 0, rc = 0, try;
+
+    (void)state;
+    memset(pad, 'x', sizeof(pad) - 1);
+    pad[sizeof(pad) - 1] = '\0';
+    for (i = 0; i < 30; i++) {
+        snprintf(json, sizeof(json),
+                 "{\"apiVersion\":\"v1\",\"kind\":\"ConfigMap\",\"metadata\":{\"name\":\"gz-%d\","
+                 "\"labels\":{\"set\":\"gz\"}},\"data\":{\"v\":\"%s\"}}", i, pad);
+        assert_int_equal(kc_client_create(A, &kc_res_configmaps, NS, json, strlen(json), &b, &st), 0);
+    }
+    wo.label_selector = "set=gz";
+    wo.timeout_seconds = 2;
+    /* whether a response is compressed depends on how the initial events
+     * are flushed: try a few times */
+    for (try = 0; try < 4 && rc == 0; try++) {
+        n = 0;
+        rc = kc_client_watch(A, &kc_res_configmaps, NULL, &wo, count_cb, &n, &st);
+        printf("# watch of 30 objects: rc %d (%s), %d events, %s\n", rc, kc_strerror(rc), n, st.message);
+    }
+    lo.label_selector = "set=gz";
+    assert_int_equal(kc_client_delete_collection(A, &kc_res_configmaps, NS, &lo, &b, &st), 0);
+    kc_buf_free(&b);
+    if (rc == -EIO) {
+        printf("# KNOWN BUG (kcache k8sclient): gzip-compressed watch fails after %d events\n", n);
+        skip();
+    }
+    assert_int_equal(rc, 0);
+    assert_true(n >= 30);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -490,6 +544,7 @@ int main(void)
         cmocka_unit_test(test_serviceaccount_rbac),
         cmocka_unit_test(test_discovery),
         cmocka_unit_test(test_streaming_list_and_watch),
+        cmocka_unit_test(test_watch_gzip),
     };
 
     real_require_env();
