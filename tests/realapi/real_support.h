@@ -8,6 +8,7 @@
 #define KC_REAL_SUPPORT_H
 
 #include <cjson/cJSON.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -63,6 +64,35 @@ static inline kc_client_t *real_client(const char *var, const kc_client_opts_t *
     }
     kc_config_free(cfg);
     return c;
+}
+
+/* A client from a copy of the admin kubeconfig with disable-compression:
+ * true (the copy goes to $KC_REAL_DIR, mode 0600). */
+static inline kc_client_t *real_client_nocompress(const kc_client_opts_t *o)
+{
+    const char *src = getenv("KC_REAL_KUBECONFIG"), *dir = getenv("KC_REAL_DIR");
+    char path[512], line[8192];
+    FILE *in, *out;
+    int fd;
+
+    snprintf(path, sizeof(path), "%s/nocompress.kubeconfig", dir ? dir : "/tmp");
+    in = fopen(src, "r");
+    fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    out = fd >= 0 ? fdopen(fd, "w") : NULL;
+    if (in == NULL || out == NULL) {
+        fprintf(stderr, "cannot copy %s to %s\n", src, path);
+        abort();
+    }
+    while (fgets(line, sizeof(line), in)) {
+        const char *srv = strstr(line, "server: ");
+        if (srv && strspn(line, " ") == (size_t)(srv - line))
+            fprintf(out, "%.*sdisable-compression: true\n", (int)(srv - line), line);
+        fputs(line, out);
+    }
+    fclose(in);
+    fclose(out);
+    setenv("KC_REAL_NOCOMPRESS_KUBECONFIG", path, 1);
+    return real_client("KC_REAL_NOCOMPRESS_KUBECONFIG", o);
 }
 
 /* POST to the harness's admin endpoint ("compact", "restart") with curl(1);

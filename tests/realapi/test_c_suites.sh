@@ -2,8 +2,7 @@
 # Hook for the C suites (k8sclient, informer, controller) against the real
 # kube-apiserver: runs every binary listed in tests/realapi/c_suites.txt
 # (built into $KC_BUILD/realapi/) with the KC_REAL_* environment of
-# tests/realapi/run.sh.  Skipped (77)
-# while the list is empty.
+# tests/realapi/run.sh.  Skipped (77) while the list is empty.
 set -uo pipefail
 : "${KC_REAL_KUBECONFIG:?run me through tests/realapi/run.sh}"
 LIST=$(dirname "$0")/c_suites.txt

@@ -139,9 +139,8 @@ if grep -qi 'forbidden\|403' "$W/$L.log"; then
 fi
 
 # ---- leader election: crash the leader
-kill -KILL "$lp"
+{ kill -KILL "$lp"; wait "$lp"; } 2>/dev/null || true
 t0=$(now)
-wait "$lp" 2>/dev/null || true
 wait_log "$W/$S.log" 'acquired as' 10 || fail "standby did not take over"
 took=$(elapsed "$t0")
 echo "takeover after SIGKILL: ${took}s (lease ${LEASE}s, retry ${RETRY}s)"
