@@ -66,10 +66,17 @@ KDIR=$OUT/kube
 WORK=$OUT/work
 rm -rf "$KDIR" "$WORK"
 mkdir -p "$WORK"
+# every manifest but kustomize's own file (not an API object)
 APPLY=()
-if [ -d manifests ] && ls manifests/*.y*ml >/dev/null 2>&1; then
-    APPLY=(--apply manifests)
-fi
+for f in manifests/*.y*ml; do
+    [ -e "$f" ] || continue
+    case $(basename "$f") in kustomization.y*ml) continue ;; esac
+    APPLY+=(--apply "$f")
+done
+# (the old output goes first: the started process truncates it only once it
+# runs, and the wait below must not read the previous run's "ready" line)
+rm -f "$OUT/harness.out" "$OUT/harness.err"
+: > "$OUT/harness.out"
 # shellcheck disable=SC2086
 "$BIN" --kubeconfig-dir "$KDIR" --max-lifetime 40m --log-file "$OUT/apiserver.log" \
     "${APPLY[@]}" ${KC_REAL_ARGS:-} > "$OUT/harness.out" 2> "$OUT/harness.err" &
