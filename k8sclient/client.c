@@ -901,7 +901,7 @@ typedef struct req {
     kc_cancel_t *cancel;
 } req_t;
 
-static void set_common_opts(kc_client_t *c, CURL *e, const cred_t *cr, char *errbuf)
+static void set_common_opts(kc_client_t *c, CURL *e, const cred_t *cr, char *errbuf, int watch)
 {
     const kc_config_t *cfg = c->cfg;
 
@@ -909,8 +909,13 @@ static void set_common_opts(kc_client_t *c, CURL *e, const cred_t *cr, char *err
     curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(e, CURLOPT_ERRORBUFFER, errbuf);
     curl_easy_setopt(e, CURLOPT_USERAGENT, c->user_agent);
-    if (!cfg->disable_compression)
-        curl_easy_setopt(e, CURLOPT_ACCEPT_ENCODING, "");  /* gzip for large lists */
+    /* gzip for large lists.  Never for watches: kube-apiserver 1.37 gzips a
+     * watch as a series of gzip members (one per flush) and libcurl 7.88
+     * fails after the first, ending the watch with a decoding error; a watch
+     * is a stream of small flushes where gzip saves little.  Slots are
+     * reused, so the option is always set, to "" or to NULL (off). */
+    curl_easy_setopt(e, CURLOPT_ACCEPT_ENCODING,
+                     cfg->disable_compression || watch ? NULL : "");
     curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2TLS);
     curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
     curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
@@ -1002,7 +1007,7 @@ static int attempt(kc_client_t *c, const req_t *rq, kc_buf_t *body, kc_watch_dec
         body->len = 0;
 
     curl_easy_reset(s->easy);
-    set_common_opts(c, s->easy, cr, errbuf);
+    set_common_opts(c, s->easy, cr, errbuf, rq->watch);
     curl_easy_setopt(s->easy, CURLOPT_URL, rq->url);
     curl_easy_setopt(s->easy, CURLOPT_WRITEFUNCTION, on_write);
     curl_easy_setopt(s->easy, CURLOPT_WRITEDATA, &x);

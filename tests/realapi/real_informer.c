@@ -333,7 +333,7 @@ static void test_convergence(void **state)
     kc_informer_t *inf[NINF];
     kc_informer_state_t s[NINF];
     truth_t t;
-    int i, k, done = 0, rounds = 120, d[NINF], md[NINF], all, gzip_bug;
+    int i, k, done = 0, rounds = 120, d[NINF], md[NINF], all;
     const char *san = getenv("KC_SANITIZER");
 
     (void)state;
@@ -391,18 +391,7 @@ static void test_convergence(void **state)
         if (d[k])
             cache_diff(kc_informer_cache(inf[k]), &t, 1);
     }
-    /* Known kcache bug (k8sclient asks for gzip on watches; libcurl stops
-     * after the first gzip member of a compressed watch with a write error,
-     * see test_watch_gzip in real_k8sclient.c): the gzip streaming informer
-     * keeps failing with -EIO.  While it does, it is reported, not judged. */
-    gzip_bug = s[1].errors > s[2].errors + 4;
-    if (gzip_bug)
-        printf("# KNOWN BUG (kcache k8sclient): the streaming informer with gzip failed %lu times "
-               "(cache %s the server's)\n", (unsigned long)s[1].errors,
-               d[1] == 0 && md[1] == 0 ? "equals" : "DIFFERS from");
     for (k = 0; k < NINF; k++) {
-        if (k == 1 && gzip_bug)
-            continue;
         assert_int_equal(d[k], 0);
         assert_int_equal(md[k], 0);
         assert_int_equal(m[k].bad, 0);

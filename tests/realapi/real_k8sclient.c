@@ -526,10 +526,9 @@ static void test_watch_gzip(void **state)
     lo.label_selector = "set=gz";
     assert_int_equal(kc_client_delete_collection(A, &kc_res_configmaps, NS, &lo, &b, &st), 0);
     kc_buf_free(&b);
-    if (rc == -EIO) {
-        printf("# KNOWN BUG (kcache k8sclient): gzip-compressed watch fails after %d events\n", n);
-        skip();
-    }
+    /* kcache asks for no compression on watches (kube-apiserver gzips a
+     * watch as many gzip members, which libcurl 7.88 cannot follow): every
+     * try must end normally at its timeout with every object seen */
     assert_int_equal(rc, 0);
     assert_true(n >= 30);
 }
