@@ -43,6 +43,7 @@ static struct {
     char last_ctype[128];
     char last_body[4096];
     char last_ua[128];
+    char last_ae[128];
     char last_auth[1100];
     unsigned long requests;
     unsigned long hits_503;
@@ -155,6 +156,7 @@ static int handler(void *ud, const kc_resp_req_t *rq, kc_resp_conn_t *c)
     snprintf(T.last_ctype, sizeof(T.last_ctype), "%s", rq->content_type);
     snprintf(T.last_body, sizeof(T.last_body), "%s", rq->body);
     snprintf(T.last_ua, sizeof(T.last_ua), "%s", rq->user_agent);
+    snprintf(T.last_ae, sizeof(T.last_ae), "%s", rq->accept_encoding);
     snprintf(T.last_auth, sizeof(T.last_auth), "%s", rq->authorization);
     auth_ok = (T.token[0] == '\0' && T.token_prefix[0] == '\0') ||
               (tok && T.token[0] && strcmp(tok, T.token) == 0) ||
@@ -401,6 +403,8 @@ static void test_verbs(void **state)
                         "timeoutSeconds=30");
     assert_int_equal(kc_client_list(c, &kc_res_configmaps, NULL, NULL, &b, &st), 0);
     assert_string_equal(T.last_target, "/api/v1/configmaps");
+    /* lists may come compressed (large ones do); watches never (see below) */
+    assert_non_null(strstr(T.last_ae, "gzip"));
     assert_int_equal(kc_client_get(c, &kc_res_namespaces, "ignored", "kube-system", &b, &st), 0);
     assert_string_equal(T.last_target, "/api/v1/namespaces/kube-system");
 
@@ -965,6 +969,9 @@ static void test_watch(void **state)
     assert_int_equal(w.types[5], KC_WATCH_DELETED);
     assert_int_equal(w.types[6], KC_WATCH_BOOKMARK);
     assert_int_equal(w.types[7], KC_WATCH_ERROR);
+    /* no Accept-Encoding on a watch: kube-apiserver gzips a watch as many
+     * gzip members and libcurl stops after the first */
+    assert_string_equal(T.last_ae, "");
 
     /* streaming list parameters */
     memset(&w, 0, sizeof(w));

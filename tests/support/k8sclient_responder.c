@@ -315,6 +315,8 @@ static void *conn_main(void *arg)
                      sizeof(rq.authorization));
         header_value(c->buf, (size_t)hl, "Content-Type", rq.content_type, sizeof(rq.content_type));
         header_value(c->buf, (size_t)hl, "User-Agent", rq.user_agent, sizeof(rq.user_agent));
+        header_value(c->buf, (size_t)hl, "Accept-Encoding", rq.accept_encoding,
+                     sizeof(rq.accept_encoding));
         header_value(c->buf, (size_t)hl, "Content-Length", cl, sizeof(cl));
         blen = cl[0] ? strtoul(cl, NULL, 10) : 0;
         if (blen > MAX_BODY)

@@ -25,6 +25,7 @@ typedef struct kc_resp_req {
     char authorization[1024]; /* "" if absent */
     char content_type[128];
     char user_agent[128];
+    char accept_encoding[128]; /* "" if absent */
     char client_cn[128];      /* CN of a verified client certificate, or "" */
     char *body;               /* NUL-terminated */
     size_t body_len;
