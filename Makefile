@@ -48,6 +48,7 @@ TEST_SH := $(wildcard tests/test_*.sh)
 BENCH_SRC := $(wildcard bench/bench_*.c)
 BENCH_BIN := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 CMD_BIN := $(patsubst cmd/%.c,$(BUILD)/%,$(wildcard cmd/*.c))
+SOAK_BIN := $(BUILD)/tests/soak
 ifneq ($(wildcard tests/fakeapi/main.c),)
 CMD_BIN += $(BUILD)/kcache-fakeapi
 endif
@@ -57,10 +58,10 @@ SHARED_LIB := $(BUILD)/libkcache.so.$(SOVERSION)
 FAKE_LIB := $(BUILD)/libkcache-fakeapi.a
 TEST_LIBS := $(FAKE_LIB) $(STATIC_LIB)
 
-.PHONY: all lib test asan tsan bench install uninstall clean help deps
+.PHONY: all lib test asan tsan bench soak fuzz install uninstall clean help deps
 .DEFAULT_GOAL := all
 
-all: lib $(CMD_BIN) $(TEST_BIN) $(BENCH_BIN)
+all: lib $(CMD_BIN) $(TEST_BIN) $(BENCH_BIN) $(SOAK_BIN)
 
 lib: $(STATIC_LIB) $(SHARED_LIB)
 
@@ -100,6 +101,10 @@ $(BUILD)/tests/%: $(BUILD)/obj/tests/%.o $(TEST_LIBS)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(TEST_LIBS) $(LIBS)
 
+$(SOAK_BIN): $(BUILD)/obj/tests/soak/soak.o $(TEST_LIBS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(TEST_LIBS) $(LIBS)
+
 $(BUILD)/bench/%: $(BUILD)/obj/bench/%.o $(TEST_LIBS)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(TEST_LIBS) $(LIBS)
@@ -117,6 +122,11 @@ asan:
 tsan:
 	$(MAKE) BUILD=build/tsan KC_SANITIZER=tsan \
 		CFLAGS="$(SAN_COMMON) -fsanitize=thread" LDFLAGS="-fsanitize=thread" test
+
+# The fault soak (tests/soak/soak.c): DURATION in seconds (default 180).
+DURATION ?= 180
+soak: $(SOAK_BIN)
+	$(SOAK_BIN) --duration $(DURATION) $(if $(SEED),--seed $(SEED))
 
 # Every benchmark and the Go peers (bench/README.md): build/bench/results.json,
 # a table on stdout and PNG charts under build/bench/.
