@@ -123,6 +123,7 @@ for pat in "$M1" "$M2" "$M3" "$(b64 "$M1")" "$(b64 "$M2")" "$(b64 "$M3")" \
     done
 done
 [ "$leaks" = 0 ] || fail "secret material in logs, metrics or events"
+grep -l "Sanitizer" "$tmp"/*.log 2>/dev/null && fail "a sanitizer report in a log"
 lines=$(cat "$tmp/text.log" "$tmp/json.log" | wc -l)
 [ "$lines" -gt 20 ] || fail "only $lines log lines at --v 2: the check would prove nothing"
 
