@@ -655,6 +655,42 @@ static void test_config_table(void **state)
     kc_resp_stop(r);
 }
 
+/* A key given twice in one mapping: the last one wins, nothing leaks
+ * (found by fuzz_kubeconfig: a repeated proxy-url leaked the first copy). */
+static void test_config_duplicate_keys(void **state)
+{
+    kc_config_opts_t o = KC_CONFIG_OPTS_INIT;
+    kc_config_t *cfg = NULL;
+    kc_errbuf_t eb;
+
+    (void)state;
+    wfile("kubeconfig",
+          "apiVersion: v1\nkind: Config\ncurrent-context: t\n"
+          "clusters:\n- name: c\n  cluster:\n    server: https://first:1\n"
+          "    proxy-url: o=\n    tls-server-name: a\n    tls-server-name: b\n"
+          "    proxy-url: http://proxy:3128\n    server: https://second:2\n"
+          "users:\n- name: u\n  user:\n    token: t1\n    token: t2\n    username: a\n"
+          "    username: b\n    password: p\n    password: q\n"
+          "    tokenFile: /dev/null\n    tokenFile: /dev/zero\n"
+          "- name: e\n  user:\n    exec:\n      apiVersion: client.authentication.k8s.io/v1\n"
+          "      apiVersion: client.authentication.k8s.io/v1beta1\n      command: a/b\n"
+          "      command: /bin/true\n      installHint: x\n      installHint: y\n"
+          "      interactiveMode: Never\n"
+          "contexts:\n- name: t\n  context: {cluster: c, user: u, namespace: a, namespace: b}\n"
+          "- name: x\n  context: {cluster: c, user: e}\n", 0600);
+    o.kubeconfig = tpath("kubeconfig");
+    if (kc_config_load(&o, &cfg, &eb) != 0)
+        fail_msg("duplicate keys: %s", eb.msg);
+    assert_string_equal(kc_config_server(cfg), "https://second:2");
+    assert_string_equal(kc_config_namespace(cfg), "b");
+    kc_config_free(cfg);
+    o.context = "x";
+    if (kc_config_load(&o, &cfg, &eb) != 0)
+        fail_msg("duplicate keys (exec): %s", eb.msg);
+    kc_config_free(cfg);
+    unlink(tpath("kubeconfig"));
+}
+
 /* =========================================================== HTML errors */
 
 static void test_html_error_page(void **state)
@@ -724,6 +760,7 @@ int main(void)
         cmocka_unit_test(test_object_table),
         cmocka_unit_test(test_informer_table),
         cmocka_unit_test(test_config_table),
+        cmocka_unit_test(test_config_duplicate_keys),
         cmocka_unit_test(test_html_error_page),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
