@@ -128,6 +128,38 @@ DURATION ?= 180
 soak: $(SOAK_BIN)
 	$(SOAK_BIN) --duration $(DURATION) $(if $(SEED),--seed $(SEED))
 
+# libFuzzer targets (fuzz/fuzz_*.c) built with clang under ASan+UBSan in
+# build/fuzz, seeded by fuzz/seeds.sh; each runs FUZZ_SECONDS (default 60).
+# Installs clang and libclang-rt-dev (as root) when missing.  Crashes are
+# left in build/fuzz/crashes/<target>/.
+FUZZ_SECONDS ?= 60
+FUZZ_CC ?= clang
+FUZZ_TARGETS := $(patsubst fuzz/%.c,%,$(wildcard fuzz/fuzz_*.c))
+FUZZ_SAN := -fsanitize=address,undefined -fno-sanitize-recover=undefined
+fuzz:
+	@command -v $(FUZZ_CC) >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends clang libclang-rt-dev; } || \
+		{ echo "fuzz: needs clang and libclang-rt-dev (apt-get install clang libclang-rt-dev)"; exit 1; }
+	$(MAKE) BUILD=build/fuzz CC=$(FUZZ_CC) KC_SANITIZER=asan \
+		CFLAGS="-O1 -g -fno-omit-frame-pointer -fsanitize=fuzzer-no-link $(FUZZ_SAN)" \
+		LDFLAGS="$(FUZZ_SAN)" build/fuzz/libkcache.a build/fuzz/libkcache-fakeapi.a build/kcache-fakeapi
+	@for t in $(FUZZ_TARGETS); do \
+		$(FUZZ_CC) $(KC_CFLAGS) -Ik8sclient $(PKG_CFLAGS) -O1 -g -fsanitize=fuzzer $(FUZZ_SAN) \
+			fuzz/$$t.c build/fuzz/libkcache-fakeapi.a build/fuzz/libkcache.a $(LIBS) \
+			-o build/fuzz/$$t || exit 1; \
+	done
+	@rm -rf build/fuzz/seeds && bash fuzz/seeds.sh build/fuzz/seeds build >/dev/null
+	@fail=0; for t in $(FUZZ_TARGETS); do \
+		n=$${t#fuzz_}; mkdir -p build/fuzz/corpus/$$n build/fuzz/crashes/$$n; \
+		extra=; [ $$n = fakeapi_http ] && extra=-detect_leaks=0; \
+		echo "fuzz: $$t for $(FUZZ_SECONDS) s"; \
+		build/fuzz/$$t -max_total_time=$(FUZZ_SECONDS) -max_len=65536 -timeout=10 -rss_limit_mb=2048 \
+			$$extra -artifact_prefix=build/fuzz/crashes/$$n/ -print_final_stats=1 \
+			build/fuzz/corpus/$$n build/fuzz/seeds/$$n > build/fuzz/$$n.log 2>&1 || \
+			{ fail=1; echo "fuzz: $$t FAILED (build/fuzz/$$n.log, build/fuzz/crashes/$$n/)"; tail -30 build/fuzz/$$n.log; }; \
+		grep -E '^stat::number_of_executed_units|^stat::new_units_added' build/fuzz/$$n.log | tr '\n' ' '; echo; \
+	done; exit $$fail
+
 # Every benchmark and the Go peers (bench/README.md): build/bench/results.json,
 # a table on stdout and PNG charts under build/bench/.
 bench: all
