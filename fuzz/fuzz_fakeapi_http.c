@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <unistd.h>
 
 #include <openssl/ssl.h>
@@ -55,6 +56,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (fd >= 0)
             close(fd);
         return 0;
+    }
+    {
+        /* no read or write blocks for long, whatever state the server is in */
+        struct timeval tv = { 0, 200000 };
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
     }
     ssl = SSL_new(ctx);
     SSL_set_fd(ssl, fd);
