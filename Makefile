@@ -142,13 +142,14 @@ fuzz:
 		{ echo "fuzz: needs clang and libclang-rt-dev (apt-get install clang libclang-rt-dev)"; exit 1; }
 	$(MAKE) BUILD=build/fuzz CC=$(FUZZ_CC) KC_SANITIZER=asan \
 		CFLAGS="-O1 -g -fno-omit-frame-pointer -fsanitize=fuzzer-no-link $(FUZZ_SAN)" \
-		LDFLAGS="$(FUZZ_SAN)" build/fuzz/libkcache.a build/fuzz/libkcache-fakeapi.a build/kcache-fakeapi
+		LDFLAGS="$(FUZZ_SAN)" build/fuzz/libkcache.a build/fuzz/libkcache-fakeapi.a
+	$(MAKE) $(BUILD)/kcache-fakeapi
 	@for t in $(FUZZ_TARGETS); do \
 		$(FUZZ_CC) $(KC_CFLAGS) -Ik8sclient $(PKG_CFLAGS) -O1 -g -fsanitize=fuzzer $(FUZZ_SAN) \
 			fuzz/$$t.c build/fuzz/libkcache-fakeapi.a build/fuzz/libkcache.a $(LIBS) \
 			-o build/fuzz/$$t || exit 1; \
 	done
-	@rm -rf build/fuzz/seeds && bash fuzz/seeds.sh build/fuzz/seeds build >/dev/null
+	@rm -rf build/fuzz/seeds && bash fuzz/seeds.sh build/fuzz/seeds $(BUILD) >/dev/null
 	@fail=0; for t in $(FUZZ_TARGETS); do \
 		n=$${t#fuzz_}; mkdir -p build/fuzz/corpus/$$n build/fuzz/crashes/$$n; \
 		extra=; [ $$n = fakeapi_http ] && extra=-detect_leaks=0; \
@@ -188,6 +189,8 @@ clean:
 
 help:
 	@echo "make [all|test|asan|tsan|bench|install|clean]  (PREFIX=, DESTDIR=, CFLAGS=)"
+	@echo "make soak DURATION=S [SEED=N]   fault soak of the replicator (default 180 s)"
+	@echo "make fuzz FUZZ_SECONDS=N        every libFuzzer target for N s (clang)"
 
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)
 
