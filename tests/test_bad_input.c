@@ -441,7 +441,8 @@ static const inf_case_t inf_cases[] = {
       "\"namespace\":\"ns1\",\"resourceVersion\":\"12\"}}}\n", 0, 0, KC_EBADNAME,
       "line 2|metadata.name" },
     { "object without namespace", "{\"type\":\"MODIFIED\",\"object\":{\"metadata\":"
-      "{\"name\":\"a\",\"resourceVersion\":\"12\"}}}\n", 0, 0, KC_EBADNAME, "" },
+      "{\"name\":\"a\",\"resourceVersion\":\"12\"}}}\n", 0, 0, KC_EBADNAME,
+      "line 2|metadata.namespace" },
     { "wrong metadata type", "{\"type\":\"MODIFIED\",\"object\":{\"metadata\":{\"name\":\"a\","
       "\"namespace\":\"ns1\",\"resourceVersion\":12}}}\n", 0, 0, KC_EPARSE,
       "line 2|metadata.resourceVersion" },
@@ -506,6 +507,8 @@ static void test_informer_table(void **state)
             fail_msg("%s: informer last error %s (%s), want %s", tc->name,
                      kc_err_name(st.last_error), st.last_error_msg, kc_err_name(tc->want));
         assert_msg_has(tc->name, st.last_error_msg, tc->want_msg);
+        print_message("informer, %s: %s: %s\n", tc->name, kc_err_name(st.last_error),
+                      st.last_error_msg);
         /* the listed objects are still cached, and the bad one was not stored */
         for (const char *const *n = (const char *const[]){ "a", "b", NULL }; *n; n++) {
             assert_int_equal(kc_cache_get_nsname(kc_informer_cache(inf), "ns1", *n, &o), 0);
