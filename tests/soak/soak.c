@@ -3,8 +3,9 @@
  * informers against the in-process fake API server, under a steady
  * mutation load, while every fault the fake server knows fires at random
  * from a printed seed: watches closed and stalled, 410 after compaction,
- * 429 with Retry-After, 500 and 503, events cut mid-way, server restarts
- * (every connection dropped) and clean watch ends.
+ * 429 with Retry-After, 500 and 503, events cut mid-way, delays, every
+ * connection dropped, the server stopped and started again on the same
+ * port (connections refused meanwhile), and clean watch ends.
  *
  * Load (its own thread, through the fake server's direct data API so that
  * it is steady whatever the faults do): creates, updates and deletes of
@@ -97,11 +98,15 @@ typedef struct soak {
     pthread_t mgr_thread, load_thread, fault_thread;
     int run_rc;
     _Atomic int stop_load, stop_faults;
+    /* readers: every use of the fake server by the load and fault threads;
+     * writer: a full stop/start of the server (kc_fakeapi_stop/start are
+     * not thread-safe against the direct data calls) */
+    pthread_rwlock_t fa_lock;
     uint64_t seed;
     int quiet;
     /* counts (written by their own thread, read after join) */
     uint64_t ops_create, ops_update, ops_delete, ops_hand_edit, ops_copy_delete, ops_plain;
-    uint64_t f_settings, f_compact, f_restart, f_close;
+    uint64_t f_settings, f_compact, f_restart, f_close, f_stopstart, f_start_fail;
 } soak_t;
 
 static void log_cb(void *ud, kc_log_level_t level, const char *component, const char *msg)
@@ -150,6 +155,7 @@ static void *load_main(void *arg)
         char nm[32], ns[32];
 
         gen++;
+        pthread_rwlock_rdlock(&s->fa_lock);
         if (p < 0.60) {
             put_source(s, &r, res, src, name, gen);
         } else if (p < 0.75) {
@@ -199,6 +205,7 @@ static void *load_main(void *arg)
             }
             s->ops_plain++;
         }
+        pthread_rwlock_unlock(&s->fa_lock);
         sleep_ms(2 + (long)(rnd(&r) % 8));
     }
     return NULL;
@@ -216,6 +223,25 @@ static void *fault_main(void *arg)
         sleep_ms(150 + (long)(rnd(&r) % 500));
         if (atomic_load(&s->stop_faults))
             break;
+        if (p >= 0.95) {
+            /* a real server restart: the listener goes away for a while,
+             * then comes back on the same port with the same data */
+            int rc = -1;
+            pthread_rwlock_wrlock(&s->fa_lock);
+            kc_fakeapi_stop(s->fa);
+            sleep_ms(100 + (long)(rnd(&r) % 700));
+            for (int i = 0; i < 50 && rc != 0; i++) {
+                rc = kc_fakeapi_start(s->fa);
+                if (rc != 0)
+                    sleep_ms(100);
+            }
+            if (rc != 0)
+                s->f_start_fail++;
+            pthread_rwlock_unlock(&s->fa_lock);
+            s->f_stopstart++;
+            continue;
+        }
+        pthread_rwlock_rdlock(&s->fa_lock);
         if (p < 0.45) {
             kc_fakeapi_faults_t f = KC_FAKEAPI_FAULTS_INIT;
             f.p_429 = rnd01(&r) < 0.5 ? 0.05 * rnd01(&r) : 0;
@@ -237,12 +263,13 @@ static void *fault_main(void *arg)
         } else if (p < 0.72) {
             kc_fakeapi_restart(s->fa);
             s->f_restart++;
-        } else if (p < 0.85) {
+        } else if (p < 0.82) {
             kc_fakeapi_close_watches(s->fa);
             s->f_close++;
         } else {
             kc_fakeapi_set_faults(s->fa, NULL);
         }
+        pthread_rwlock_unlock(&s->fa_lock);
     }
     kc_fakeapi_set_faults(s->fa, NULL);
     return NULL;
@@ -458,6 +485,7 @@ int main(int argc, char **argv)
     uint64_t t0;
 
     memset(&S, 0, sizeof(S));
+    pthread_rwlock_init(&S.fa_lock, NULL);
     S.seed = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 16);
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--duration") == 0 && i + 1 < argc)
@@ -636,10 +664,15 @@ int main(int argc, char **argv)
                kc_fakeapi_revision(S.fa));
         printf("soak: faults: %" PRIu64 " injected by the server (429 %" PRIu64 ", 5xx %" PRIu64
                ", 410 events %" PRIu64 "), %" PRIu64 " fault settings, %" PRIu64
-               " compactions, %" PRIu64 " restarts, %" PRIu64 " watch closes; %" PRIu64
-               " connections\n",
+               " compactions, %" PRIu64 " connection drops, %" PRIu64 " server stop/starts, %" PRIu64
+               " watch closes; %" PRIu64 " connections\n",
                fc.faults, fc.status_429, fc.status_5xx, fc.watch_410, S.f_settings, S.f_compact,
-               S.f_restart, S.f_close, fc.connections);
+               S.f_restart, S.f_stopstart, S.f_close, fc.connections);
+        if (S.f_start_fail) {
+            printf("soak: FAIL: the server could not be started again %" PRIu64 " times\n",
+                   S.f_start_fail);
+            failures++;
+        }
         printf("soak: totals: events %" PRIu64 ", bookmarks %" PRIu64 ", error events %" PRIu64
                ", lists %" PRIu64 ", relists %" PRIu64 ", reconnects %" PRIu64
                ", failed attempts %" PRIu64 ", reconciles %.0f (errors %.0f), copies %.0f\n",
