@@ -97,6 +97,7 @@ grep -q '^kcache_' "$tmp/metrics.txt" || grep -q '^controller_runtime_' "$tmp/me
 # Events written by the controller (their messages are error messages too)
 api "$url/api/v1/events" >"$tmp/events.json" 2>/dev/null || true
 api "$url/apis/events.k8s.io/v1/events" >>"$tmp/events.json" 2>/dev/null || true
+grep -q ReplicationConflict "$tmp/events.json" || fail "no conflict Event: the Event check would prove nothing"
 
 # the same controller in JSON format, and one with a wrong token (401s)
 start_ctrl json "$tmp/kc" json
@@ -126,6 +127,7 @@ done
 grep -l "Sanitizer" "$tmp"/*.log 2>/dev/null && fail "a sanitizer report in a log"
 lines=$(cat "$tmp/text.log" "$tmp/json.log" | wc -l)
 [ "$lines" -gt 20 ] || fail "only $lines log lines at --v 2: the check would prove nothing"
+grep -q 'level=debug' "$tmp/text.log" || fail "no debug lines at --v 2"
 
 # ---- TLS verification cannot be turned off by accident
 srv=$(sed -n 's/^ *server: *//p' "$tmp/kc" | head -1)
