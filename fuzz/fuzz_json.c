@@ -1,5 +1,6 @@
 /* libFuzzer target: the kc_json scanner (scan, minify, iterate, unescape)
- * and kc_obj_new with every accessor on what it accepts. */
+ * and kc_obj_new with every accessor on what it accepts; the input as a
+ * key string through kc_key_parse and back through kc_key_format. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,6 +43,21 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     if (dst == NULL)
         return 0;
+    {
+        char *z = strndup(buf, size);
+        kc_key_t k1, k2;
+        char ks[KC_KEY_STR_MAX];
+        for (int rule = 0; z != NULL && rule < 2; rule++) {
+            if (kc_key_parse_rule(&k1, z, (kc_name_rule_t)rule) == 0) {
+                kc_key_format(&k1, ks, sizeof(ks));
+                if (kc_key_parse_rule(&k2, ks, (kc_name_rule_t)rule) != 0 || !kc_key_equal(&k1, &k2))
+                    __builtin_trap(); /* a parsed key must survive format + parse */
+            }
+            (void)kc_name_validate(z, (kc_name_rule_t)rule);
+        }
+        (void)kc_namespace_validate(z ? z : "");
+        free(z);
+    }
     while (pos < size && kc_json_scan(buf, size, &pos, &sp, &err) == 0)
         walk(sp, 0);
     if (kc_json_parse_doc_minify(buf, size, dst, &dlen, &sp, &err) == 0) {
