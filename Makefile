@@ -49,6 +49,7 @@ BENCH_SRC := $(wildcard bench/bench_*.c)
 BENCH_BIN := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 CMD_BIN := $(patsubst cmd/%.c,$(BUILD)/%,$(wildcard cmd/*.c))
 EXAMPLE_BIN := $(patsubst examples/%.c,$(BUILD)/examples/%,$(wildcard examples/*.c))
+SOAK_BIN := $(BUILD)/tests/soak
 ifneq ($(wildcard tests/fakeapi/main.c),)
 CMD_BIN += $(BUILD)/kcache-fakeapi
 endif
@@ -58,10 +59,10 @@ SHARED_LIB := $(BUILD)/libkcache.so.$(SOVERSION)
 FAKE_LIB := $(BUILD)/libkcache-fakeapi.a
 TEST_LIBS := $(FAKE_LIB) $(STATIC_LIB)
 
-.PHONY: all lib test asan tsan bench run install uninstall clean help deps
+.PHONY: all lib test asan tsan bench run soak fuzz install uninstall clean help deps
 .DEFAULT_GOAL := all
 
-all: lib $(CMD_BIN) $(EXAMPLE_BIN) $(TEST_BIN) $(BENCH_BIN)
+all: lib $(CMD_BIN) $(EXAMPLE_BIN) $(TEST_BIN) $(BENCH_BIN) $(SOAK_BIN)
 
 lib: $(STATIC_LIB) $(SHARED_LIB)
 
@@ -105,6 +106,10 @@ $(BUILD)/tests/%: $(BUILD)/obj/tests/%.o $(TEST_LIBS)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(TEST_LIBS) $(LIBS)
 
+$(SOAK_BIN): $(BUILD)/obj/tests/soak/soak.o $(TEST_LIBS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(TEST_LIBS) $(LIBS)
+
 $(BUILD)/bench/%: $(BUILD)/obj/bench/%.o $(TEST_LIBS)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(TEST_LIBS) $(LIBS)
@@ -123,6 +128,44 @@ tsan:
 	$(MAKE) BUILD=build/tsan KC_SANITIZER=tsan \
 		CFLAGS="$(SAN_COMMON) -fsanitize=thread" LDFLAGS="-fsanitize=thread" \
 		TSAN_OPTIONS="suppressions=$(CURDIR)/scripts/tsan.supp second_deadlock_stack=1 $(TSAN_OPTIONS)" test
+
+# The fault soak (tests/soak/soak.c): DURATION in seconds (default 180).
+DURATION ?= 180
+soak: $(SOAK_BIN)
+	$(SOAK_BIN) --duration $(DURATION) $(if $(SEED),--seed $(SEED))
+
+# libFuzzer targets (fuzz/fuzz_*.c) built with clang under ASan+UBSan in
+# build/fuzz, seeded by fuzz/seeds.sh; each runs FUZZ_SECONDS (default 60).
+# Installs clang and libclang-rt-dev (as root) when missing.  Crashes are
+# left in build/fuzz/crashes/<target>/.
+FUZZ_SECONDS ?= 60
+FUZZ_CC ?= clang
+FUZZ_TARGETS := $(patsubst fuzz/%.c,%,$(wildcard fuzz/fuzz_*.c))
+FUZZ_SAN := -fsanitize=address,undefined -fno-sanitize-recover=undefined
+fuzz:
+	@command -v $(FUZZ_CC) >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends clang libclang-rt-dev; } || \
+		{ echo "fuzz: needs clang and libclang-rt-dev (apt-get install clang libclang-rt-dev)"; exit 1; }
+	$(MAKE) BUILD=build/fuzz CC=$(FUZZ_CC) KC_SANITIZER=asan \
+		CFLAGS="-O1 -g -fno-omit-frame-pointer -fsanitize=fuzzer-no-link $(FUZZ_SAN)" \
+		LDFLAGS="$(FUZZ_SAN)" build/fuzz/libkcache.a build/fuzz/libkcache-fakeapi.a
+	$(MAKE) $(BUILD)/kcache-fakeapi
+	@for t in $(FUZZ_TARGETS); do \
+		$(FUZZ_CC) $(KC_CFLAGS) -Ik8sclient $(PKG_CFLAGS) -O1 -g -fsanitize=fuzzer $(FUZZ_SAN) \
+			fuzz/$$t.c build/fuzz/libkcache-fakeapi.a build/fuzz/libkcache.a $(LIBS) \
+			-o build/fuzz/$$t || exit 1; \
+	done
+	@rm -rf build/fuzz/seeds && bash fuzz/seeds.sh build/fuzz/seeds $(BUILD) >/dev/null
+	@fail=0; for t in $(FUZZ_TARGETS); do \
+		n=$${t#fuzz_}; mkdir -p build/fuzz/corpus/$$n build/fuzz/crashes/$$n; \
+		extra=; [ $$n = fakeapi_http ] && extra=-detect_leaks=0; \
+		echo "fuzz: $$t for $(FUZZ_SECONDS) s"; \
+		build/fuzz/$$t -max_total_time=$(FUZZ_SECONDS) -max_len=65536 -timeout=10 -rss_limit_mb=2048 \
+			$$extra -artifact_prefix=build/fuzz/crashes/$$n/ -print_final_stats=1 \
+			build/fuzz/corpus/$$n build/fuzz/seeds/$$n > build/fuzz/$$n.log 2>&1 || \
+			{ fail=1; echo "fuzz: $$t FAILED (build/fuzz/$$n.log, build/fuzz/crashes/$$n/)"; tail -30 build/fuzz/$$n.log; }; \
+		grep -E '^stat::number_of_executed_units|^stat::new_units_added' build/fuzz/$$n.log | tr '\n' ' '; echo; \
+	done; exit $$fail
 
 # Every benchmark and the Go peers (bench/README.md): build/bench/results.json,
 # a table on stdout and PNG charts under build/bench/.
@@ -156,7 +199,9 @@ clean:
 	rm -rf build
 
 help:
-	@echo "make [all|test|asan|tsan|bench|run|install|clean]  (PREFIX=, DESTDIR=, CFLAGS=, ARGS= for run)"
+	@echo "make [all|test|asan|tsan|bench|run|test-real|install|clean]  (PREFIX=, DESTDIR=, CFLAGS=, ARGS= for run)"
+	@echo "make soak DURATION=S [SEED=N]   fault soak of the replicator (default 180 s)"
+	@echo "make fuzz FUZZ_SECONDS=N        every libFuzzer target for N s (clang)"
 
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)
 

@@ -618,8 +618,18 @@ static int watch_cb(void *ud, const kc_watch_event_t *ev)
         return 0;
     }
     rc = apply_event(inf, ev->type, obj);
-    if (rc == 0)
+    if (rc == 0) {
         set_rv(inf, kc_obj_resource_version(obj));
+    } else {
+        /* say which object the cache refused, e.g. one without a namespace
+         * in a namespaced informer */
+        w->cb_error = rc;
+        snprintf(w->cb_msg, sizeof(w->cb_msg), "event on line %zu: object \"%.63s/%.100s\"%s: %s",
+                 ev->line_no, kc_obj_namespace(obj), kc_obj_name(obj),
+                 inf->res.namespaced && kc_obj_namespace(obj)[0] == '\0'
+                     ? " has no metadata.namespace" : " not stored",
+                 kc_strerror(rc));
+    }
     kc_obj_unref(obj);
     return rc;
 }

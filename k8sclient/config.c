@@ -239,6 +239,18 @@ static int is_null_node(yaml_node_t *n)
                          (strcmp(s, "") == 0 || strcmp(s, "null") == 0 || strcmp(s, "~") == 0));
 }
 
+/* Store a new string in *dst (NULL nv: out of memory).  A key given twice
+ * in one mapping replaces the earlier value, as in kubectl, instead of
+ * leaking it; the old value is wiped (it may be a token or password). */
+static int dup_into(char **dst, char *nv)
+{
+    if (nv == NULL)
+        return -ENOMEM;
+    kc__str_wipe(dst);
+    *dst = nv;
+    return 0;
+}
+
 static int parse_bool(const char *s, int *out)
 {
     if (s == NULL)
@@ -473,7 +485,7 @@ static int resolve_cluster(loader_t *ld, const named_t *cl, kc_config_t *cfg)
             return kc_errf(ld->eb, KC_ECONFIG, "kubeconfig %s: cluster \"%s\": %s is not a string",
                            f->path, cl->name, key);
         if (FIELD_IS("server")) {
-            if ((cfg->server = strdup(v)) == NULL)
+            if (dup_into(&cfg->server, strdup(v)) != 0)
                 return -ENOMEM;
         } else if (FIELD_IS("certificate-authority")) {
             ca_file = v;
@@ -485,10 +497,10 @@ static int resolve_cluster(loader_t *ld, const named_t *cl, kc_config_t *cfg)
                                "kubeconfig %s: cluster \"%s\": insecure-skip-tls-verify: "
                                "not a boolean", f->path, cl->name);
         } else if (FIELD_IS("tls-server-name")) {
-            if ((cfg->tls_server_name = strdup(v)) == NULL)
+            if (dup_into(&cfg->tls_server_name, strdup(v)) != 0)
                 return -ENOMEM;
         } else if (FIELD_IS("proxy-url")) {
-            if ((cfg->proxy_url = strdup(v)) == NULL)
+            if (dup_into(&cfg->proxy_url, strdup(v)) != 0)
                 return -ENOMEM;
         } else {
             return kc_errf(ld->eb, KC_EUNSUPPORTED,
@@ -545,11 +557,12 @@ static int resolve_exec(loader_t *ld, const named_t *us, yaml_node_t *ex, kc_con
                                "kubeconfig %s: user \"%s\": exec apiVersion \"%s\" is not "
                                "supported (use client.authentication.k8s.io/v1 or v1beta1)",
                                f->path, us->name, v ? v : "?");
-            if ((e->api_version = strdup(v)) == NULL)
+            if (dup_into(&e->api_version, strdup(v)) != 0)
                 return -ENOMEM;
         } else if (FIELD_IS("command")) {
             if (v == NULL)
                 goto bad_type;
+            kc__str_wipe(&e->command); /* a repeated key: the last one wins */
             if (strchr(v, '/') && v[0] != '/')
                 e->command = resolve_path(ld, us->file, v);
             else
@@ -610,7 +623,7 @@ static int resolve_exec(loader_t *ld, const named_t *us, yaml_node_t *ex, kc_con
         } else if (FIELD_IS("installHint")) {
             if (v == NULL)
                 goto bad_type;
-            if ((e->install_hint = strdup(v)) == NULL)
+            if (dup_into(&e->install_hint, strdup(v)) != 0)
                 return -ENOMEM;
         } else {
             return kc_errf(ld->eb, KC_EUNSUPPORTED,
@@ -666,10 +679,10 @@ static int resolve_user(loader_t *ld, const named_t *us, kc_config_t *cfg)
             return kc_errf(ld->eb, KC_ECONFIG, "kubeconfig %s: user \"%s\": %s is not a string",
                            f->path, us->name, key);
         if (FIELD_IS("token")) {
-            if ((cfg->token = strdup(v)) == NULL)
+            if (dup_into(&cfg->token, strdup(v)) != 0)
                 return -ENOMEM;
         } else if (FIELD_IS("tokenFile")) {
-            if ((cfg->token_file = resolve_path(ld, us->file, v)) == NULL)
+            if (dup_into(&cfg->token_file, resolve_path(ld, us->file, v)) != 0)
                 return -ENOMEM;
         } else if (FIELD_IS("client-certificate")) {
             cert_file = v;
@@ -680,10 +693,10 @@ static int resolve_user(loader_t *ld, const named_t *us, kc_config_t *cfg)
         } else if (FIELD_IS("client-key-data")) {
             key_data = v;
         } else if (FIELD_IS("username")) {
-            if ((cfg->username = strdup(v)) == NULL)
+            if (dup_into(&cfg->username, strdup(v)) != 0)
                 return -ENOMEM;
         } else if (FIELD_IS("password")) {
-            if ((cfg->password = strdup(v)) == NULL)
+            if (dup_into(&cfg->password, strdup(v)) != 0)
                 return -ENOMEM;
         }
     }
@@ -749,7 +762,7 @@ static int resolve(loader_t *ld, const kc_config_opts_t *o, kc_config_t *cfg)
             else if (FIELD_IS("user"))
                 usname = v;
             else if (FIELD_IS("namespace")) {
-                if (v && (cfg->namespace_ = strdup(v)) == NULL)
+                if (v && dup_into(&cfg->namespace_, strdup(v)) != 0)
                     return -ENOMEM;
             } else
                 return kc_errf(ld->eb, KC_EUNSUPPORTED,

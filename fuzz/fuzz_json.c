@@ -1,0 +1,102 @@
+/* libFuzzer target: the kc_json scanner (scan, minify, iterate, unescape)
+ * and kc_obj_new with every accessor on what it accepts; the input as a
+ * key string through kc_key_parse and back through kc_key_format. */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kc_cache.h"
+#include "kc_json.h"
+
+static void walk(kc_json_span_t v, int depth)
+{
+    kc_json_iter_t it;
+    kc_json_span_t k, e;
+
+    if (depth > 64)
+        return;
+    if (v.type == KC_JSON_STRING) {
+        char *s = NULL;
+        long n = kc_json_str_len(v);
+        if (kc_json_str_dup(v, &s) == 0) {
+            if (n >= 0 && (size_t)n != strlen(s))
+                __builtin_trap(); /* the length and the unescaped value disagree */
+            free(s);
+        }
+        return;
+    }
+    if (kc_json_iter_init(&it, v) != 0)
+        return;
+    while (kc_json_iter_next(&it, &k, &e) == 1)
+        walk(e, depth + 1);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    const char *buf = (const char *)data;
+    kc_json_span_t sp;
+    kc_json_err_t err;
+    size_t pos = 0, dlen = 0;
+    char *dst = malloc(size + 1);
+    kc_obj_t *o = NULL;
+    kc_errbuf_t eb;
+
+    if (dst == NULL)
+        return 0;
+    {
+        char *z = strndup(buf, size);
+        kc_key_t k1, k2;
+        char ks[KC_KEY_STR_MAX];
+        for (int rule = 0; z != NULL && rule < 2; rule++) {
+            if (kc_key_parse_rule(&k1, z, (kc_name_rule_t)rule) == 0) {
+                kc_key_format(&k1, ks, sizeof(ks));
+                if (kc_key_parse_rule(&k2, ks, (kc_name_rule_t)rule) != 0 || !kc_key_equal(&k1, &k2))
+                    __builtin_trap(); /* a parsed key must survive format + parse */
+            }
+            (void)kc_name_validate(z, (kc_name_rule_t)rule);
+        }
+        (void)kc_namespace_validate(z ? z : "");
+        free(z);
+    }
+    while (pos < size && kc_json_scan(buf, size, &pos, &sp, &err) == 0)
+        walk(sp, 0);
+    if (kc_json_parse_doc_minify(buf, size, dst, &dlen, &sp, &err) == 0) {
+        kc_json_span_t again;
+        /* the minified text is itself a document, of the same length when minified again */
+        if (kc_json_parse_doc(dst, dlen, &again, &err) != 0)
+            __builtin_trap();
+        if (kc_json_minify(again, dst + 0) != dlen)
+            __builtin_trap();
+        kc_json_span_t v;
+        kc_json_obj_get(sp, "metadata", &v);
+    }
+    free(dst);
+    if (kc_obj_new(buf, size, NULL, &o, &eb) == 0) {
+        kc_key_t k;
+        char ks[KC_KEY_STR_MAX];
+        const char *lk, *lv;
+        kc_owner_ref_t ow;
+        char *ann = NULL;
+        size_t n;
+
+        kc_obj_key(o, &k);
+        kc_key_format(&k, ks, sizeof(ks));
+        (void)kc_obj_uid(o);
+        (void)kc_obj_resource_version(o);
+        (void)kc_obj_generation(o);
+        (void)kc_obj_deleting(o);
+        n = kc_obj_label_count(o);
+        for (size_t i = 0; i < n; i++)
+            if (kc_obj_label_at(o, i, &lk, &lv) == 0 && kc_obj_label(o, lk) == NULL)
+                __builtin_trap();
+        n = kc_obj_owner_count(o);
+        for (size_t i = 0; i < n; i++)
+            kc_obj_owner_at(o, i, &ow);
+        kc_obj_controller_ref(o, &ow);
+        if (kc_obj_annotation(o, "kcache.io/replicate-to", &ann) == 0)
+            free(ann);
+        (void)kc_obj_json(o, &n);
+        kc_obj_unref(o);
+    }
+    return 0;
+}

@@ -1,0 +1,60 @@
+/* libFuzzer target: watch stream framing and event decoding.  The input is
+ * fed to kc_watch_decoder in pieces whose sizes come from the first byte,
+ * with a small event cap so the TOOBIG path is reached too; each event's
+ * object is parsed with kc_watch_event_parse and kc_obj_new, and ERROR
+ * events with kc_status_from_json, as the informer does. */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cjson/cJSON.h>
+
+#include "kc_cache.h"
+#include "kc_client.h"
+
+static int on_event(void *ud, const kc_watch_event_t *ev)
+{
+    kc_obj_t *o = NULL;
+    kc_errbuf_t eb;
+    cJSON *j;
+
+    (void)ud;
+    if (ev->type == KC_WATCH_ERROR) {
+        kc_status_t st;
+        kc_status_clear(&st);
+        kc_status_from_json(ev->object, ev->object_len, &st);
+        return 0;
+    }
+    j = kc_watch_event_parse(ev);
+    cJSON_Delete(j);
+    if (kc_obj_new(ev->object, ev->object_len, NULL, &o, &eb) == 0) {
+        kc_key_t k;
+        kc_obj_key(o, &k);
+        (void)kc_obj_label_count(o);
+        kc_obj_unref(o);
+    }
+    return 0;
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    kc_watch_decoder_t *d = NULL;
+    kc_errbuf_t eb;
+    size_t step, off;
+    int rc = 0;
+
+    if (size < 1)
+        return 0;
+    step = (size_t)(data[0] % 64) + 1;
+    data++;
+    size--;
+    if (kc_watch_decoder_new(4096, on_event, NULL, &d) != 0)
+        return 0;
+    for (off = 0; off < size && rc == 0; off += step)
+        rc = kc_watch_decoder_feed(d, (const char *)data + off,
+                                   size - off < step ? size - off : step, &eb);
+    if (rc == 0)
+        kc_watch_decoder_finish(d, &eb);
+    kc_watch_decoder_free(d);
+    return 0;
+}
