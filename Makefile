@@ -143,7 +143,7 @@ FUZZ_CC ?= clang
 FUZZ_TARGETS := $(patsubst fuzz/%.c,%,$(wildcard fuzz/fuzz_*.c))
 FUZZ_SAN := -fsanitize=address,undefined -fno-sanitize-recover=undefined
 fuzz:
-	@command -v $(FUZZ_CC) >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && \
+	@command -v $(FUZZ_CC) >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends clang libclang-rt-dev; } || \
 		{ echo "fuzz: needs clang and libclang-rt-dev (apt-get install clang libclang-rt-dev)"; exit 1; }
 	$(MAKE) BUILD=build/fuzz CC=$(FUZZ_CC) KC_SANITIZER=asan \
