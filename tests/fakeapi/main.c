@@ -27,6 +27,7 @@ static void usage(FILE *f)
         "  --token TOKEN               bearer token of user \"admin\" (default: random)\n"
         "  --user-token USER=TOKEN     accept another token (repeatable)\n"
         "  --allow USER:VERB:RESOURCE  allow-list rule; a user with rules gets 403 otherwise\n"
+        "                              (USER may contain colons: system:serviceaccount:NS:NAME)\n"
         "                              (repeatable; VERB/RESOURCE may be *)\n"
         "  --cert FILE --key FILE --ca FILE [--ca-key FILE]\n"
         "                              use these PEM files instead of generated ones\n"
@@ -202,14 +203,24 @@ int main(int argc, char **argv)
         kc_fakeapi_add_token(s, eq + 1, utok[i]);
     }
     for (int i = 0; i < nallow; i++) {
-        char *a = allow[i] ? strdup(allow[i]) : NULL, *c1, *c2;
-        if (!a || !(c1 = strchr(a, ':')) || !(c2 = strchr(c1 + 1, ':'))) {
-            fprintf(stderr, "kcache-fakeapi: --allow wants USER:VERB:RESOURCE\n");
+        /* Split at the LAST two colons: user names may hold colons
+         * ("system:serviceaccount:ns:name"); verbs and resources never do. */
+        char *a = allow[i] ? strdup(allow[i]) : NULL, *c1 = NULL, *c2 = NULL;
+        if (a && (c2 = strrchr(a, ':')) != NULL) {
+            *c2 = 0;
+            c1 = strrchr(a, ':');
+        }
+        int ok = a && c1 && c1 != a && c1[1] != 0 && c2[1] != 0;
+        if (ok) {
+            *c1 = 0;
+            ok = kc_fakeapi_set_allow(s, a, c1 + 1, c2 + 1) == 0;
+        }
+        if (!ok) {
+            fprintf(stderr, "kcache-fakeapi: --allow wants USER:VERB:RESOURCE, got \"%s\"\n",
+                    allow[i] ? allow[i] : "");
             free(a);
             goto out;
         }
-        *c1 = *c2 = 0;
-        kc_fakeapi_set_allow(s, a, c1 + 1, c2 + 1);
         free(a);
     }
     if (faults)
