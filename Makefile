@@ -214,11 +214,12 @@ test-real: all
 	@KC_BUILD=$(BUILD) tests/realapi/run.sh
 .PHONY: test-real
 
-# The C suites run against the real server (tests/realapi/real_*.c; not
-# tests/test_*.c, which make test runs without one).
-REAL_SRC := $(wildcard tests/realapi/real_*.c)
-REAL_BIN := $(REAL_SRC:tests/realapi/%.c=$(BUILD)/realapi/%)
-$(BUILD)/realapi/%: $(BUILD)/obj/tests/realapi/%.o $(TEST_LIBS)
+# The C suites run against the real server (tests/realapi/c/real_*.c; not
+# tests/test_*.c, which make test runs without one).  They live in c/ because
+# tests/realapi/ is a Go package, and Go refuses C files there without cgo.
+REAL_SRC := $(wildcard tests/realapi/c/real_*.c)
+REAL_BIN := $(REAL_SRC:tests/realapi/c/%.c=$(BUILD)/realapi/%)
+$(BUILD)/realapi/%: $(BUILD)/obj/tests/realapi/c/%.o $(TEST_LIBS)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(TEST_LIBS) $(LIBS)
 test-real: $(REAL_BIN)
