@@ -300,11 +300,10 @@ static cell_t run_cell(const ops_t *op, const workload_t *wl, int dist, int thre
 /* bytes per object of a fixture, key and indexes included */
 static char *read_fixture(const char *name, size_t *len)
 {
-    static const char *dirs[] = { "../shared/fixtures/api-testdata",
-                                  "/work/shared/fixtures/api-testdata" };
+    static const char *dirs[] = { "../shared/fixtures/api-testdata" };
     char path[512];
     const char *env = getenv("KC_FIXTURES");
-    for (int i = -1; i < 2; i++) {
+    for (int i = -1; i < 1; i++) {
         const char *d = i < 0 ? env : dirs[i];
         if (!d)
             continue;

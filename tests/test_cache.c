@@ -19,35 +19,7 @@
 /* ------------------------------------------------------------------ */
 /* helpers */
 
-static char *read_fixture(const char *name, size_t *len)
-{
-    static const char *dirs[] = { "../shared/fixtures/api-testdata",
-                                  "/work/shared/fixtures/api-testdata" };
-    char path[512];
-    const char *env = getenv("KC_FIXTURES");
-
-    for (int i = -1; i < 2; i++) {
-        const char *d = i < 0 ? env : dirs[i];
-        if (!d)
-            continue;
-        snprintf(path, sizeof(path), "%s/%s", d, name);
-        FILE *f = fopen(path, "rb");
-        if (!f)
-            continue;
-        fseek(f, 0, SEEK_END);
-        long n = ftell(f);
-        fseek(f, 0, SEEK_SET);
-        char *b = malloc((size_t)n + 1);
-        assert_non_null(b);
-        assert_int_equal(fread(b, 1, (size_t)n, f), (size_t)n);
-        fclose(f);
-        b[n] = '\0';
-        *len = (size_t)n;
-        return b;
-    }
-    fail_msg("fixture %s not found (set KC_FIXTURES)", name);
-    return NULL;
-}
+#include "kc_test_fixture.h"
 
 /* The fixture with metadata.namespace/name (and resourceVersion if rv)
  * patched, as (unformatted) JSON the caller frees. */
@@ -1017,78 +989,10 @@ static void test_memory_bound(void **state)
 
 
 /* ------------------------------------------------------------------ */
-/* allocation failures: this program replaces malloc (glibc allows it) to
- * fail the Nth allocation and count live blocks.  Not under ASan/TSan,
- * which bring their own allocator. */
-
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-#define NO_MALLOC_HOOK 1
-#endif
+/* allocation failures: fail_at / live (tests/support/kc_test_alloc.h). */
+#include "kc_test_alloc.h"
 
 #ifndef NO_MALLOC_HOOK
-extern void *__libc_malloc(size_t);
-extern void *__libc_calloc(size_t, size_t);
-extern void *__libc_realloc(void *, size_t);
-extern void __libc_free(void *);
-extern void *__libc_memalign(size_t, size_t);
-
-static long fail_at;   /* 0: never; else the fail_at-th allocation from now fails */
-static long live;      /* blocks allocated and not freed */
-
-static int fail_now(void)
-{
-    if (fail_at <= 0)
-        return 0;
-    return --fail_at == 0;
-}
-
-void *malloc(size_t n)
-{
-    if (fail_now())
-        return NULL;
-    void *p = __libc_malloc(n);
-    if (p)
-        live++;
-    return p;
-}
-
-void *calloc(size_t a, size_t b)
-{
-    if (fail_now())
-        return NULL;
-    void *p = __libc_calloc(a, b);
-    if (p)
-        live++;
-    return p;
-}
-
-void *realloc(void *q, size_t n)
-{
-    if (fail_now())
-        return NULL;
-    void *p = __libc_realloc(q, n);
-    if (p && !q)
-        live++;
-    return p;
-}
-
-void free(void *p)
-{
-    if (p)
-        live--;
-    __libc_free(p);
-}
-
-void *aligned_alloc(size_t al, size_t n)
-{
-    if (fail_now())
-        return NULL;
-    void *p = __libc_memalign(al, n);
-    if (p)
-        live++;
-    return p;
-}
-
 static void arm(long n)
 {
     fail_at = n;

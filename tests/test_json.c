@@ -16,35 +16,7 @@
 #include "kc_common.h"
 #include "kc_json.h"
 
-static char *read_fixture(const char *name, size_t *len)
-{
-    static const char *dirs[] = { "../shared/fixtures/api-testdata",
-                                  "/work/shared/fixtures/api-testdata" };
-    char path[512];
-    const char *env = getenv("KC_FIXTURES");
-
-    for (int i = -1; i < 2; i++) {
-        const char *d = i < 0 ? env : dirs[i];
-        if (!d)
-            continue;
-        snprintf(path, sizeof(path), "%s/%s", d, name);
-        FILE *f = fopen(path, "rb");
-        if (!f)
-            continue;
-        fseek(f, 0, SEEK_END);
-        long n = ftell(f);
-        fseek(f, 0, SEEK_SET);
-        char *b = malloc((size_t)n + 1);
-        assert_non_null(b);
-        assert_int_equal(fread(b, 1, (size_t)n, f), (size_t)n);
-        fclose(f);
-        b[n] = '\0';
-        *len = (size_t)n;
-        return b;
-    }
-    fail_msg("fixture %s not found (set KC_FIXTURES)", name);
-    return NULL;
-}
+#include "kc_test_fixture.h"
 
 static int sanitizer(void)
 {

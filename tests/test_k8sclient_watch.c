@@ -17,74 +17,8 @@
 #include "kc_client.h"
 
 /* ------------------------------------------------------------------ */
-/* Allocation failures: this program replaces malloc (glibc allows it) to
- * fail the Nth allocation from now and count live blocks.  Not under
- * ASan/TSan, which bring their own allocator. */
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-#define NO_MALLOC_HOOK 1
-#endif
-
-#ifndef NO_MALLOC_HOOK
-extern void *__libc_malloc(size_t);
-extern void *__libc_calloc(size_t, size_t);
-extern void *__libc_realloc(void *, size_t);
-extern void __libc_free(void *);
-
-static long fail_at; /* 0: never; else the fail_at-th allocation from now fails */
-static long live;    /* blocks allocated and not freed */
-
-static int fail_now(void)
-{
-    return fail_at > 0 && --fail_at == 0;
-}
-
-void *malloc(size_t n)
-{
-    void *p;
-
-    if (fail_now())
-        return NULL;
-    p = __libc_malloc(n);
-    if (p)
-        live++;
-    return p;
-}
-
-void *calloc(size_t a, size_t b)
-{
-    void *p;
-
-    if (fail_now())
-        return NULL;
-    p = __libc_calloc(a, b);
-    if (p)
-        live++;
-    return p;
-}
-
-void *realloc(void *q, size_t n)
-{
-    void *p;
-
-    if (q && n == 0) {
-        live--;
-        return __libc_realloc(q, 0);
-    }
-    if (fail_now())
-        return NULL;
-    p = __libc_realloc(q, n);
-    if (p && !q)
-        live++;
-    return p;
-}
-
-void free(void *p)
-{
-    if (p)
-        live--;
-    __libc_free(p);
-}
-#endif
+/* Allocation failures: fail_at / live (tests/support/kc_test_alloc.h). */
+#include "kc_test_alloc.h"
 
 #define STREAM_FILE "tests/data/k8sclient/watch_stream.jsonl"
 #define MAX_EV 64
