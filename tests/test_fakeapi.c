@@ -28,6 +28,8 @@
 #include <cJSON.h>
 #include <curl/curl.h>
 
+#include "realapi/c/wire_expect.h"
+
 #include "fakeapi.h"
 
 static kc_fakeapi_t *srv;
@@ -959,6 +961,26 @@ static void test_rv_semantics(void **state)
     rfree(&r);
 }
 
+/* List and watch option errors answered as the real server answers them,
+ * byte for byte (wire_cases in wire_expect.h, checked against the real
+ * server by real_watch.c). */
+static void test_wire_like_real_server(void **state)
+{
+    resp_t r;
+    char path[512];
+    (void)state;
+    start(NULL);
+    create_cm("default", "w", NULL);
+    for (size_t i = 0; i < sizeof(wire_cases) / sizeof(wire_cases[0]); i++) {
+        snprintf(path, sizeof(path), "/api/v1/namespaces/default/configmaps?%s", wire_cases[i].query);
+        req("GET", path, NULL, &r);
+        if (r.code != wire_cases[i].code || (wire_cases[i].body && !wire_match(wire_cases[i].body, r.body)))
+            fail_msg("%s: got %ld %s\n  want %d %s", wire_cases[i].query, r.code, r.body,
+                     wire_cases[i].code, wire_cases[i].body ? wire_cases[i].body : "");
+        rfree(&r);
+    }
+}
+
 static int count_names(const char *path)
 {
     resp_t r;
@@ -1089,12 +1111,12 @@ static void test_watch_replay(void **state)
     watch_collect("/api/v1/namespaces/default/configmaps?watch=True&timeoutSeconds=1", &e);
     assert_int_equal(e.n, 1);
     efree(&e);
-    /* too large RV: an ERROR event in a 200 stream */
+    /* a resourceVersion ahead of the store: like the real watch cache, a
+     * 200 stream that stays silent (real_watch.c checks the real one) */
     watch_collect("/api/v1/configmaps?watch=1&resourceVersion=99999999&timeoutSeconds=1", &e);
     assert_int_equal(e.r.code, 200);
-    assert_int_equal(e.n, 1);
-    assert_string_equal(e.type[0], "ERROR");
-    assert_string_equal(e.code[0], "504");
+    assert_int_equal(e.r.cc, CURLE_OK);
+    assert_int_equal(e.n, 0);
     efree(&e);
     /* bad selector: plain HTTP error before the stream */
     watch_collect("/api/v1/configmaps?watch=1&fieldSelector=x%3Dy", &e);
@@ -1122,11 +1144,14 @@ static void test_history_window_410(void **state)
     assert_int_equal(e.n, 1);
     assert_string_equal(e.type[0], "ERROR");
     assert_string_equal(e.code[0], "410");
-    char want[128];
+    char want[128], pat[512];
     snprintf(want, sizeof(want), "\"message\":\"too old resource version: %s (%" PRIu64 ")\"", rv0,
              kc_fakeapi_revision(srv) - 5);
     assert_non_null(strstr(e.r.body, want));
-    assert_non_null(strstr(e.r.body, "\"reason\":\"Expired\""));
+    /* the whole event, as the real server sends it (wire_expect.h) */
+    snprintf(pat, sizeof(pat), WIRE_EXPIRED_EVENT_FMT "\n", rv0);
+    if (!wire_match(pat, e.r.body))
+        fail_msg("410 event:\n  got  %s\n  want %s", e.r.body, pat);
     efree(&e);
     /* the newest 5 are replayable */
     snprintf(path, sizeof(path), "/api/v1/namespaces/default/configmaps?watch=1&resourceVersion=%" PRIu64 "&timeoutSeconds=1",
@@ -1170,27 +1195,119 @@ static void test_watch_selector_transitions(void **state)
     efree(&e);
 }
 
+/* Periodic bookmarks, as kube-apiserver v1.37.2's cacher sends them (checked
+ * against it: real_k8sclient's test_watch_bookmark_rules): only once the
+ * store has moved past the revision the watch started from, so a watch on a
+ * quiet server gets none; and never one at the deadline itself. */
 static void test_bookmarks(void **state)
 {
     kc_fakeapi_opts_t o = KC_FAKEAPI_OPTS_INIT;
     events_t e = {0};
-    char path[256];
+    char path[256], rv0[32];
+    resp_t r;
     (void)state;
     o.bookmark_interval_ms = 100;
     start(&o);
     create_cm("default", "b", NULL);
+    /* quiet: nothing after the watch's revision, no bookmark */
     snprintf(path, sizeof(path), "/api/v1/namespaces/default/configmaps?watch=1&resourceVersion=%s&allowWatchBookmarks=true&timeoutSeconds=1", rv_now());
+    watch_collect(path, &e);
+    assert_int_equal(e.r.code, 200);
+    assert_int_equal(e.n, 0);
+    efree(&e);
+    /* the store moved on (a Secret: no ConfigMap event): bookmarks at the
+     * newest revision */
+    snprintf(rv0, sizeof(rv0), "%s", rv_now());
+    req("POST", "/api/v1/namespaces/default/secrets", "{\"metadata\":{\"name\":\"s\"}}", &r);
+    assert_int_equal(r.code, 201);
+    rfree(&r);
+    snprintf(path, sizeof(path), "/api/v1/namespaces/default/configmaps?watch=1&resourceVersion=%s&allowWatchBookmarks=true&timeoutSeconds=1", rv0);
     watch_collect(path, &e);
     assert_true(e.n >= 2);
     for (int i = 0; i < e.n; i++) {
         assert_string_equal(e.type[i], "BOOKMARK");
         assert_string_equal(e.rv[i], rv_now());
     }
-    assert_non_null(strstr(e.r.body, "{\"type\":\"BOOKMARK\",\"object\":{\"kind\":\"ConfigMap\",\"apiVersion\":\"v1\",\"metadata\":{\"resourceVersion\":\""));
     efree(&e);
-    snprintf(path, sizeof(path), "/api/v1/namespaces/default/configmaps?watch=1&resourceVersion=%s&timeoutSeconds=1", rv_now());
+    /* without allowWatchBookmarks, none */
+    snprintf(path, sizeof(path), "/api/v1/namespaces/default/configmaps?watch=1&resourceVersion=%s&timeoutSeconds=1", rv0);
     watch_collect(path, &e);
     assert_int_equal(e.n, 0);
+    efree(&e);
+}
+
+/* The bookmark "right before the watcher timeout": 2 s before the deadline,
+ * and nothing when the stream ends (the real server's timing, see
+ * test_watch_bookmark_rules in real_k8sclient.c).  The periodic bookmark is
+ * the default minute, so only the pre-deadline one can show up. */
+static void test_bookmark_before_timeout(void **state)
+{
+    events_t e = {0};
+    char path[256], rv0[32];
+    resp_t r;
+    (void)state;
+    start(NULL);
+    snprintf(rv0, sizeof(rv0), "%s", rv_now());
+    req("POST", "/api/v1/namespaces/default/secrets", "{\"metadata\":{\"name\":\"s\"}}", &r);
+    assert_int_equal(r.code, 201);
+    rfree(&r);
+    snprintf(path, sizeof(path), "/api/v1/namespaces/default/configmaps?watch=1&resourceVersion=%s&allowWatchBookmarks=true&timeoutSeconds=3", rv0);
+    watch_collect(path, &e);
+    assert_int_equal(e.r.code, 200);
+    assert_int_equal(e.n, 1);
+    assert_string_equal(e.type[0], "BOOKMARK");
+    assert_string_equal(e.rv[0], rv_now());
+    assert_true(e.t[0] > 0.8 && e.t[0] < 2.0);
+    /* the stream ended at the deadline, with nothing after the bookmark */
+    assert_int_equal(e.r.cc, CURLE_OK);
+    efree(&e);
+    /* a timeout of 2 s or less leaves no time before the deadline */
+    snprintf(path, sizeof(path), "/api/v1/namespaces/default/configmaps?watch=1&resourceVersion=%s&allowWatchBookmarks=true&timeoutSeconds=2", rv0);
+    watch_collect(path, &e);
+    assert_int_equal(e.n, 0);
+    efree(&e);
+}
+
+/* A bookmark's object is the kind's empty object with only the
+ * resourceVersion (and the initial-events-end annotation) set: byte for byte
+ * what kube-apiserver v1.37.2 sends for each kind (no "creationTimestamp":
+ * null; zero-valued fields of some kinds): wire_bookmarks, checked against
+ * the real server by real_watch.c, with a streaming list that matches
+ * nothing. */
+static void test_bookmark_shape(void **state)
+{
+    const struct wire_bookmark *k = wire_bookmarks;
+    kc_fakeapi_opts_t o = KC_FAKEAPI_OPTS_INIT;
+    events_t e = {0};
+    char path[256], want[512], rv0[32];
+    resp_t r;
+    (void)state;
+    o.bookmark_interval_ms = 100;
+    start(&o);
+    for (size_t i = 0; i < sizeof(wire_bookmarks) / sizeof(wire_bookmarks[0]); i++) {
+        snprintf(path, sizeof(path), "%s?watch=1&sendInitialEvents=true&resourceVersionMatch=NotOlderThan&"
+                 "allowWatchBookmarks=true&labelSelector=nomatch%%3D1&timeoutSeconds=5", k[i].path);
+        e.stop_after = 1;
+        watch_collect(path, &e);
+        snprintf(want, sizeof(want), "{\"type\":\"BOOKMARK\",\"object\":{\"kind\":\"%s\",\"apiVersion\":\"%s\","
+                 "\"metadata\":{\"resourceVersion\":\"%s\",\"annotations\":{\"k8s.io/initial-events-end\":\"true\"}}%s}}\n",
+                 k[i].kind, k[i].gv, rv_now(), k[i].tail);
+        assert_int_equal(e.n, 1);
+        assert_string_equal(e.r.body, want);
+        efree(&e);
+    }
+    /* a periodic bookmark: the same without the annotation */
+    snprintf(rv0, sizeof(rv0), "%s", rv_now());
+    req("POST", "/api/v1/namespaces/default/secrets", "{\"metadata\":{\"name\":\"s\"}}", &r);
+    assert_int_equal(r.code, 201);
+    rfree(&r);
+    snprintf(path, sizeof(path), "/api/v1/pods?watch=1&resourceVersion=%s&allowWatchBookmarks=true&timeoutSeconds=5", rv0);
+    e.stop_after = 1;
+    watch_collect(path, &e);
+    snprintf(want, sizeof(want), "{\"type\":\"BOOKMARK\",\"object\":{\"kind\":\"Pod\",\"apiVersion\":\"v1\","
+             "\"metadata\":{\"resourceVersion\":\"%s\"},\"spec\":{\"containers\":null},\"status\":{}}}\n", rv_now());
+    assert_int_equal(e.n, 1);
+    assert_string_equal(e.r.body, want);
     efree(&e);
 }
 
@@ -1844,6 +1961,9 @@ int main(void)
         cmocka_unit_test_teardown(test_history_window_410, teardown),
         cmocka_unit_test_teardown(test_watch_selector_transitions, teardown),
         cmocka_unit_test_teardown(test_bookmarks, teardown),
+        cmocka_unit_test_teardown(test_bookmark_before_timeout, teardown),
+        cmocka_unit_test_teardown(test_bookmark_shape, teardown),
+        cmocka_unit_test_teardown(test_wire_like_real_server, teardown),
         cmocka_unit_test_teardown(test_send_initial_events, teardown),
         cmocka_unit_test_teardown(test_finalizers, teardown),
         cmocka_unit_test_teardown(test_namespace_deletion, teardown),

@@ -120,6 +120,12 @@ typedef struct fa_status {
 int fa_status_set(fa_status_t *st, int code, const char *reason, const char *fmt, ...)
     KC_PRINTF(4, 5);
 char *fa_status_json(const fa_status_t *st);
+/* 422 Invalid for ListOptions as the real server words it: message
+ * 'ListOptions.meta.k8s.io "" is invalid: FIELD: DETAIL', details group
+ * meta.k8s.io, kind ListOptions, one cause (CAUSE, DETAIL, FIELD). */
+void fa_status_list_invalid(fa_status_t *st, const char *field, const char *cause, const char *detail);
+/* 400 for an unparsable resourceVersion, in the real server's words. */
+void fa_status_bad_rv(fa_status_t *st, const char *rv);
 /* kcache error code matching st->code, for the direct C API. */
 int fa_status_errno(const fa_status_t *st);
 

@@ -642,12 +642,10 @@ static int parse_rv(const char *v, uint64_t *out)
     return 0;
 }
 
-static void list_invalid(reqctx_t *c, const char *what)
+static void list_invalid(reqctx_t *c, const char *field, const char *cause, const char *detail)
 {
     fa_status_t st;
-    fa_status_set(&st, 422, "Invalid", "ListOptions.meta.k8s.io \"\" is invalid: %s", what);
-    st.kind = "ListOptions";
-    st.group = "meta.k8s.io";
+    fa_status_list_invalid(&st, field, cause, detail);
     reply_status(c->s, c->req, &st);
 }
 
@@ -668,40 +666,46 @@ static void do_list(reqctx_t *c, const fa_res_t *r, const char *ns)
 
     s->cnt.list++;
     if (qget(c, "sendInitialEvents")) {
-        list_invalid(c, "sendInitialEvents: Forbidden: sendInitialEvents is forbidden for list");
+        list_invalid(c, "sendInitialEvents", "FieldValueForbidden", "Forbidden: sendInitialEvents is forbidden for list");
         return;
     }
     if (lim && *lim) {
         char *end;
         limit = strtol(lim, &end, 10);
-        if (*end || limit < 0) {
+        if (*end) {
             reply_err(s, c->req, 400, "BadRequest", "invalid limit");
             return;
         }
+        if (limit < 0)
+            limit = 0; /* the real server lists everything */
     }
     has_rv = parse_rv(rvs, &rv);
     if (has_rv < 0) {
-        reply_err(s, c->req, 400, "BadRequest", "invalid resource version");
+        fa_status_bad_rv(&st, rvs);
+        reply_status(s, c->req, &st);
         return;
     }
     has_rv = !has_rv;
     if (rvm && *rvm) {
         if (!has_rv) {
-            list_invalid(c, "resourceVersionMatch: Forbidden: resourceVersionMatch is forbidden unless resourceVersion is provided");
+            list_invalid(c, "resourceVersionMatch", "FieldValueForbidden",
+                         "Forbidden: resourceVersionMatch is forbidden unless resourceVersion is provided");
             return;
         }
         if (cont && *cont) {
-            list_invalid(c, "resourceVersionMatch: Forbidden: resourceVersionMatch is forbidden when continue is provided");
+            list_invalid(c, "resourceVersionMatch", "FieldValueForbidden",
+                         "Forbidden: resourceVersionMatch is forbidden when continue is provided");
             return;
         }
         if (strcmp(rvm, "Exact") && strcmp(rvm, "NotOlderThan")) {
             char m[300];
-            snprintf(m, sizeof(m), "resourceVersionMatch: Unsupported value: \"%.100s\": supported values: \"Exact\", \"NotOlderThan\"", rvm);
-            list_invalid(c, m);
+            snprintf(m, sizeof(m), "Unsupported value: \"%.100s\": supported values: \"Exact\", \"NotOlderThan\", \"\"", rvm);
+            list_invalid(c, "resourceVersionMatch", "FieldValueNotSupported", m);
             return;
         }
         if (!strcmp(rvm, "Exact") && rv == 0) {
-            list_invalid(c, "resourceVersionMatch: Forbidden: resourceVersionMatch \"exact\" is forbidden for resourceVersion \"0\"");
+            list_invalid(c, "resourceVersionMatch", "FieldValueForbidden",
+                         "Forbidden: resourceVersionMatch \"exact\" is forbidden for resourceVersion \"0\"");
             return;
         }
     }
@@ -713,7 +717,7 @@ static void do_list(reqctx_t *c, const fa_res_t *r, const char *ns)
     if (cont && *cont) {
         long long trv;
         if (parse_continue(cont, &trv, &start) < 0) {
-            reply_err(s, c->req, 400, "BadRequest", "continue key is not valid: illegal base64 data");
+            reply_err(s, c->req, 400, "BadRequest", "invalid continue token: continue key is not valid: illegal base64 data");
             goto out;
         }
         if (trv == -1) {
@@ -735,7 +739,7 @@ static void do_list(reqctx_t *c, const fa_res_t *r, const char *ns)
             reply_status(s, c->req, &st);
             goto out;
         } else if ((uint64_t)trv > store->rv) {
-            reply_err(s, c->req, 400, "BadRequest", "continue key is not valid: resource version too large");
+            reply_err(s, c->req, 400, "BadRequest", "invalid continue token: continue key is not valid: resource version too large");
             goto out;
         } else {
             R = (uint64_t)trv;
@@ -747,6 +751,7 @@ static void do_list(reqctx_t *c, const fa_res_t *r, const char *ns)
                           rv, store->rv);
             st.retry_after = 1;
             st.cause_reason = "ResourceVersionTooLarge";
+            snprintf(st.cause_msg, sizeof(st.cause_msg), "Too large resource version");
             reply_status(s, c->req, &st);
             goto out;
         }

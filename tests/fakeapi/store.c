@@ -187,6 +187,23 @@ int fa_status_set(fa_status_t *st, int code, const char *reason, const char *fmt
     return -1;
 }
 
+void fa_status_list_invalid(fa_status_t *st, const char *field, const char *cause, const char *detail)
+{
+    fa_status_set(st, 422, "Invalid", "ListOptions.meta.k8s.io \"\" is invalid: %s: %s", field, detail);
+    st->kind = "ListOptions";
+    st->group = "meta.k8s.io";
+    st->cause_reason = cause;
+    snprintf(st->cause_field, sizeof(st->cause_field), "%s", field);
+    snprintf(st->cause_msg, sizeof(st->cause_msg), "%s", detail);
+}
+
+void fa_status_bad_rv(fa_status_t *st, const char *rv)
+{
+    fa_status_set(st, 400, "BadRequest",
+                  "invalid resource version: resourceVersion: Invalid value: \"%.200s\": strconv.ParseUint: "
+                  "parsing \"%.200s\": invalid syntax", rv, rv);
+}
+
 char *fa_status_json(const fa_status_t *st)
 {
     cJSON *j = cJSON_CreateObject(), *md, *d;

@@ -41,13 +41,14 @@ struct fa_watcher {
     int bookmarks;
     int table;                   /* events carry one-row Tables (kubectl get -w) */
     int end_bookmark_pending;
+    uint64_t start_rv;           /* bookmarks only past this (the real cacher's rule) */
     fa_objv_t init;
     size_t init_i;
     long events;
     int stalled;
     int ending;                  /* end the stream after the current chunk */
     int cutting;
-    struct event *timeout_ev, *bm_ev, *stall_ev, *cut_ev;
+    struct event *timeout_ev, *pre_ev, *bm_ev, *stall_ev, *cut_ev;
     fa_watcher_t *prev, *next;
 };
 
@@ -64,6 +65,8 @@ static void unlink_free(fa_watcher_t *w)
         s->cnt.watches_open--;
     if (w->timeout_ev)
         event_free(w->timeout_ev);
+    if (w->pre_ev)
+        event_free(w->pre_ev);
     if (w->bm_ev)
         event_free(w->bm_ev);
     if (w->stall_ev)
@@ -119,11 +122,40 @@ static void add_event(fa_watcher_t *w, struct evbuffer *b, int type, fa_obj_t *o
     w->s->cnt.watch_events++;
 }
 
+/* What follows "metadata" in a bookmark's object: the real server sends an
+ * empty object of the kind (Go's zero value) with only its resourceVersion
+ * (and the initial-events-end annotation) set, so some kinds carry fields.
+ * Byte for byte what kube-apiserver v1.37.2 sends (tests/realapi). */
+static const char *bookmark_tail(const fa_res_t *r)
+{
+    static const struct {
+        const char *kind, *tail;
+    } t[] = {
+        {"Namespace", ",\"spec\":{},\"status\":{}"},
+        {"Pod", ",\"spec\":{\"containers\":null},\"status\":{}"},
+        {"Service", ",\"spec\":{},\"status\":{\"loadBalancer\":{}}"},
+        {"Event", ",\"involvedObject\":{},\"source\":{},\"firstTimestamp\":null,\"lastTimestamp\":null,"
+                  "\"eventTime\":null,\"reportingComponent\":\"\",\"reportingInstance\":\"\""},
+        {"Lease", ",\"spec\":{}"},
+        {"Deployment", ",\"spec\":{\"replicas\":0,\"selector\":null,\"template\":{\"metadata\":{},"
+                       "\"spec\":{\"containers\":null}},\"strategy\":{}},\"status\":{}"},
+        {"Role", ",\"rules\":null"},
+        {"ClusterRole", ",\"rules\":null"},
+        {"RoleBinding", ",\"roleRef\":{\"apiGroup\":\"\",\"kind\":\"\",\"name\":\"\"}"},
+        {"ClusterRoleBinding", ",\"roleRef\":{\"apiGroup\":\"\",\"kind\":\"\",\"name\":\"\"}"},
+    };
+    for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++)
+        if (!strcmp(r->kind, t[i].kind))
+            return t[i].tail;
+    return ""; /* ConfigMap, Secret, ServiceAccount */
+}
+
 static void add_bookmark(fa_watcher_t *w, struct evbuffer *b, int initial_end)
 {
-    evbuffer_add_printf(b, "%s\"metadata\":{\"resourceVersion\":\"%" PRIu64 "\",\"creationTimestamp\":null%s}}}\n",
+    evbuffer_add_printf(b, "%s\"metadata\":{\"resourceVersion\":\"%" PRIu64 "\"%s}%s}}\n",
                         w->r->ev_prefix[FA_BOOKMARK], w->s->store.rv,
-                        initial_end ? ",\"annotations\":{\"k8s.io/initial-events-end\":\"true\"}" : "");
+                        initial_end ? ",\"annotations\":{\"k8s.io/initial-events-end\":\"true\"}" : "",
+                        bookmark_tail(w->r));
     w->pos = w->s->store.rv;
     w->s->cnt.watch_bookmarks++;
     w->s->cnt.watch_events++;
@@ -335,25 +367,22 @@ static void timeout_cb(evutil_socket_t fd, short what, void *arg)
         return;
     w->stalled = 0;
     w->ending = 1;
-    /* like the real server: a bookmark right before the deadline */
-    if (w->bookmarks && w->init_i >= w->init.n && !w->end_bookmark_pending &&
-        fa_hist_first_after(&w->s->store, w->pos) >= w->s->store.hcount) {
-        struct evbuffer *b = evbuffer_new();
-        if (b) {
-            add_bookmark(w, b, 0);
-            evhttp_send_reply_chunk(w->req, b);
-            evbuffer_free(b);
-        }
-    }
+    /* like the real server: the stream just ends (its bookmark came 2 s
+     * earlier, see pretimeout_cb) */
     end_stream(w);
 }
 
+/* A periodic or pre-deadline bookmark.  Like the real cacher, only once the
+ * store has moved past the revision the watch started from: a watch on a
+ * quiet server gets none. */
 static void bookmark_cb(evutil_socket_t fd, short what, void *arg)
 {
     fa_watcher_t *w = arg;
     (void)fd;
     (void)what;
     if (w->stalled || w->cutting || w->init_i < w->init.n || w->end_bookmark_pending)
+        return;
+    if (w->s->store.rv <= w->start_rv)
         return;
     if (fa_hist_first_after(&w->s->store, w->pos) < w->s->store.hcount)
         return; /* not caught up yet: the pump will get there first */
@@ -367,12 +396,11 @@ static void bookmark_cb(evutil_socket_t fd, short what, void *arg)
     evbuffer_free(b);
 }
 
-static void watch_invalid(fa_server_t *s, struct evhttp_request *req, const char *what)
+static void watch_invalid(fa_server_t *s, struct evhttp_request *req, const char *field,
+                          const char *detail)
 {
     fa_status_t st;
-    fa_status_set(&st, 422, "Invalid", "ListOptions.meta.k8s.io \"\" is invalid: %s", what);
-    st.kind = "ListOptions";
-    st.group = "meta.k8s.io";
+    fa_status_list_invalid(&st, field, "FieldValueForbidden", detail);
     char *j = fa_status_json(&st);
     struct evbuffer *b = evbuffer_new();
     if (b && j)
@@ -400,18 +428,23 @@ void fa_watch_start(fa_server_t *s, struct evhttp_request *req, const fa_res_t *
 
     if (sie && *sie) {
         if (!rvm || strcmp(rvm, "NotOlderThan")) {
-            watch_invalid(s, req, "sendInitialEvents: Forbidden: sendInitialEvents requires setting resourceVersionMatch to NotOlderThan");
+            watch_invalid(s, req, "resourceVersionMatch",
+                          "Forbidden: sendInitialEvents requires setting resourceVersionMatch to NotOlderThan");
             return;
         }
     } else if (rvm && *rvm) {
-        watch_invalid(s, req, "resourceVersionMatch: Forbidden: resourceVersionMatch is forbidden for watch unless sendInitialEvents is provided");
+        watch_invalid(s, req, "resourceVersionMatch",
+                      "Forbidden: resourceVersionMatch is forbidden for watch unless sendInitialEvents is provided");
         return;
     }
     if (rvs && *rvs) {
         char *end;
         rv = strtoull(rvs, &end, 10);
         if (*end || rvs[0] == '-') {
-            fa_status_set(&st, 400, "BadRequest", "invalid resource version");
+            /* the real server's words and code (500, no reason) */
+            fa_status_set(&st, 500, "",
+                          "resourceVersion: Invalid value: \"%.200s\": strconv.ParseUint: parsing \"%.200s\": "
+                          "invalid syntax", rvs, rvs);
             goto http_error;
         }
     }
@@ -458,19 +491,8 @@ void fa_watch_start(fa_server_t *s, struct evhttp_request *req, const fa_res_t *
     evhttp_connection_set_closecb(w->evcon, on_close, w);
 
     if (!initial) {
-        if (rv > s->store.rv) {
-            struct evbuffer *b = evbuffer_new();
-            char msg[160];
-            snprintf(msg, sizeof(msg), "Timeout: Too large resource version: %" PRIu64 ", current: %" PRIu64,
-                     rv, s->store.rv);
-            if (b) {
-                add_error(w, b, 504, "Timeout", msg);
-                evhttp_send_reply_chunk(req, b);
-                evbuffer_free(b);
-            }
-            end_stream(w);
-            return;
-        }
+        /* a resourceVersion ahead of the store: like the real watch cache,
+         * the stream stays open and silent until the store gets there */
         if (rv < s->store.compacted_rv) {
             struct evbuffer *b = evbuffer_new();
             char msg[160];
@@ -485,9 +507,11 @@ void fa_watch_start(fa_server_t *s, struct evhttp_request *req, const fa_res_t *
             return;
         }
         w->pos = rv;
+        w->start_rv = rv;
     } else {
         fa_objv_t snap;
         w->pos = s->store.rv;
+        w->start_rv = s->store.rv;
         if (fa_store_snapshot(&s->store, r, w->ns, s->store.rv, &snap) == 0) {
             /* keep only what matches the selectors */
             size_t k = 0;
@@ -517,6 +541,14 @@ void fa_watch_start(fa_server_t *s, struct evhttp_request *req, const fa_res_t *
         w->timeout_ev = evtimer_new(s->base, timeout_cb, w);
         if (w->timeout_ev)
             event_add(w->timeout_ev, &tv);
+        /* the real server's bookmark "right before the watcher timeout":
+         * 2 s before the deadline, when that is still ahead */
+        if (bookmarks && tv.tv_sec >= 2 && (tv.tv_sec > 2 || tv.tv_usec > 0)) {
+            tv.tv_sec -= 2;
+            w->pre_ev = evtimer_new(s->base, bookmark_cb, w);
+            if (w->pre_ev)
+                event_add(w->pre_ev, &tv);
+        }
     }
     if (bookmarks) {
         int ms = s->o.bookmark_interval_ms;
