@@ -1195,6 +1195,33 @@ static void test_watch_selector_transitions(void **state)
     efree(&e);
 }
 
+/* A write (a Secret, so no ConfigMap event) ms milliseconds from now, from
+ * another thread: the store moves on while a watch runs.  Join with
+ * write_later_join. */
+static void *write_later_main(void *arg)
+{
+    resp_t r;
+    struct timespec ts = {0, (long)(intptr_t)arg * 1000000L};
+    nanosleep(&ts, NULL);
+    req("POST", "/api/v1/namespaces/default/secrets", "{\"metadata\":{\"generateName\":\"later-\"}}", &r);
+    if (r.code != 201)
+        fprintf(stderr, "write_later: %ld\n", r.code);
+    rfree(&r);
+    return NULL;
+}
+
+static pthread_t write_later(long ms)
+{
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, write_later_main, (void *)(intptr_t)ms), 0);
+    return t;
+}
+
+static void write_later_join(pthread_t t)
+{
+    pthread_join(t, NULL);
+}
+
 /* Periodic bookmarks, as kube-apiserver v1.37.2's cacher sends them (checked
  * against it: real_k8sclient's test_watch_bookmark_rules): only once the
  * store has moved past the revision the watch started from, so a watch on a
@@ -1205,6 +1232,7 @@ static void test_bookmarks(void **state)
     events_t e = {0};
     char path[256], rv0[32];
     resp_t r;
+    pthread_t t;
     (void)state;
     o.bookmark_interval_ms = 100;
     start(&o);
@@ -1215,14 +1243,21 @@ static void test_bookmarks(void **state)
     assert_int_equal(e.r.code, 200);
     assert_int_equal(e.n, 0);
     efree(&e);
-    /* the store moved on (a Secret: no ConfigMap event): bookmarks at the
-     * newest revision */
+    /* a write before the watch started does not count (the real cacher
+     * raises the watch's revision to its own at the start) */
     snprintf(rv0, sizeof(rv0), "%s", rv_now());
     req("POST", "/api/v1/namespaces/default/secrets", "{\"metadata\":{\"name\":\"s\"}}", &r);
     assert_int_equal(r.code, 201);
     rfree(&r);
     snprintf(path, sizeof(path), "/api/v1/namespaces/default/configmaps?watch=1&resourceVersion=%s&allowWatchBookmarks=true&timeoutSeconds=1", rv0);
     watch_collect(path, &e);
+    assert_int_equal(e.n, 0);
+    efree(&e);
+    /* the store moves on during the watch (a Secret: no ConfigMap event):
+     * bookmarks at the newest revision */
+    t = write_later(300);
+    watch_collect(path, &e);
+    write_later_join(t);
     assert_true(e.n >= 2);
     for (int i = 0; i < e.n; i++) {
         assert_string_equal(e.type[i], "BOOKMARK");
@@ -1244,15 +1279,14 @@ static void test_bookmark_before_timeout(void **state)
 {
     events_t e = {0};
     char path[256], rv0[32];
-    resp_t r;
+    pthread_t t;
     (void)state;
     start(NULL);
     snprintf(rv0, sizeof(rv0), "%s", rv_now());
-    req("POST", "/api/v1/namespaces/default/secrets", "{\"metadata\":{\"name\":\"s\"}}", &r);
-    assert_int_equal(r.code, 201);
-    rfree(&r);
     snprintf(path, sizeof(path), "/api/v1/namespaces/default/configmaps?watch=1&resourceVersion=%s&allowWatchBookmarks=true&timeoutSeconds=3", rv0);
+    t = write_later(300);
     watch_collect(path, &e);
+    write_later_join(t);
     assert_int_equal(e.r.code, 200);
     assert_int_equal(e.n, 1);
     assert_string_equal(e.type[0], "BOOKMARK");
@@ -1262,8 +1296,11 @@ static void test_bookmark_before_timeout(void **state)
     assert_int_equal(e.r.cc, CURLE_OK);
     efree(&e);
     /* a timeout of 2 s or less leaves no time before the deadline */
+    snprintf(rv0, sizeof(rv0), "%s", rv_now());
     snprintf(path, sizeof(path), "/api/v1/namespaces/default/configmaps?watch=1&resourceVersion=%s&allowWatchBookmarks=true&timeoutSeconds=2", rv0);
+    t = write_later(300);
     watch_collect(path, &e);
+    write_later_join(t);
     assert_int_equal(e.n, 0);
     efree(&e);
 }
@@ -1280,7 +1317,6 @@ static void test_bookmark_shape(void **state)
     kc_fakeapi_opts_t o = KC_FAKEAPI_OPTS_INIT;
     events_t e = {0};
     char path[256], want[512], rv0[32];
-    resp_t r;
     (void)state;
     o.bookmark_interval_ms = 100;
     start(&o);
@@ -1298,12 +1334,11 @@ static void test_bookmark_shape(void **state)
     }
     /* a periodic bookmark: the same without the annotation */
     snprintf(rv0, sizeof(rv0), "%s", rv_now());
-    req("POST", "/api/v1/namespaces/default/secrets", "{\"metadata\":{\"name\":\"s\"}}", &r);
-    assert_int_equal(r.code, 201);
-    rfree(&r);
     snprintf(path, sizeof(path), "/api/v1/pods?watch=1&resourceVersion=%s&allowWatchBookmarks=true&timeoutSeconds=5", rv0);
     e.stop_after = 1;
+    pthread_t t = write_later(200);
     watch_collect(path, &e);
+    write_later_join(t);
     snprintf(want, sizeof(want), "{\"type\":\"BOOKMARK\",\"object\":{\"kind\":\"Pod\",\"apiVersion\":\"v1\","
              "\"metadata\":{\"resourceVersion\":\"%s\"},\"spec\":{\"containers\":null},\"status\":{}}}\n", rv_now());
     assert_int_equal(e.n, 1);

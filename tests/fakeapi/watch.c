@@ -41,7 +41,8 @@ struct fa_watcher {
     int bookmarks;
     int table;                   /* events carry one-row Tables (kubectl get -w) */
     int end_bookmark_pending;
-    uint64_t start_rv;           /* bookmarks only past this (the real cacher's rule) */
+    uint64_t start_rv;           /* bookmarks only past this: the store's revision
+                                  * when the watch started (the real cacher's rule) */
     fa_objv_t init;
     size_t init_i;
     long events;
@@ -373,7 +374,7 @@ static void timeout_cb(evutil_socket_t fd, short what, void *arg)
 }
 
 /* A periodic or pre-deadline bookmark.  Like the real cacher, only once the
- * store has moved past the revision the watch started from: a watch on a
+ * store has moved past its revision when the watch started: a watch on a
  * quiet server gets none. */
 static void bookmark_cb(evutil_socket_t fd, short what, void *arg)
 {
@@ -507,7 +508,9 @@ void fa_watch_start(fa_server_t *s, struct evhttp_request *req, const fa_res_t *
             return;
         }
         w->pos = rv;
-        w->start_rv = rv;
+        /* the real cacher raises a watcher's revision to what its cache
+         * holds when the watch starts: bookmarks need a write after that */
+        w->start_rv = rv > s->store.rv ? rv : s->store.rv;
     } else {
         fa_objv_t snap;
         w->pos = s->store.rv;

@@ -90,11 +90,12 @@ static const struct wire_bookmark {
      "rbac.authorization.k8s.io/v1", ",\"roleRef\":{\"apiGroup\":\"\",\"kind\":\"\",\"name\":\"\"}"},
 };
 
-/* The ERROR event of a watch from an expired resourceVersion (printf format:
- * the requested resourceVersion; '#' the oldest one still served). */
-#define WIRE_EXPIRED_EVENT_FMT                                                          \
-    "{\"type\":\"ERROR\",\"object\":{\"kind\":\"Status\",\"apiVersion\":\"v1\",\"metadata\":{}," \
-    "\"status\":\"Failure\",\"message\":\"too old resource version: %s (#)\",\"reason\":\"Expired\"," \
-    "\"code\":410}}"
+/* The ERROR event of a watch from an expired resourceVersion, and its
+ * object (printf formats: the requested resourceVersion; '#' the oldest one
+ * still served). */
+#define WIRE_EXPIRED_OBJECT_FMT                                                         \
+    "{\"kind\":\"Status\",\"apiVersion\":\"v1\",\"metadata\":{},\"status\":\"Failure\","       \
+    "\"message\":\"too old resource version: %s (#)\",\"reason\":\"Expired\",\"code\":410}"
+#define WIRE_EXPIRED_EVENT_FMT "{\"type\":\"ERROR\",\"object\":" WIRE_EXPIRED_OBJECT_FMT "}"
 
 #endif
