@@ -6,7 +6,8 @@
  * order and exits 0.  Exits 1 on a startup error or a lost lease.
  *
  * Signals are blocked in every thread and taken by one thread with
- * sigwait, which only asks the manager to stop.
+ * sigtimedwait, which only asks the manager to stop; between signals it
+ * returns freed heap to the system (malloc_trim) after the caches sync.
  */
 #include "kc_cache.h"
 #include "kc_client.h"
@@ -16,6 +17,7 @@
 
 #include <errno.h>
 #include <getopt.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -236,12 +238,39 @@ typedef struct sigctx {
     kc_logger_t *log;
 } sigctx_t;
 
+/* Give freed heap back to the system once the caches have synced (the
+ * list pages, the decode buffers and the handler queue of the initial
+ * sync are free by then but sit inside glibc's arenas), again when the
+ * initial reconciles are done, then once a minute (relists and bursts
+ * free memory the same way).  malloc_trim is process-global allocator
+ * state, so the program calls it, never the library. */
+#define TRIM_FIRST_S 1
+#define TRIM_SECOND_S 5
+#define TRIM_EVERY_S 60
+
 static void *signal_main(void *arg)
 {
     sigctx_t *s = arg;
-    int sig = 0;
+    struct timespec tick = { 1, 0 };
+    int sig, trims = 0, since_ready = 0;
 
-    if (sigwait(&s->set, &sig) != 0 || sig == SIGUSR1)
+    for (;;) {
+        sig = sigtimedwait(&s->set, NULL, &tick);
+        if (sig >= 0)
+            break;
+        if (errno != EAGAIN && errno != EINTR)
+            return NULL;
+        if (errno == EINTR || !kc_manager_ready(s->m))
+            continue;
+        since_ready++;
+        if ((trims == 0 && since_ready >= TRIM_FIRST_S) ||
+            (trims == 1 && since_ready >= TRIM_SECOND_S) ||
+            (trims >= 2 && since_ready % TRIM_EVERY_S == 0)) {
+            malloc_trim(0);
+            trims++;
+        }
+    }
+    if (sig == SIGUSR1)
         return NULL;
     kc_log(s->log, KC_LOG_INFO, "main", "received %s, shutting down",
            sig == SIGTERM ? "SIGTERM" : "SIGINT");
