@@ -173,32 +173,39 @@ static int arm_request(kc_informer_t *inf)
     return s;
 }
 
-/* Count a watch event and, when rv is not NULL, make it the newest
- * resourceVersion (see set_rv): one lock round trip for both. */
-static void note_event_rv(kc_informer_t *inf, int type, const char *rv)
+/* Count watch events (n[] by type: ADDED, MODIFIED, DELETED, BOOKMARK,
+ * ERROR) and, when rv is not NULL, make it the newest resourceVersion (see
+ * set_rv): one lock round trip for all. */
+static void note_events(kc_informer_t *inf, const uint64_t n[5], const char *rv)
 {
-    size_t n = 0;
+    size_t len = 0;
 
     if (rv != NULL && *rv != '\0') {
-        n = strnlen(rv, sizeof(inf->rv) - 1);
-        memcpy(inf->rv, rv, n);
-        inf->rv[n] = '\0';
+        len = strnlen(rv, sizeof(inf->rv) - 1);
+        memcpy(inf->rv, rv, len);
+        inf->rv[len] = '\0';
     }
     kc__mu_lock(&inf->mu);
-    if (n > 0) {
-        size_t m = n < sizeof(inf->st.last_rv) - 1 ? n : sizeof(inf->st.last_rv) - 1;
+    if (len > 0) {
+        size_t m = len < sizeof(inf->st.last_rv) - 1 ? len : sizeof(inf->st.last_rv) - 1;
         memcpy(inf->st.last_rv, inf->rv, m);
         inf->st.last_rv[m] = '\0';
     }
     inf->last_event_ns = kc_now_ns();
-    switch (type) {
-    case KC_WATCH_ADDED: inf->st.events_added++; break;
-    case KC_WATCH_MODIFIED: inf->st.events_modified++; break;
-    case KC_WATCH_DELETED: inf->st.events_deleted++; break;
-    case KC_WATCH_BOOKMARK: inf->st.events_bookmark++; break;
-    default: inf->st.events_error++; break;
-    }
+    inf->st.events_added += n[KC_WATCH_ADDED];
+    inf->st.events_modified += n[KC_WATCH_MODIFIED];
+    inf->st.events_deleted += n[KC_WATCH_DELETED];
+    inf->st.events_bookmark += n[KC_WATCH_BOOKMARK];
+    inf->st.events_error += n[KC_WATCH_ERROR];
     kc__mu_unlock(&inf->mu);
+}
+
+static void note_event(kc_informer_t *inf, int type)
+{
+    uint64_t n[5] = { 0, 0, 0, 0, 0 };
+
+    n[type >= 0 && type < 5 ? type : KC_WATCH_ERROR] = 1;
+    note_events(inf, n, NULL);
 }
 
 /* Remember the newest resourceVersion (reflector thread; mirrored into st
@@ -367,13 +374,13 @@ static int store_list(kc_informer_t *inf, kc_obj_t **items, size_t n, const char
     return 0;
 }
 
-/* One live watch event's object into the cache, then to the handlers. */
-static int apply_event(kc_informer_t *inf, int type, kc_obj_t *obj)
+/* One live watch event's object into the cache, then to the handlers.
+ * The caller holds the emit token. */
+static int apply_locked(kc_informer_t *inf, int type, kc_obj_t *obj)
 {
     kc_obj_t *old = NULL;
     int rc = 0;
 
-    emit_begin(inf);
     if (type == KC_WATCH_DELETED) {
         kc_key_t k;
         kc_obj_key(obj, &k);
@@ -392,7 +399,6 @@ static int apply_event(kc_informer_t *inf, int type, kc_obj_t *obj)
             /* same resourceVersion: a replayed event, already told */
         }
     }
-    emit_end(inf);
     if (old)
         kc_obj_unref(old);
     return rc;
@@ -529,7 +535,9 @@ out:
  * takes the events in stream order, one at a time, so everything the
  * reflector did inline (per-key order, the cache and the handlers moving
  * together under the emit token, the newest resourceVersion) holds as
- * before.  One applier runs per watch: run_watch starts it, and joins it
+ * before.  A batch's objects are built first, then stored and emitted
+ * under one emit token and counted with one lock round trip (apply_batch),
+ * so a resync or a new handler waits for at most one batch.  One applier runs per watch: run_watch starts it, and joins it
  * after the stream ended and everything queued was applied.
  *
  * The queue is bounded (PIPE_MAX events, PIPE_BYTES bytes): a full queue
@@ -560,7 +568,8 @@ out:
 
 typedef struct prec {
     struct prec *next;
-    int type;
+    kc_obj_t *obj;           /* built by the applier; NULL outside it */
+    int type;                /* ADDED, MODIFIED or DELETED */
     size_t line_no;
     size_t len, cap;
     char json[];
@@ -584,33 +593,52 @@ typedef struct wpipe {
     char msg[300];
 } wpipe_t;
 
-/* Build, store and emit one live event; on failure fills msg. */
-static int apply_rec(kc_informer_t *inf, const prec_t *r, char *msg, size_t msgcap)
+/* Build the objects of a batch (no lock, no token), then store and emit
+ * them in order under one emit token, then count them: per batch, not per
+ * event, so the token and the counters cost one round trip each.  Stops at
+ * the first failure, filling msg; the events before it are applied. */
+static int apply_batch(kc_informer_t *inf, prec_t *batch, char *msg, size_t msgcap)
 {
+    uint64_t n[5] = { 0, 0, 0, 0, 0 };
+    kc_obj_t *last = NULL;
     kc_errbuf_t eb;
-    kc_obj_t *obj = NULL;
-    int rc;
+    prec_t *r, *stop = NULL;
+    int rc = 0;
 
-    rc = make_obj(inf, r->json, r->len, &obj, &eb);
-    if (rc != 0) {
-        note_event_rv(inf, r->type, NULL);
-        snprintf(msg, msgcap, "event on line %zu: %.200s", r->line_no, eb.msg);
-        return rc;
+    for (r = batch; r != NULL; r = r->next) {
+        rc = make_obj(inf, r->json, r->len, &r->obj, &eb);
+        if (rc != 0) {
+            snprintf(msg, msgcap, "event on line %zu: %.200s", r->line_no, eb.msg);
+            n[r->type]++;
+            stop = r;
+            break;
+        }
     }
-    rc = apply_event(inf, r->type, obj);
-    if (rc == 0) {
-        note_event_rv(inf, r->type, kc_obj_resource_version(obj));
-    } else {
-        /* say which object the cache refused, e.g. one without a namespace
-         * in a namespaced informer */
-        note_event_rv(inf, r->type, NULL);
-        snprintf(msg, msgcap, "event on line %zu: object \"%.63s/%.100s\"%s: %s",
-                 r->line_no, kc_obj_namespace(obj), kc_obj_name(obj),
-                 inf->res.namespaced && kc_obj_namespace(obj)[0] == '\0'
-                     ? " has no metadata.namespace" : " not stored",
-                 kc_strerror(rc));
+    emit_begin(inf);
+    for (r = batch; r != stop; r = r->next) {
+        int arc = apply_locked(inf, r->type, r->obj);
+        n[r->type]++;
+        if (arc != 0) {
+            /* say which object the cache refused, e.g. one without a
+             * namespace in a namespaced informer */
+            kc_obj_t *o = r->obj;
+            snprintf(msg, msgcap, "event on line %zu: object \"%.63s/%.100s\"%s: %s",
+                     r->line_no, kc_obj_namespace(o), kc_obj_name(o),
+                     inf->res.namespaced && kc_obj_namespace(o)[0] == '\0'
+                         ? " has no metadata.namespace" : " not stored",
+                     kc_strerror(arc));
+            rc = arc;
+            break;
+        }
+        last = r->obj;
     }
-    kc_obj_unref(obj);
+    emit_end(inf);
+    note_events(inf, n, last ? kc_obj_resource_version(last) : NULL);
+    for (r = batch; r != NULL; r = r->next) {
+        if (r->obj != NULL)
+            kc_obj_unref(r->obj);
+        r->obj = NULL;
+    }
     return rc;
 }
 
@@ -654,14 +682,13 @@ static void *applier_main(void *arg)
         pthread_cond_broadcast(&p->room);
         kc__mu_unlock(&p->mu);
 
-        for (r = batch; r != NULL && !failed; r = r->next) {
-            int rc = apply_rec(p->inf, r, msg, sizeof(msg));
+        if (!failed) {
+            int rc = apply_batch(p->inf, batch, msg, sizeof(msg));
             if (rc != 0) {
                 kc__mu_lock(&p->mu);
                 p->err = rc;
                 memcpy(p->msg, msg, sizeof(p->msg));
                 kc__mu_unlock(&p->mu);
-                failed = 1;
             }
         }
 
@@ -776,6 +803,7 @@ static int pipe_push(wpipe_t *p, const kc_watch_event_t *ev, char *msg, size_t m
         r->cap = cap;
     }
     r->next = NULL;
+    r->obj = NULL;
     r->type = (int)ev->type;
     r->line_no = ev->line_no;
     r->len = ev->object_len;
@@ -873,7 +901,7 @@ static int watch_cb(void *ud, const kc_watch_event_t *ev)
         w->cb_error = rc;
         return rc;
     }
-    note_event_rv(inf, ev->type, NULL);
+    note_event(inf, ev->type);
     switch (ev->type) {
     case KC_WATCH_BOOKMARK:
         rc = parse_bookmark(ev->object, ev->object_len, rv, sizeof(rv), &end);
