@@ -457,9 +457,9 @@ int kc_obj_new(const char *json, size_t len, const kc_obj_opts_t *opts, kc_obj_t
     kc_json_err_t jerr;
     struct meta m;
     char name[KC_NAME_MAX + 1], ns[KC_NS_MAX + 1];
-    /* the minified copy of a small object (most ConfigMaps, the watch hot
-     * path) lives on the stack: no malloc/free pair per object */
-    char small[4096];
+    /* the minified copy of an object up to 8 KiB (ConfigMaps, most Pods:
+     * the watch hot path) lives on the stack: no malloc/free pair for it */
+    char small[8192];
     char *min = NULL;
     size_t mlen = 0;
     kc_obj_t *o = NULL;
