@@ -457,6 +457,9 @@ int kc_obj_new(const char *json, size_t len, const kc_obj_opts_t *opts, kc_obj_t
     kc_json_err_t jerr;
     struct meta m;
     char name[KC_NAME_MAX + 1], ns[KC_NS_MAX + 1];
+    /* the minified copy of a small object (most ConfigMaps, the watch hot
+     * path) lives on the stack: no malloc/free pair per object */
+    char small[4096];
     char *min = NULL;
     size_t mlen = 0;
     kc_obj_t *o = NULL;
@@ -472,7 +475,7 @@ int kc_obj_new(const char *json, size_t len, const kc_obj_opts_t *opts, kc_obj_t
                        opts->max_size);
     /* One pass validates and minifies; everything after reads the
      * minified copy. */
-    min = malloc(len ? len : 1);
+    min = len <= sizeof(small) ? small : malloc(len);
     if (!min)
         return kc_errf(eb, -ENOMEM, "out of memory (%zu bytes)", len);
     rc = kc_json_parse_doc_minify(json, len, min, &mlen, &top, &jerr);
@@ -579,7 +582,8 @@ bad_string:
     rc = kc_errf(eb, KC_EPARSE, "metadata: string with an embedded NUL or bad escape");
 out:
     free(o);
-    free(min);
+    if (min != small)
+        free(min);
     return rc;
 }
 

@@ -173,9 +173,23 @@ static int arm_request(kc_informer_t *inf)
     return s;
 }
 
-static void note_event(kc_informer_t *inf, int type)
+/* Count a watch event and, when rv is not NULL, make it the newest
+ * resourceVersion (see set_rv): one lock round trip for both. */
+static void note_event_rv(kc_informer_t *inf, int type, const char *rv)
 {
+    size_t n = 0;
+
+    if (rv != NULL && *rv != '\0') {
+        n = strnlen(rv, sizeof(inf->rv) - 1);
+        memcpy(inf->rv, rv, n);
+        inf->rv[n] = '\0';
+    }
     kc__mu_lock(&inf->mu);
+    if (n > 0) {
+        size_t m = n < sizeof(inf->st.last_rv) - 1 ? n : sizeof(inf->st.last_rv) - 1;
+        memcpy(inf->st.last_rv, inf->rv, m);
+        inf->st.last_rv[m] = '\0';
+    }
     inf->last_event_ns = kc_now_ns();
     switch (type) {
     case KC_WATCH_ADDED: inf->st.events_added++; break;
@@ -553,7 +567,8 @@ static int watch_cb(void *ud, const kc_watch_event_t *ev)
     int rc, end;
 
     w->events++;
-    note_event(inf, ev->type);
+    if (ev->type == KC_WATCH_BOOKMARK || ev->type == KC_WATCH_ERROR || w->initial)
+        note_event_rv(inf, ev->type, NULL);
     switch (ev->type) {
     case KC_WATCH_BOOKMARK:
         rc = parse_bookmark(ev->object, ev->object_len, rv, sizeof(rv), &end);
@@ -595,6 +610,8 @@ static int watch_cb(void *ud, const kc_watch_event_t *ev)
 
     rc = make_obj(inf, ev->object, ev->object_len, &obj, &eb);
     if (rc != 0) {
+        if (!w->initial)
+            note_event_rv(inf, ev->type, NULL);
         w->cb_error = rc;
         snprintf(w->cb_msg, sizeof(w->cb_msg), "event on line %zu: %.200s", ev->line_no, eb.msg);
         return rc;
@@ -620,8 +637,9 @@ static int watch_cb(void *ud, const kc_watch_event_t *ev)
     }
     rc = apply_event(inf, ev->type, obj);
     if (rc == 0) {
-        set_rv(inf, kc_obj_resource_version(obj));
+        note_event_rv(inf, ev->type, kc_obj_resource_version(obj));
     } else {
+        note_event_rv(inf, ev->type, NULL);
         /* say which object the cache refused, e.g. one without a namespace
          * in a namespaced informer */
         w->cb_error = rc;
