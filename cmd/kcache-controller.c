@@ -6,7 +6,8 @@
  * order and exits 0.  Exits 1 on a startup error or a lost lease.
  *
  * Signals are blocked in every thread and taken by one thread with
- * sigwait, which only asks the manager to stop.
+ * sigtimedwait, which only asks the manager to stop; between signals it
+ * returns freed heap to the system (malloc_trim) after the caches sync.
  */
 #include "kc_cache.h"
 #include "kc_client.h"
@@ -15,7 +16,9 @@
 #include "kc_informer.h"
 
 #include <errno.h>
+#include <link.h>
 #include <getopt.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -236,17 +239,86 @@ typedef struct sigctx {
     kc_logger_t *log;
 } sigctx_t;
 
+/* Give freed heap back to the system once the caches have synced (the
+ * list pages, the decode buffers and the handler queue of the initial
+ * sync are free by then but sit inside glibc's arenas), again when the
+ * initial reconciles are done, then once a minute (relists and bursts
+ * free memory the same way).  malloc_trim is process-global allocator
+ * state, so the program calls it, never the library. */
+#define TRIM_FIRST_S 1
+#define TRIM_SECOND_S 5
+#define TRIM_EVERY_S 60
+
 static void *signal_main(void *arg)
 {
     sigctx_t *s = arg;
-    int sig = 0;
+    struct timespec tick = { 1, 0 };
+    int sig, trims = 0, since_ready = 0;
 
-    if (sigwait(&s->set, &sig) != 0 || sig == SIGUSR1)
+    for (;;) {
+        sig = sigtimedwait(&s->set, NULL, &tick);
+        if (sig >= 0)
+            break;
+        if (errno != EAGAIN && errno != EINTR)
+            return NULL;
+        if (errno == EINTR || !kc_manager_ready(s->m))
+            continue;
+        since_ready++;
+        if ((trims == 0 && since_ready >= TRIM_FIRST_S) ||
+            (trims == 1 && since_ready >= TRIM_SECOND_S) ||
+            (trims >= 2 && since_ready % TRIM_EVERY_S == 0)) {
+            malloc_trim(0);
+            trims++;
+        }
+    }
+    if (sig == SIGUSR1)
         return NULL;
     kc_log(s->log, KC_LOG_INFO, "main", "received %s, shutting down",
            sig == SIGTERM ? "SIGTERM" : "SIGINT");
     kc_manager_request_stop(s->m);
     return NULL;
+}
+
+/* ---- a TLS library loaded but never used ------------------------------ */
+
+/* Debian's libcurl links librtmp and libldap, which link GnuTLS; GnuTLS's
+ * constructor then initialises itself in every process that loads it
+ * (ASN.1 trees, its crypto back-ends, p11-kit), ~1.5 MB of resident
+ * memory in this program, though curl talks TLS through OpenSSL and
+ * rtmp and ldap are never used (requests are limited to http and https;
+ * librtmp and libldap call gnutls_global_init themselves when they do
+ * use it).  GnuTLS skips that initialisation when GNUTLS_NO_IMPLICIT_INIT
+ * is set when it is loaded, which is before main: so when GnuTLS is
+ * mapped and the variable is not set, the program sets it and executes
+ * itself again (same pid, same arguments), and the new image takes the
+ * variable out of its environment again so that processes it starts
+ * (exec credential plugins) see the environment it was given.  A set
+ * GNUTLS_NO_IMPLICIT_INIT is left alone; if the exec fails, the program
+ * carries on as it is. */
+#define REEXEC_MARK "KCACHE_CONTROLLER_REEXEC"
+
+static int find_gnutls(struct dl_phdr_info *info, size_t size, void *data)
+{
+    (void)size;
+    (void)data;
+    return info->dlpi_name != NULL && strstr(info->dlpi_name, "/libgnutls.so") != NULL;
+}
+
+static void skip_unused_gnutls_init(char **argv)
+{
+    if (getenv(REEXEC_MARK) != NULL) {
+        unsetenv(REEXEC_MARK);
+        unsetenv("GNUTLS_NO_IMPLICIT_INIT");
+        return;
+    }
+    if (getenv("GNUTLS_NO_IMPLICIT_INIT") != NULL || !dl_iterate_phdr(find_gnutls, NULL))
+        return;
+    if (setenv("GNUTLS_NO_IMPLICIT_INIT", "1", 1) != 0 || setenv(REEXEC_MARK, "1", 1) != 0)
+        goto undo;
+    execv("/proc/self/exe", argv);
+undo:
+    unsetenv(REEXEC_MARK);
+    unsetenv("GNUTLS_NO_IMPLICIT_INIT");
 }
 
 /* ---- main ------------------------------------------------------------ */
@@ -275,6 +347,7 @@ int main(int argc, char **argv)
     bool sig_started = false;
     int rc, exit_code = 1;
 
+    skip_unused_gnutls_init(argv);
     memset(&glue, 0, sizeof(glue));
     rc = parse_args(argc, argv, &a);
     if (rc != 0)
