@@ -240,20 +240,20 @@ typedef struct sigctx {
 } sigctx_t;
 
 /* Give freed heap back to the system once the caches have synced (the
- * list pages, the decode buffers and the handler queue of the initial
- * sync are free by then but sit inside glibc's arenas), again when the
- * initial reconciles are done, then once a minute (relists and bursts
- * free memory the same way).  malloc_trim is process-global allocator
- * state, so the program calls it, never the library. */
-#define TRIM_FIRST_S 1
-#define TRIM_SECOND_S 5
+ * list pages, decode buffers and handler queues of the initial sync are
+ * free by then but sit inside glibc's arenas) and as the initial
+ * reconciles finish: 1, 2, 4, 8, 16 and 32 s after the sync, then once a
+ * minute (relists and bursts free memory the same way).  malloc_trim
+ * costs well under a millisecond on a heap of this size.  It is
+ * process-global allocator state, so the program calls it, never the
+ * library. */
 #define TRIM_EVERY_S 60
 
 static void *signal_main(void *arg)
 {
     sigctx_t *s = arg;
     struct timespec tick = { 1, 0 };
-    int sig, trims = 0, since_ready = 0;
+    int sig, since_ready = 0, next_trim = 1;
 
     for (;;) {
         sig = sigtimedwait(&s->set, NULL, &tick);
@@ -263,13 +263,10 @@ static void *signal_main(void *arg)
             return NULL;
         if (errno == EINTR || !kc_manager_ready(s->m))
             continue;
-        since_ready++;
-        if ((trims == 0 && since_ready >= TRIM_FIRST_S) ||
-            (trims == 1 && since_ready >= TRIM_SECOND_S) ||
-            (trims >= 2 && since_ready % TRIM_EVERY_S == 0)) {
-            malloc_trim(0);
-            trims++;
-        }
+        if (++since_ready < next_trim)
+            continue;
+        malloc_trim(0);
+        next_trim = next_trim < TRIM_EVERY_S / 2 ? next_trim * 2 : next_trim + TRIM_EVERY_S;
     }
     if (sig == SIGUSR1)
         return NULL;
