@@ -178,6 +178,8 @@ struct owner_spans {
     unsigned flags;
 };
 
+#define LABELS_KEPT 32
+
 struct meta {
     kc_json_span_t md;       /* metadata object (p NULL if absent) */
     kc_json_span_t name, ns, uid, rv, labels, owners;
@@ -187,6 +189,11 @@ struct meta {
     int64_t generation;
     size_t nlabels, nowners;
     size_t strings;          /* bytes of data[] before the JSON */
+    /* the first LABELS_KEPT labels' spans and unescaped lengths, noted by
+     * scan_labels so that kc_obj_new copies them without walking the
+     * labels object again */
+    kc_json_span_t lk[LABELS_KEPT], lv[LABELS_KEPT];
+    size_t lkl[LABELS_KEPT], lvl[LABELS_KEPT];
 };
 
 static int type_err(kc_errbuf_t *eb, const char *field, const char *want, kc_json_span_t v)
@@ -257,6 +264,12 @@ static int scan_labels(struct meta *m, kc_errbuf_t *eb)
         if (a < 0 || b < 0)
             return KC_EPARSE;
         m->strings += (size_t)a + (size_t)b;
+        if (m->nlabels < LABELS_KEPT) {
+            m->lk[m->nlabels] = k;
+            m->lv[m->nlabels] = v;
+            m->lkl[m->nlabels] = (size_t)a - 1;
+            m->lvl[m->nlabels] = (size_t)b - 1;
+        }
         m->nlabels++;
     }
     if (rc < 0)
@@ -342,7 +355,7 @@ static int scan_metadata(kc_json_span_t top, struct meta *m, kc_errbuf_t *eb)
     kc_json_span_t k, v;
     int rc;
 
-    memset(m, 0, sizeof(*m));
+    memset(m, 0, offsetof(struct meta, lk)); /* lk..lvl: written before read */
     if (top.type != KC_JSON_OBJECT)
         return type_err(eb, "object", "a JSON object", top);
     rc = kc_json_obj_get(top, "metadata", &m->md);
@@ -423,6 +436,24 @@ static int scan_metadata(kc_json_span_t top, struct meta *m, kc_errbuf_t *eb)
     return 0;
 }
 
+static int put_str(kc_json_span_t s, char **w, char *limit);
+
+/* Like put_str for a string span whose unescaped length n is known: a
+ * string without escapes (the usual case) is copied as it is, since every
+ * escape decodes to fewer bytes than it takes. */
+static int put_len(kc_json_span_t s, size_t n, char **w, char *limit)
+{
+    if (s.p && n == s.len - 2) {
+        if ((size_t)(limit - *w) < n + 1)
+            return -ERANGE;
+        memcpy(*w, s.p + 1, n);
+        (*w)[n] = '\0';
+        *w += n + 1;
+        return 0;
+    }
+    return put_str(s, w, limit);
+}
+
 /* Unescape s into *w (advancing past its NUL); an absent span gives "". */
 static int put_str(kc_json_span_t s, char **w, char *limit)
 {
@@ -457,9 +488,9 @@ int kc_obj_new(const char *json, size_t len, const kc_obj_opts_t *opts, kc_obj_t
     kc_json_err_t jerr;
     struct meta m;
     char name[KC_NAME_MAX + 1], ns[KC_NS_MAX + 1];
-    /* the minified copy of a small object (most ConfigMaps, the watch hot
-     * path) lives on the stack: no malloc/free pair per object */
-    char small[4096];
+    /* the minified copy of an object up to 8 KiB (ConfigMaps, most Pods:
+     * the watch hot path) lives on the stack: no malloc/free pair for it */
+    char small[8192];
     char *min = NULL;
     size_t mlen = 0;
     kc_obj_t *o = NULL;
@@ -528,13 +559,18 @@ int kc_obj_new(const char *json, size_t len, const kc_obj_opts_t *opts, kc_obj_t
     w += ns_len + 1;
     memcpy(w, name, name_len + 1);
     w += name_len + 1;
-    if ((rc = put_str(m.uid, &w, limit)) < 0)
+    if ((rc = put_len(m.uid, (size_t)uid_sz - 1, &w, limit)) < 0)
         goto bad_string;
     o->rv_off = (uint32_t)(w - base);
-    if ((rc = put_str(m.rv, &w, limit)) < 0)
+    if ((rc = put_len(m.rv, (size_t)rv_sz - 1, &w, limit)) < 0)
         goto bad_string;
     o->labels_off = (uint32_t)(w - base);
-    if (m.labels.p) {
+    if (m.labels.p && m.nlabels <= LABELS_KEPT) {
+        for (size_t i = 0; i < m.nlabels; i++)
+            if ((rc = put_len(m.lk[i], m.lkl[i], &w, limit)) < 0 ||
+                (rc = put_len(m.lv[i], m.lvl[i], &w, limit)) < 0)
+                goto bad_string;
+    } else if (m.labels.p) {
         kc_json_iter_t it;
         kc_json_span_t k, v;
         kc_json_iter_init(&it, m.labels);

@@ -173,32 +173,39 @@ static int arm_request(kc_informer_t *inf)
     return s;
 }
 
-/* Count a watch event and, when rv is not NULL, make it the newest
- * resourceVersion (see set_rv): one lock round trip for both. */
-static void note_event_rv(kc_informer_t *inf, int type, const char *rv)
+/* Count watch events (n[] by type: ADDED, MODIFIED, DELETED, BOOKMARK,
+ * ERROR) and, when rv is not NULL, make it the newest resourceVersion (see
+ * set_rv): one lock round trip for all. */
+static void note_events(kc_informer_t *inf, const uint64_t n[5], const char *rv)
 {
-    size_t n = 0;
+    size_t len = 0;
 
     if (rv != NULL && *rv != '\0') {
-        n = strnlen(rv, sizeof(inf->rv) - 1);
-        memcpy(inf->rv, rv, n);
-        inf->rv[n] = '\0';
+        len = strnlen(rv, sizeof(inf->rv) - 1);
+        memcpy(inf->rv, rv, len);
+        inf->rv[len] = '\0';
     }
     kc__mu_lock(&inf->mu);
-    if (n > 0) {
-        size_t m = n < sizeof(inf->st.last_rv) - 1 ? n : sizeof(inf->st.last_rv) - 1;
+    if (len > 0) {
+        size_t m = len < sizeof(inf->st.last_rv) - 1 ? len : sizeof(inf->st.last_rv) - 1;
         memcpy(inf->st.last_rv, inf->rv, m);
         inf->st.last_rv[m] = '\0';
     }
     inf->last_event_ns = kc_now_ns();
-    switch (type) {
-    case KC_WATCH_ADDED: inf->st.events_added++; break;
-    case KC_WATCH_MODIFIED: inf->st.events_modified++; break;
-    case KC_WATCH_DELETED: inf->st.events_deleted++; break;
-    case KC_WATCH_BOOKMARK: inf->st.events_bookmark++; break;
-    default: inf->st.events_error++; break;
-    }
+    inf->st.events_added += n[KC_WATCH_ADDED];
+    inf->st.events_modified += n[KC_WATCH_MODIFIED];
+    inf->st.events_deleted += n[KC_WATCH_DELETED];
+    inf->st.events_bookmark += n[KC_WATCH_BOOKMARK];
+    inf->st.events_error += n[KC_WATCH_ERROR];
     kc__mu_unlock(&inf->mu);
+}
+
+static void note_event(kc_informer_t *inf, int type)
+{
+    uint64_t n[5] = { 0, 0, 0, 0, 0 };
+
+    n[type >= 0 && type < 5 ? type : KC_WATCH_ERROR] = 1;
+    note_events(inf, n, NULL);
 }
 
 /* Remember the newest resourceVersion (reflector thread; mirrored into st
@@ -367,13 +374,13 @@ static int store_list(kc_informer_t *inf, kc_obj_t **items, size_t n, const char
     return 0;
 }
 
-/* One live watch event's object into the cache, then to the handlers. */
-static int apply_event(kc_informer_t *inf, int type, kc_obj_t *obj)
+/* One live watch event's object into the cache, then to the handlers.
+ * The caller holds the emit token. */
+static int apply_locked(kc_informer_t *inf, int type, kc_obj_t *obj)
 {
     kc_obj_t *old = NULL;
     int rc = 0;
 
-    emit_begin(inf);
     if (type == KC_WATCH_DELETED) {
         kc_key_t k;
         kc_obj_key(obj, &k);
@@ -392,7 +399,6 @@ static int apply_event(kc_informer_t *inf, int type, kc_obj_t *obj)
             /* same resourceVersion: a replayed event, already told */
         }
     }
-    emit_end(inf);
     if (old)
         kc_obj_unref(old);
     return rc;
@@ -518,8 +524,323 @@ out:
 
 /* ----------------------------------------------------------- watch */
 
+
+/* ------------------------------------------------- the watch applier
+ *
+ * A live watch event is framed and validated on the reflector thread (in
+ * the transport's callback) and applied on an applier thread: building
+ * the object (kc_obj_new, the transform), the cache write and the push to
+ * the handlers.  The two halves cost about the same, so on two cores the
+ * stream is read while the previous events are applied.  The applier
+ * takes the events in stream order, one at a time, so everything the
+ * reflector did inline (per-key order, the cache and the handlers moving
+ * together under the emit token, the newest resourceVersion) holds as
+ * before.  A batch's objects are built first, then stored and emitted
+ * under one emit token and counted with one lock round trip (apply_batch),
+ * so a resync or a new handler waits for at most one batch.  One applier runs per watch: run_watch starts it, and joins it
+ * after the stream ended and everything queued was applied.
+ *
+ * The queue is bounded (PIPE_MAX events, PIPE_BYTES bytes): a full queue
+ * blocks the reflector, i.e. the stream.  Event bytes are copied once into
+ * a record; records are recycled (pool), so no allocation is made per
+ * event in steady state.  Hand-offs are batched as in processor.c: the
+ * applier takes the whole queue at once and, after a batch, naps for up to
+ * PIPE_NAP_NS instead of being woken for every event.
+ *
+ * The first failure (an object kc_obj_new refuses, or the cache refuses)
+ * is recorded with its message; later events are dropped, and the
+ * reflector returns that error from its next callback, which ends the
+ * watch, as when it applied inline.  Events other than ADDED, MODIFIED and
+ * DELETED (bookmarks, errors) and everything of a streaming list's initial
+ * state are handled on the reflector thread after the queue is drained
+ * (wctx_t), so their order relative to the data events holds.
+ *
+ * Locking: pipe.mu protects every field below it; it is a leaf, never held
+ * while applying.  inf->rv is written by the applier while a watch runs
+ * and read by the reflector only after a drain or the join. */
+
+#define PIPE_MAX 1024
+#define PIPE_BYTES ((size_t)8 << 20)
+#define PIPE_NAP_NS 200000ull
+#define PIPE_WAKE 128
+#define PIPE_POOL_MAX 1024
+#define PIPE_REC_MIN 2048
+
+typedef struct prec {
+    struct prec *next;
+    kc_obj_t *obj;           /* built by the applier; NULL outside it */
+    int type;                /* ADDED, MODIFIED or DELETED */
+    size_t line_no;
+    size_t len, cap;
+    char json[];
+} prec_t;
+
+typedef struct wpipe {
+    kc_informer_t *inf;
+    pthread_t thread;
+    pthread_mutex_t mu;
+    /* protected by mu: */
+    pthread_cond_t work;     /* events queued, closing, a full queue */
+    pthread_cond_t room;     /* the queue shrank or the applier went idle */
+    prec_t *head, *tail;
+    size_t n, bytes;
+    prec_t *pool;
+    size_t npool;
+    int busy;                /* the applier is applying a batch */
+    int sleeping, napping;
+    int closing;             /* no more events: drain and exit */
+    int err;                 /* first failure; events after it are dropped */
+    char msg[300];
+} wpipe_t;
+
+/* Build the objects of a batch (no lock, no token), then store and emit
+ * them in order under one emit token, then count them: per batch, not per
+ * event, so the token and the counters cost one round trip each.  Stops at
+ * the first failure, filling msg; the events before it are applied. */
+static int apply_batch(kc_informer_t *inf, prec_t *batch, char *msg, size_t msgcap)
+{
+    uint64_t n[5] = { 0, 0, 0, 0, 0 };
+    kc_obj_t *last = NULL;
+    kc_errbuf_t eb;
+    prec_t *r, *stop = NULL;
+    int rc = 0;
+
+    for (r = batch; r != NULL; r = r->next) {
+        rc = make_obj(inf, r->json, r->len, &r->obj, &eb);
+        if (rc != 0) {
+            snprintf(msg, msgcap, "event on line %zu: %.200s", r->line_no, eb.msg);
+            n[r->type]++;
+            stop = r;
+            break;
+        }
+    }
+    emit_begin(inf);
+    for (r = batch; r != stop; r = r->next) {
+        int arc = apply_locked(inf, r->type, r->obj);
+        n[r->type]++;
+        if (arc != 0) {
+            /* say which object the cache refused, e.g. one without a
+             * namespace in a namespaced informer */
+            kc_obj_t *o = r->obj;
+            snprintf(msg, msgcap, "event on line %zu: object \"%.63s/%.100s\"%s: %s",
+                     r->line_no, kc_obj_namespace(o), kc_obj_name(o),
+                     inf->res.namespaced && kc_obj_namespace(o)[0] == '\0'
+                         ? " has no metadata.namespace" : " not stored",
+                     kc_strerror(arc));
+            rc = arc;
+            break;
+        }
+        last = r->obj;
+    }
+    emit_end(inf);
+    note_events(inf, n, last ? kc_obj_resource_version(last) : NULL);
+    for (r = batch; r != NULL; r = r->next) {
+        if (r->obj != NULL)
+            kc_obj_unref(r->obj);
+        r->obj = NULL;
+    }
+    return rc;
+}
+
+static void prec_free_list(prec_t *r)
+{
+    while (r != NULL) {
+        prec_t *next = r->next;
+        free(r);
+        r = next;
+    }
+}
+
+static void *applier_main(void *arg)
+{
+    wpipe_t *p = arg;
+    prec_t *batch, *r, *spill;
+    char msg[300];
+    int nap = 0, failed;
+
+    kc__mu_lock(&p->mu);
+    for (;;) {
+        while (p->head == NULL && !p->closing) {
+            if (nap) {
+                nap = 0;
+                p->napping = 1;
+                kc__cond_wait_until(&p->work, &p->mu, kc_now_ns() + PIPE_NAP_NS);
+                p->napping = 0;
+                continue;
+            }
+            p->sleeping = 1;
+            kc__cond_wait_until(&p->work, &p->mu, 0);
+            p->sleeping = 0;
+        }
+        if (p->head == NULL)
+            break; /* closing, and everything applied */
+        batch = p->head;
+        p->head = p->tail = NULL;
+        p->n = p->bytes = 0;
+        p->busy = 1;
+        failed = p->err != 0;
+        pthread_cond_broadcast(&p->room);
+        kc__mu_unlock(&p->mu);
+
+        if (!failed) {
+            int rc = apply_batch(p->inf, batch, msg, sizeof(msg));
+            if (rc != 0) {
+                kc__mu_lock(&p->mu);
+                p->err = rc;
+                memcpy(p->msg, msg, sizeof(p->msg));
+                kc__mu_unlock(&p->mu);
+            }
+        }
+
+        kc__mu_lock(&p->mu);
+        spill = NULL;
+        while (batch != NULL) {
+            r = batch;
+            batch = r->next;
+            if (p->npool < PIPE_POOL_MAX && r->cap <= 4 * PIPE_REC_MIN) {
+                r->next = p->pool;
+                p->pool = r;
+                p->npool++;
+            } else {
+                r->next = spill;
+                spill = r;
+            }
+        }
+        p->busy = 0;
+        pthread_cond_broadcast(&p->room);
+        if (spill != NULL) {
+            kc__mu_unlock(&p->mu);
+            prec_free_list(spill);
+            kc__mu_lock(&p->mu);
+        }
+        nap = 1;
+    }
+    kc__mu_unlock(&p->mu);
+    return NULL;
+}
+
+static int pipe_start(wpipe_t *p, kc_informer_t *inf)
+{
+    int rc;
+
+    memset(p, 0, sizeof(*p));
+    p->inf = inf;
+    if ((rc = kc__mu_init(&p->mu)) != 0)
+        return rc;
+    if ((rc = kc__cond_init(&p->work)) != 0)
+        goto fail_work;
+    if ((rc = kc__cond_init(&p->room)) != 0)
+        goto fail_room;
+    rc = pthread_create(&p->thread, NULL, applier_main, p);
+    if (rc != 0) {
+        rc = -rc;
+        goto fail_thread;
+    }
+    return 0;
+
+fail_thread:
+    pthread_cond_destroy(&p->room);
+fail_room:
+    pthread_cond_destroy(&p->work);
+fail_work:
+    pthread_mutex_destroy(&p->mu);
+    return rc;
+}
+
+/* Apply what is queued, stop the applier and free everything; returns the
+ * first failure (0: none), its message in msg. */
+static int pipe_finish(wpipe_t *p, char *msg, size_t msgcap)
+{
+    int err;
+
+    kc__mu_lock(&p->mu);
+    p->closing = 1;
+    pthread_cond_signal(&p->work);
+    kc__mu_unlock(&p->mu);
+    pthread_join(p->thread, NULL);
+    err = p->err;
+    if (err != 0)
+        snprintf(msg, msgcap, "%s", p->msg);
+    prec_free_list(p->head);
+    prec_free_list(p->pool);
+    pthread_cond_destroy(&p->room);
+    pthread_cond_destroy(&p->work);
+    pthread_mutex_destroy(&p->mu);
+    return err;
+}
+
+/* Queue one live event (reflector thread).  Blocks while the queue is full;
+ * returns the applier's failure, if any (the event is then dropped). */
+static int pipe_push(wpipe_t *p, const kc_watch_event_t *ev, char *msg, size_t msgcap)
+{
+    prec_t *r;
+    int err;
+
+    kc__mu_lock(&p->mu);
+    while (p->err == 0 &&
+           (p->n >= PIPE_MAX || (p->n > 0 && p->bytes + ev->object_len > PIPE_BYTES))) {
+        pthread_cond_signal(&p->work); /* ends a nap: the queue is full */
+        kc__cond_wait_until(&p->room, &p->mu, 0);
+    }
+    if ((err = p->err) != 0) {
+        snprintf(msg, msgcap, "%s", p->msg);
+        kc__mu_unlock(&p->mu);
+        return err;
+    }
+    r = p->pool;
+    if (r != NULL && r->cap >= ev->object_len) {
+        p->pool = r->next;
+        p->npool--;
+    } else {
+        size_t cap = ev->object_len < PIPE_REC_MIN ? PIPE_REC_MIN : ev->object_len;
+        r = malloc(sizeof(*r) + cap);
+        if (r == NULL) {
+            kc__mu_unlock(&p->mu);
+            snprintf(msg, msgcap, "event on line %zu: out of memory queueing it",
+                     ev->line_no);
+            return -ENOMEM;
+        }
+        r->cap = cap;
+    }
+    r->next = NULL;
+    r->obj = NULL;
+    r->type = (int)ev->type;
+    r->line_no = ev->line_no;
+    r->len = ev->object_len;
+    memcpy(r->json, ev->object, ev->object_len);
+    if (p->tail != NULL)
+        p->tail->next = r;
+    else
+        p->head = r;
+    p->tail = r;
+    p->n++;
+    p->bytes += r->len;
+    if (p->sleeping || (p->napping && p->n >= PIPE_WAKE))
+        pthread_cond_signal(&p->work);
+    kc__mu_unlock(&p->mu);
+    return 0;
+}
+
+/* Wait until everything queued was applied (reflector thread); returns the
+ * applier's failure, if any. */
+static int pipe_drain(wpipe_t *p, char *msg, size_t msgcap)
+{
+    int err;
+
+    kc__mu_lock(&p->mu);
+    while (p->head != NULL || p->busy) {
+        pthread_cond_signal(&p->work); /* no need to finish a nap */
+        kc__cond_wait_until(&p->room, &p->mu, 0);
+    }
+    if ((err = p->err) != 0)
+        snprintf(msg, msgcap, "%s", p->msg);
+    kc__mu_unlock(&p->mu);
+    return err;
+}
+
 typedef struct wctx {
     kc_informer_t *inf;
+    wpipe_t *pipe;          /* live ADDED/MODIFIED/DELETED go there */
     int initial;            /* streaming list: collecting initial events */
     int relist;             /* the streaming list replaces earlier content */
     kc_obj_t **items;
@@ -567,8 +888,20 @@ static int watch_cb(void *ud, const kc_watch_event_t *ev)
     int rc, end;
 
     w->events++;
-    if (ev->type == KC_WATCH_BOOKMARK || ev->type == KC_WATCH_ERROR || w->initial)
-        note_event_rv(inf, ev->type, NULL);
+    if (!w->initial && (ev->type == KC_WATCH_ADDED || ev->type == KC_WATCH_MODIFIED ||
+                        ev->type == KC_WATCH_DELETED)) {
+        rc = pipe_push(w->pipe, ev, w->cb_msg, sizeof(w->cb_msg));
+        if (rc != 0)
+            w->cb_error = rc;
+        return rc;
+    }
+    /* anything else comes after every data event before it */
+    rc = pipe_drain(w->pipe, w->cb_msg, sizeof(w->cb_msg));
+    if (rc != 0) {
+        w->cb_error = rc;
+        return rc;
+    }
+    note_event(inf, ev->type);
     switch (ev->type) {
     case KC_WATCH_BOOKMARK:
         rc = parse_bookmark(ev->object, ev->object_len, rv, sizeof(rv), &end);
@@ -608,49 +941,30 @@ static int watch_cb(void *ud, const kc_watch_event_t *ev)
         break;
     }
 
+    /* the initial state of a streaming list: collected, stored at its end */
     rc = make_obj(inf, ev->object, ev->object_len, &obj, &eb);
     if (rc != 0) {
-        if (!w->initial)
-            note_event_rv(inf, ev->type, NULL);
         w->cb_error = rc;
         snprintf(w->cb_msg, sizeof(w->cb_msg), "event on line %zu: %.200s", ev->line_no, eb.msg);
         return rc;
     }
-    if (w->initial) {
-        if (ev->type != KC_WATCH_ADDED) {
-            /* the server is not sending an initial state: not a streaming list */
+    if (ev->type != KC_WATCH_ADDED) {
+        /* the server is not sending an initial state: not a streaming list */
+        kc_obj_unref(obj);
+        return KC_EUNSUPPORTED;
+    }
+    if (w->n == w->cap) {
+        size_t nc = w->cap ? w->cap * 2 : 512;
+        kc_obj_t **ni = realloc(w->items, nc * sizeof(*ni));
+        if (ni == NULL) {
             kc_obj_unref(obj);
-            return KC_EUNSUPPORTED;
+            return -ENOMEM;
         }
-        if (w->n == w->cap) {
-            size_t nc = w->cap ? w->cap * 2 : 512;
-            kc_obj_t **ni = realloc(w->items, nc * sizeof(*ni));
-            if (ni == NULL) {
-                kc_obj_unref(obj);
-                return -ENOMEM;
-            }
-            w->items = ni;
-            w->cap = nc;
-        }
-        w->items[w->n++] = obj;
-        return 0;
+        w->items = ni;
+        w->cap = nc;
     }
-    rc = apply_event(inf, ev->type, obj);
-    if (rc == 0) {
-        note_event_rv(inf, ev->type, kc_obj_resource_version(obj));
-    } else {
-        note_event_rv(inf, ev->type, NULL);
-        /* say which object the cache refused, e.g. one without a namespace
-         * in a namespaced informer */
-        w->cb_error = rc;
-        snprintf(w->cb_msg, sizeof(w->cb_msg), "event on line %zu: object \"%.63s/%.100s\"%s: %s",
-                 ev->line_no, kc_obj_namespace(obj), kc_obj_name(obj),
-                 inf->res.namespaced && kc_obj_namespace(obj)[0] == '\0'
-                     ? " has no metadata.namespace" : " not stored",
-                 kc_strerror(rc));
-    }
-    kc_obj_unref(obj);
-    return rc;
+    w->items[w->n++] = obj;
+    return 0;
 }
 
 /* Run one watch (a streaming list when streaming != 0).  Returns the
@@ -661,11 +975,14 @@ static int run_watch(kc_informer_t *inf, int streaming, int relist, size_t *even
 {
     kc_watch_opts_t wo = KC_WATCH_OPTS_INIT;
     wctx_t w;
+    wpipe_t pipe;
+    char pmsg[300];
     long span;
-    int rc;
+    int rc, perr;
 
     memset(&w, 0, sizeof(w));
     w.inf = inf;
+    w.pipe = &pipe;
     w.initial = streaming;
     w.relist = relist;
     wo.resource_version = streaming ? NULL : inf->rv;
@@ -687,7 +1004,28 @@ static int run_watch(kc_informer_t *inf, int streaming, int relist, size_t *even
     kc__mu_unlock(&inf->mu);
 
     kc_status_clear(st);
+    rc = pipe_start(&pipe, inf);
+    if (rc != 0) {
+        snprintf(st->message, sizeof(st->message), "cannot start the watch applier thread");
+        kc__mu_lock(&inf->mu);
+        inf->stream_deadline_ns = 0;
+        kc__mu_unlock(&inf->mu);
+        *events = 0;
+        *initial_done = 0;
+        *deadline_hit = 0;
+        *error_event = 0;
+        return rc;
+    }
     rc = kc_client_watch(inf->client, &inf->res, inf->ns, &wo, watch_cb, &w, st);
+    /* what was queued is applied before the watch counts as ended */
+    perr = pipe_finish(&pipe, pmsg, sizeof(pmsg));
+    if (perr != 0 && w.cb_error == 0) {
+        /* the applier failed after the last callback: the watch fails as
+         * if the callback had returned it */
+        w.cb_error = perr;
+        memcpy(w.cb_msg, pmsg, sizeof(w.cb_msg));
+        rc = perr;
+    }
     *error_event = w.error_code != 0 && rc == w.error_code;
     if (*error_event) {
         *st = w.est;

@@ -1276,6 +1276,65 @@ static void test_informer_transform(void **state)
     env_stop(&e);
 }
 
+/* A transform that makes the object named "poison" one the namespaced
+ * cache refuses (no namespace); every other object passes unchanged. */
+static int poison_no_ns(void *ud, kc_obj_t *in, kc_obj_t **out)
+{
+    char json[160];
+
+    (void)ud;
+    if (strcmp(kc_obj_name(in), "poison") != 0) {
+        *out = kc_obj_ref(in);
+        return 0;
+    }
+    snprintf(json, sizeof(json), "{\"metadata\":{\"name\":\"poison\",\"resourceVersion\":\"%s\"}}",
+             kc_obj_resource_version(in));
+    return kc_obj_new(json, strlen(json), NULL, out, NULL);
+}
+
+/* A live event the cache refuses, applied on the watch applier thread:
+ * the events before it are applied, the watch fails with a message naming
+ * the object, and it is retried from the last applied resourceVersion, so
+ * nothing after the bad event is applied either.  Stop is clean meanwhile. */
+static void test_informer_watch_refused_object(void **state)
+{
+    env_t e;
+    kc_informer_opts_t o = test_opts(11);
+    kc_informer_state_t st;
+    kc_informer_t *a;
+    kc_key_t k;
+    kc_obj_t *obj;
+    int seen = 0;
+
+    (void)state;
+    env_start(&e, NULL);
+    fa_ns(&e, "t");
+    fa_put(&e, "t", "a0", "1");
+    o.transform = poison_no_ns;
+    assert_int_equal(kc_informer_new(e.cl, &o, &a, NULL), 0);
+    assert_int_equal(kc_informer_start(a), 0);
+    assert_int_equal(kc_informer_wait_synced(a, 10000), 0);
+    fa_put(&e, "t", "a1", "1");
+    fa_put(&e, "t", "poison", "1");
+    fa_put(&e, "t", "a2", "1");
+    for (int i = 0; i < 500 && !seen; i++) {
+        sleep_ms(10);
+        assert_int_equal(kc_informer_state(a, &st), 0);
+        seen = st.errors > 0 && strstr(st.last_error_msg, "\"/poison\" has no metadata.namespace");
+    }
+    if (!seen)
+        fprintf(stderr, "last error: %s\n", st.last_error_msg);
+    assert_true(seen);
+    assert_int_equal(kc_key_init(&k, "t", "a1"), 0);
+    assert_int_equal(kc_cache_get(kc_informer_cache(a), &k, &obj), 0);
+    kc_obj_unref(obj);
+    assert_int_equal(kc_key_init(&k, "t", "a2"), 0);
+    assert_int_equal(kc_cache_get(kc_informer_cache(a), &k, &obj), KC_ENOTFOUND);
+    assert_int_equal(kc_cache_len(kc_informer_cache(a)), 2);
+    kc_informer_free(a);
+    env_stop(&e);
+}
+
 /* Stop returns promptly even with a handler that is stuck behind a full
  * backlog and a reflector waiting for room. */
 static void test_informer_stop_with_slow_handler(void **state)
@@ -1562,6 +1621,7 @@ int main(void)
         cmocka_unit_test(test_informer_streaming_deadline_fallback),
         cmocka_unit_test(test_informer_429_no_relist),
         cmocka_unit_test(test_informer_transform),
+        cmocka_unit_test(test_informer_watch_refused_object),
         cmocka_unit_test(test_informer_stop_with_slow_handler),
         cmocka_unit_test(test_informer_convergence),
     };
