@@ -242,18 +242,19 @@ typedef struct sigctx {
 /* Give freed heap back to the system once the caches have synced (the
  * list pages, decode buffers and handler queues of the initial sync are
  * free by then but sit inside glibc's arenas) and as the initial
- * reconciles finish: 1, 2, 4, 8, 16 and 32 s after the sync, then once a
- * minute (relists and bursts free memory the same way).  malloc_trim
- * costs well under a millisecond on a heap of this size.  It is
- * process-global allocator state, so the program calls it, never the
- * library. */
+ * reconciles finish: every second for the first TRIM_EARLY_S seconds
+ * after the sync, then once a minute (relists and bursts free memory the
+ * same way).  malloc_trim costs well under a millisecond on a heap of
+ * this size.  It is process-global allocator state, so the program calls
+ * it, never the library. */
+#define TRIM_EARLY_S 30
 #define TRIM_EVERY_S 60
 
 static void *signal_main(void *arg)
 {
     sigctx_t *s = arg;
     struct timespec tick = { 1, 0 };
-    int sig, since_ready = 0, next_trim = 1;
+    int sig, since_ready = 0;
 
     for (;;) {
         sig = sigtimedwait(&s->set, NULL, &tick);
@@ -263,10 +264,9 @@ static void *signal_main(void *arg)
             return NULL;
         if (errno == EINTR || !kc_manager_ready(s->m))
             continue;
-        if (++since_ready < next_trim)
-            continue;
-        malloc_trim(0);
-        next_trim = next_trim < TRIM_EVERY_S / 2 ? next_trim * 2 : next_trim + TRIM_EVERY_S;
+        since_ready++;
+        if (since_ready <= TRIM_EARLY_S || since_ready % TRIM_EVERY_S == 0)
+            malloc_trim(0);
     }
     if (sig == SIGUSR1)
         return NULL;
@@ -290,8 +290,8 @@ static void *signal_main(void *arg)
  * itself again (same pid, same arguments), and the new image takes the
  * variable out of its environment again so that processes it starts
  * (exec credential plugins) see the environment it was given.  A set
- * GNUTLS_NO_IMPLICIT_INIT is left alone; if the exec fails, the program
- * carries on as it is. */
+ * GNUTLS_NO_IMPLICIT_INIT is left alone, and so is a process with
+ * LD_PRELOAD set; if the exec fails, the program carries on as it is. */
 #define REEXEC_MARK "KCACHE_CONTROLLER_REEXEC"
 
 static int find_gnutls(struct dl_phdr_info *info, size_t size, void *data)
@@ -308,11 +308,22 @@ static void skip_unused_gnutls_init(char **argv)
         unsetenv("GNUTLS_NO_IMPLICIT_INIT");
         return;
     }
-    if (getenv("GNUTLS_NO_IMPLICIT_INIT") != NULL || !dl_iterate_phdr(find_gnutls, NULL))
+    const char *pre = getenv("LD_PRELOAD");
+    char self[4096];
+    ssize_t n;
+
+    /* a preloaded tool (valgrind, a heap profiler) would not survive the
+     * exec the way it expects: leave such a process as it is */
+    if (getenv("GNUTLS_NO_IMPLICIT_INIT") != NULL || (pre != NULL && *pre != '\0') ||
+        !dl_iterate_phdr(find_gnutls, NULL))
         return;
+    n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+    if (n <= 0 || (size_t)n >= sizeof(self) - 1)
+        return;
+    self[n] = '\0';
     if (setenv("GNUTLS_NO_IMPLICIT_INIT", "1", 1) != 0 || setenv(REEXEC_MARK, "1", 1) != 0)
         goto undo;
-    execv("/proc/self/exe", argv);
+    execv(self, argv);
 undo:
     unsetenv(REEXEC_MARK);
     unsetenv("GNUTLS_NO_IMPLICIT_INIT");
