@@ -240,20 +240,21 @@ typedef struct sigctx {
 } sigctx_t;
 
 /* Give freed heap back to the system once the caches have synced (the
- * list pages, the decode buffers and the handler queue of the initial
- * sync are free by then but sit inside glibc's arenas), again when the
- * initial reconciles are done, then once a minute (relists and bursts
- * free memory the same way).  malloc_trim is process-global allocator
- * state, so the program calls it, never the library. */
-#define TRIM_FIRST_S 1
-#define TRIM_SECOND_S 5
+ * list pages, decode buffers and handler queues of the initial sync are
+ * free by then but sit inside glibc's arenas) and as the initial
+ * reconciles finish: every second for the first TRIM_EARLY_S seconds
+ * after the sync, then once a minute (relists and bursts free memory the
+ * same way).  malloc_trim costs well under a millisecond on a heap of
+ * this size.  It is process-global allocator state, so the program calls
+ * it, never the library. */
+#define TRIM_EARLY_S 30
 #define TRIM_EVERY_S 60
 
 static void *signal_main(void *arg)
 {
     sigctx_t *s = arg;
     struct timespec tick = { 1, 0 };
-    int sig, trims = 0, since_ready = 0;
+    int sig, since_ready = 0;
 
     for (;;) {
         sig = sigtimedwait(&s->set, NULL, &tick);
@@ -264,12 +265,8 @@ static void *signal_main(void *arg)
         if (errno == EINTR || !kc_manager_ready(s->m))
             continue;
         since_ready++;
-        if ((trims == 0 && since_ready >= TRIM_FIRST_S) ||
-            (trims == 1 && since_ready >= TRIM_SECOND_S) ||
-            (trims >= 2 && since_ready % TRIM_EVERY_S == 0)) {
+        if (since_ready <= TRIM_EARLY_S || since_ready % TRIM_EVERY_S == 0)
             malloc_trim(0);
-            trims++;
-        }
     }
     if (sig == SIGUSR1)
         return NULL;
@@ -293,8 +290,8 @@ static void *signal_main(void *arg)
  * itself again (same pid, same arguments), and the new image takes the
  * variable out of its environment again so that processes it starts
  * (exec credential plugins) see the environment it was given.  A set
- * GNUTLS_NO_IMPLICIT_INIT is left alone; if the exec fails, the program
- * carries on as it is. */
+ * GNUTLS_NO_IMPLICIT_INIT is left alone, and so is a process with
+ * LD_PRELOAD set; if the exec fails, the program carries on as it is. */
 #define REEXEC_MARK "KCACHE_CONTROLLER_REEXEC"
 
 static int find_gnutls(struct dl_phdr_info *info, size_t size, void *data)
@@ -311,11 +308,22 @@ static void skip_unused_gnutls_init(char **argv)
         unsetenv("GNUTLS_NO_IMPLICIT_INIT");
         return;
     }
-    if (getenv("GNUTLS_NO_IMPLICIT_INIT") != NULL || !dl_iterate_phdr(find_gnutls, NULL))
+    const char *pre = getenv("LD_PRELOAD");
+    char self[4096];
+    ssize_t n;
+
+    /* a preloaded tool (valgrind, a heap profiler) would not survive the
+     * exec the way it expects: leave such a process as it is */
+    if (getenv("GNUTLS_NO_IMPLICIT_INIT") != NULL || (pre != NULL && *pre != '\0') ||
+        !dl_iterate_phdr(find_gnutls, NULL))
         return;
+    n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+    if (n <= 0 || (size_t)n >= sizeof(self) - 1)
+        return;
+    self[n] = '\0';
     if (setenv("GNUTLS_NO_IMPLICIT_INIT", "1", 1) != 0 || setenv(REEXEC_MARK, "1", 1) != 0)
         goto undo;
-    execv("/proc/self/exe", argv);
+    execv(self, argv);
 undo:
     unsetenv(REEXEC_MARK);
     unsetenv("GNUTLS_NO_IMPLICIT_INIT");

@@ -108,11 +108,16 @@ size_t kc_stdlog_format(kc_log_format_t fmt, double wall_time, kc_log_level_t le
 {
     char ts[96], safe[2048];
     struct tm tm;
-    time_t secs = (time_t)floor(wall_time);
+    /* floor without libm: the program needs nothing else from it */
+    time_t secs = (time_t)wall_time;
     int ms = (int)((wall_time - (double)secs) * 1000.0);
     ctrl_buf_t b;
     size_t n;
 
+    if ((double)secs > wall_time) {
+        secs--;
+        ms = (int)((wall_time - (double)secs) * 1000.0);
+    }
     if (ms < 0)
         ms = 0;
     if (ms > 999)

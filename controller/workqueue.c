@@ -330,7 +330,7 @@ static uint64_t item_backoff(kc_workqueue_t *q, int exp)
 
     if (exp >= 63)
         return q->max_ns;
-    d = (double)q->base_ns * ldexp(1.0, exp);
+    d = (double)q->base_ns * (double)(1ull << exp); /* exp < 63 */
     if (d >= (double)q->max_ns)
         return q->max_ns;
     return (uint64_t)d;

@@ -409,6 +409,11 @@ static void test_logger(void **state)
     kc_stdlog_format(KC_LOGFMT_TEXT, 1764300000.0, KC_LOG_INFO, "informer", "synced 3 caches",
                      line, sizeof(line));
     assert_string_equal(line, "ts=2025-11-28T03:20:00.000Z level=info logger=informer msg=\"synced 3 caches\"\n");
+    /* whole seconds round down, also before 1970 (floor without libm) */
+    kc_stdlog_format(KC_LOGFMT_TEXT, -0.25, KC_LOG_INFO, "x", "m", line, sizeof(line));
+    assert_string_equal(line, "ts=1969-12-31T23:59:59.750Z level=info logger=x msg=\"m\"\n");
+    kc_stdlog_format(KC_LOGFMT_TEXT, 1764300000.75, KC_LOG_INFO, "x", "m", line, sizeof(line));
+    assert_string_equal(line, "ts=2025-11-28T03:20:00.750Z level=info logger=x msg=\"m\"\n");
     kc_stdlog_format(KC_LOGFMT_TEXT, 0, KC_LOG_ERROR, "client",
                      "header Authorization: Bearer abc.def.ghi failed, token=s3cret end", line,
                      sizeof(line));
