@@ -45,6 +45,10 @@ COPY --from=build /src/build/kcache-controller /usr/local/bin/kcache-controller
 RUN if ldd /usr/local/bin/kcache-controller | grep 'not found'; then exit 1; fi \
  && /usr/local/bin/kcache-controller --version
 USER 65532:65532
+# Debian's libcurl links librtmp and libldap, which load GnuTLS; curl talks
+# TLS through OpenSSL, so GnuTLS's implicit initialisation in its
+# constructor (~0.65 MB resident) is skipped (nothing in the image uses it).
+ENV GNUTLS_NO_IMPLICIT_INIT=1
 # 8080: /metrics (Prometheus); 8081: /healthz and /readyz.
 EXPOSE 8080 8081
 # In a pod it uses the in-cluster configuration (the ServiceAccount token);

@@ -294,7 +294,8 @@ free_port() {
 controller_kcache() { # RUN
     local wl=configmaps-$CTRL_OBJECTS probe metrics i ready=0
     probe=$(free_port) metrics=$(free_port)
-    "$BUILD/kcache-controller" --kubeconfig "$KUBECONFIG_FILE" \
+    # as the container image runs it (Dockerfile: GNUTLS_NO_IMPLICIT_INIT)
+    GNUTLS_NO_IMPLICIT_INIT=1 "$BUILD/kcache-controller" --kubeconfig "$KUBECONFIG_FILE" \
         --health-probe-bind-address "127.0.0.1:$probe" \
         --metrics-bind-address "127.0.0.1:$metrics" \
         >> "$OUT/logs/kcache-controller.log" 2>&1 &

@@ -16,7 +16,6 @@
 #include "kc_informer.h"
 
 #include <errno.h>
-#include <link.h>
 #include <getopt.h>
 #include <malloc.h>
 #include <pthread.h>
@@ -276,59 +275,6 @@ static void *signal_main(void *arg)
     return NULL;
 }
 
-/* ---- a TLS library loaded but never used ------------------------------ */
-
-/* Debian's libcurl links librtmp and libldap, which link GnuTLS; GnuTLS's
- * constructor then initialises itself in every process that loads it
- * (ASN.1 trees, its crypto back-ends, p11-kit), ~1.5 MB of resident
- * memory in this program, though curl talks TLS through OpenSSL and
- * rtmp and ldap are never used (requests are limited to http and https;
- * librtmp and libldap call gnutls_global_init themselves when they do
- * use it).  GnuTLS skips that initialisation when GNUTLS_NO_IMPLICIT_INIT
- * is set when it is loaded, which is before main: so when GnuTLS is
- * mapped and the variable is not set, the program sets it and executes
- * itself again (same pid, same arguments), and the new image takes the
- * variable out of its environment again so that processes it starts
- * (exec credential plugins) see the environment it was given.  A set
- * GNUTLS_NO_IMPLICIT_INIT is left alone, and so is a process with
- * LD_PRELOAD set; if the exec fails, the program carries on as it is. */
-#define REEXEC_MARK "KCACHE_CONTROLLER_REEXEC"
-
-static int find_gnutls(struct dl_phdr_info *info, size_t size, void *data)
-{
-    (void)size;
-    (void)data;
-    return info->dlpi_name != NULL && strstr(info->dlpi_name, "/libgnutls.so") != NULL;
-}
-
-static void skip_unused_gnutls_init(char **argv)
-{
-    if (getenv(REEXEC_MARK) != NULL) {
-        unsetenv(REEXEC_MARK);
-        unsetenv("GNUTLS_NO_IMPLICIT_INIT");
-        return;
-    }
-    const char *pre = getenv("LD_PRELOAD");
-    char self[4096];
-    ssize_t n;
-
-    /* a preloaded tool (valgrind, a heap profiler) would not survive the
-     * exec the way it expects: leave such a process as it is */
-    if (getenv("GNUTLS_NO_IMPLICIT_INIT") != NULL || (pre != NULL && *pre != '\0') ||
-        !dl_iterate_phdr(find_gnutls, NULL))
-        return;
-    n = readlink("/proc/self/exe", self, sizeof(self) - 1);
-    if (n <= 0 || (size_t)n >= sizeof(self) - 1)
-        return;
-    self[n] = '\0';
-    if (setenv("GNUTLS_NO_IMPLICIT_INIT", "1", 1) != 0 || setenv(REEXEC_MARK, "1", 1) != 0)
-        goto undo;
-    execv(self, argv);
-undo:
-    unsetenv(REEXEC_MARK);
-    unsetenv("GNUTLS_NO_IMPLICIT_INIT");
-}
-
 /* ---- main ------------------------------------------------------------ */
 
 int main(int argc, char **argv)
@@ -355,7 +301,6 @@ int main(int argc, char **argv)
     bool sig_started = false;
     int rc, exit_code = 1;
 
-    skip_unused_gnutls_init(argv);
     memset(&glue, 0, sizeof(glue));
     rc = parse_args(argc, argv, &a);
     if (rc != 0)
