@@ -471,6 +471,32 @@ static void test_two_watches_http11(void **state)
     kc_client_free(c);
 }
 
+/* Freeing a client while a watch runs on another thread ends that watch
+ * with KC_ESTOPPED; free returns once the watch has returned. */
+static void test_free_while_watching(void **state)
+{
+    kc_client_t *c = client_as(NULL, NULL);
+    kc_buf_t b = KC_BUF_INIT;
+    kc_status_t st;
+    wstate_t w;
+    pthread_t th;
+    struct timespec ts = {0, 200000000L};
+
+    (void)state;
+    assert_int_equal(kc_client_list(c, &kc_res_configmaps, "default", NULL, &b, &st), 0);
+    memset(&w, 0, sizeof(w));
+    pthread_mutex_init(&w.mu, NULL);
+    w.c = c;
+    w.rv = NULL;
+    pthread_create(&th, NULL, watcher, &w);
+    nanosleep(&ts, NULL);
+    kc_client_free(c);
+    pthread_join(th, NULL);
+    assert_int_equal(w.rc, KC_ESTOPPED);
+    pthread_mutex_destroy(&w.mu);
+    kc_buf_free(&b);
+}
+
 static void test_fault_429(void **state)
 {
     kc_client_opts_t o = KC_CLIENT_OPTS_INIT;
@@ -580,6 +606,7 @@ int main(void)
         cmocka_unit_test(test_rbac_and_client_cert),
         cmocka_unit_test(test_watch_live),
         cmocka_unit_test(test_two_watches_http11),
+        cmocka_unit_test(test_free_while_watching),
         cmocka_unit_test(test_fault_429),
         cmocka_unit_test(test_watch_faults),
     };
