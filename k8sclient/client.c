@@ -896,6 +896,7 @@ static void *hub_main(void *arg)
     kc_client_t *c = arg;
     int running = 0, stopping = 0;
 
+    pthread_setname_np(pthread_self(), "kcache-hub");   /* for ps, gdb and the benches */
     for (;;) {
         CURLMsg *m;
         int left;
