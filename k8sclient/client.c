@@ -2,16 +2,41 @@
  * The HTTPS transport and REST verbs: one kc_client_t shared by all
  * threads of a program.
  *
- * Connections: each request borrows a "slot" (a curl multi handle with one
- * easy handle) from a mutex-protected pool and returns it afterwards, so a
- * handle is never used by two threads at once and a thread's next request
- * reuses the connection the slot kept open.  DNS results and TLS sessions
- * are shared between slots through a CURLSH with its own per-data locks.
- * The transfer is driven with curl_multi_poll in slices of 100 ms so a
- * cancel flag and the watch idle guard are looked at that often; while
- * bytes keep arriving curl_multi_perform is called again without waiting.
- * An error answer's body is always kept (its first 64 KiB) so that its
- * Status is decoded whether or not the caller asked for the body.
+ * The hub: each client starts one transport thread that owns one curl multi
+ * handle (CURLMOPT_PIPELINING = CURLPIPE_MULTIPLEX) and drives every
+ * transfer of every thread.  Over HTTP/2 concurrent requests and watches
+ * are streams of one connection; over HTTP/1.1 each concurrent transfer
+ * gets its own connection (no per-host cap: a watch never waits for
+ * another); idle connections stay in the multi handle's cache and are
+ * reused.  DNS results and TLS sessions go through a CURLSH.
+ *
+ * A request (attempt()) prepares its own easy handle on the calling
+ * thread, queues it to the hub (WANT_ADD on the attention list under
+ * hub_mu, then curl_multi_wakeup) and sleeps on its transfer's condition
+ * variable.  The hub's write callback copies the bytes into a queue of
+ * chunks on the transfer (under the transfer's mu) and wakes the caller,
+ * which takes the whole queue and feeds it, on its own thread, to the
+ * watch decoder or the body buffer: TLS decryption runs on the hub,
+ * framing and JSON parsing on the caller, in parallel.  A queue holding
+ * QUEUE_MAX bytes makes the write callback pause that transfer
+ * (CURL_WRITEFUNC_PAUSE); the caller, once it has drained it, asks the hub
+ * to resume it (WANT_RESUME), so memory stays bounded and a slow watch
+ * stalls only itself (HTTP/2 flow control is per stream).  The caller
+ * wakes every 100 ms to look at its cancel flag and the watch idle guard;
+ * giving up (cancel, idle, a sink error, the watch callback's stop) is
+ * WANT_ABORT, after which the hub removes the handle (an h2 stream is
+ * reset, the connection stays).  An error answer's body is always kept
+ * (its first 64 KiB) so that its Status is decoded whether or not the
+ * caller asked for the body.
+ *
+ * Which thread touches which curl handle: the multi handle only the hub
+ * (curl_multi_wakeup excepted, which curl allows from any thread); an easy
+ * handle its caller while preparing it and after the hub has set done, the
+ * hub in between; a transfer's xfer_t likewise, apart from the fields
+ * under its mu and hub_mu.  The hub never touches a transfer after setting
+ * done.  kc_client_free sets stopping: new requests fail with KC_ESTOPPED,
+ * the hub fails every transfer in flight, free waits until no caller is
+ * inside the client (nactive) and joins the hub.
  *
  * Credentials: a static token, a token file (re-read whenever its identity
  * (inode, size, mtime) changes, and after a 401), basic auth, client
@@ -31,9 +56,10 @@
  * jitter, at most max_retries times.  A 401 refreshes a refreshable
  * credential and tries once more.
  *
- * Locks: pool_mu, rl_mu, auth_mu, disc_mu and the share locks are leaves:
- * none is taken while another is held, and none is held across a curl
- * call, a callback, JSON parsing or logging.  Tokens and keys never reach
+ * Locks: hub_mu, each transfer's mu, rl_mu, auth_mu, disc_mu and the share
+ * locks are leaves: none is taken while another is held, and none is held
+ * across a curl call, a callback, JSON parsing or logging (the hub's write
+ * callback takes a transfer's mu only to copy bytes into its queue).  Tokens and keys never reach
  * the logger or a status message.
  */
 #include "client_int.h"
@@ -53,7 +79,9 @@
 #include <unistd.h>
 
 #define POLL_SLICE_MS 100
-#define MAX_IDLE_SLOTS 64
+#define MAX_IDLE_EASY 64
+#define QUEUE_MAX (1u << 20)
+#define CHUNK_SIZE (64u << 10)
 #define MAX_ERROR_BODY (64u << 10)
 #define EXEC_TIMEOUT_MS 60000
 #define EXEC_EXPIRY_LEEWAY_S 5.0
@@ -67,11 +95,7 @@ const kc_resource_t kc_res_events = {"", "v1", "events", "Event", 1};
 const kc_resource_t kc_res_leases = {"coordination.k8s.io", "v1", "leases", "Lease", 1};
 const kc_resource_t kc_res_deployments = {"apps", "v1", "deployments", "Deployment", 1};
 
-typedef struct slot {
-    CURLM *multi;
-    CURL *easy;
-    struct slot *next;
-} slot_t;
+typedef struct xfer xfer_t;
 
 typedef struct disc_entry {
     char *api_version;
@@ -103,9 +127,22 @@ struct kc_client {
     CURLSH *share;
     pthread_mutex_t share_mu[CURL_LOCK_DATA_LAST];
 
-    pthread_mutex_t pool_mu;
-    slot_t *idle;              /* protected by pool_mu */
-    size_t nidle;              /* protected by pool_mu */
+    /* The transport hub: one thread drives every transfer through one
+     * multi handle (see the comment at the top). */
+    CURLM *multi;              /* the hub thread's, except curl_multi_wakeup */
+    pthread_t hub;
+    int hub_started;
+    xfer_t *active;            /* hub thread only: transfers in the multi handle */
+    uint64_t hub_bytes;        /* hub thread only: bytes received, to know when to poll */
+    _Atomic int stop_flag;     /* set with stopping, read without the lock by sleeps */
+    pthread_mutex_t hub_mu;
+    pthread_cond_t hub_cv;     /* signalled when nactive drops to 0 while stopping */
+    xfer_t *attn_head;         /* protected by hub_mu: transfers the hub must act on */
+    xfer_t *attn_tail;         /* protected by hub_mu */
+    int stopping;              /* protected by hub_mu: kc_client_free has begun */
+    size_t nactive;            /* protected by hub_mu: requests inside perform() */
+    CURL *idle_easy[MAX_IDLE_EASY]; /* protected by hub_mu: reset before reuse */
+    size_t nidle_easy;         /* protected by hub_mu */
 
     pthread_mutex_t rl_mu;
     double rl_tokens;          /* protected by rl_mu */
@@ -195,8 +232,9 @@ static double rand01(kc_client_t *c)
     return (double)(x >> 11) / 9007199254740992.0;
 }
 
-/* Sleep ms, waking early (returning KC_ESTOPPED) when cancel is set. */
-static int sleep_ms(double ms, kc_cancel_t *cancel)
+/* Sleep ms, waking early (returning KC_ESTOPPED) when cancel is set or the
+ * client is being freed. */
+static int sleep_ms(kc_client_t *c, double ms, kc_cancel_t *cancel)
 {
     uint64_t end = kc_now_ns() + (uint64_t)(ms * 1e6);
 
@@ -204,7 +242,7 @@ static int sleep_ms(double ms, kc_cancel_t *cancel)
         uint64_t now = kc_now_ns();
         struct timespec ts;
         uint64_t left;
-        if (kc_cancel_is_set(cancel))
+        if (kc_cancel_is_set(cancel) || atomic_load(&c->stop_flag))
             return KC_ESTOPPED;
         if (now >= end)
             return 0;
@@ -215,6 +253,18 @@ static int sleep_ms(double ms, kc_cancel_t *cancel)
         ts.tv_nsec = (long)(left % 1000000000ull);
         nanosleep(&ts, NULL);
     }
+}
+
+static int cond_init_mono(pthread_cond_t *cv)
+{
+    pthread_condattr_t a;
+    int rc;
+
+    pthread_condattr_init(&a);
+    pthread_condattr_setclock(&a, CLOCK_MONOTONIC);
+    rc = pthread_cond_init(cv, &a);
+    pthread_condattr_destroy(&a);
+    return -rc;
 }
 
 const char *kc_client_server(const kc_client_t *c)
@@ -425,59 +475,6 @@ static void share_unlock(CURL *h, curl_lock_data data, void *ud)
 
     (void)h;
     unlock(&c->share_mu[data]);
-}
-
-/* ------------------------------------------------------------------ */
-/* slots                                                                */
-
-static void slot_free(slot_t *s)
-{
-    if (s == NULL)
-        return;
-    if (s->easy)
-        curl_easy_cleanup(s->easy);
-    if (s->multi)
-        curl_multi_cleanup(s->multi);
-    free(s);
-}
-
-static slot_t *slot_get(kc_client_t *c)
-{
-    slot_t *s;
-
-    lock(&c->pool_mu);
-    s = c->idle;
-    if (s) {
-        c->idle = s->next;
-        c->nidle--;
-    }
-    unlock(&c->pool_mu);
-    if (s)
-        return s;
-    s = calloc(1, sizeof(*s));
-    if (s == NULL)
-        return NULL;
-    s->multi = curl_multi_init();
-    s->easy = curl_easy_init();
-    if (s->multi == NULL || s->easy == NULL) {
-        slot_free(s);
-        return NULL;
-    }
-    curl_multi_setopt(s->multi, CURLMOPT_MAX_HOST_CONNECTIONS, 1L);
-    return s;
-}
-
-static void slot_put(kc_client_t *c, slot_t *s)
-{
-    lock(&c->pool_mu);
-    if (c->nidle < MAX_IDLE_SLOTS) {
-        s->next = c->idle;
-        c->idle = s;
-        c->nidle++;
-        s = NULL;
-    }
-    unlock(&c->pool_mu);
-    slot_free(s);
 }
 
 /* ------------------------------------------------------------------ */
@@ -726,33 +723,272 @@ static int rl_wait(kc_client_t *c, kc_cancel_t *cancel)
     c->rl_tokens -= 1.0;   /* reserve, even when it has to be waited for */
     unlock(&c->rl_mu);
     if (wait_s > 0)
-        return sleep_ms(wait_s * 1000.0, cancel);
+        return sleep_ms(c, wait_s * 1000.0, cancel);
     return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* the transport hub                                                    */
+
+/* A chunk of response bytes on its way from the hub to the caller. */
+typedef struct chunk {
+    struct chunk *next;
+    size_t len;
+    size_t cap;
+    char data[];
+} chunk_t;
+
+enum { WANT_ADD = 1, WANT_RESUME = 2, WANT_ABORT = 4 };
+
+/* One HTTP attempt in flight.  Lives on the caller's stack; the hub
+ * touches it from the moment it is queued with WANT_ADD until it sets done
+ * (under mu), and never after. */
+typedef struct xfer {
+    kc_client_t *c;
+    CURL *easy;                /* caller's until queued, the hub's until done */
+
+    /* protected by c->hub_mu */
+    struct xfer *next;         /* attention list */
+    unsigned want;             /* WANT_* not yet acted on */
+    int on_list;
+    int finished;              /* the hub set done: refuse new wants */
+
+    /* hub thread only */
+    struct xfer *act_prev, *act_next;  /* transfers in the multi handle */
+    int in_multi;
+    long hub_code;
+    double retry_after;        /* read by the caller once done */
+    int is_json;               /* read by the caller once done */
+    _Atomic uint64_t last_byte_ns;
+
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    chunk_t *head;             /* protected by mu: bytes not yet taken by the caller */
+    chunk_t *tail;             /* protected by mu */
+    chunk_t *spare;            /* protected by mu: one drained chunk kept for reuse */
+    size_t queued;             /* protected by mu: bytes in head..tail */
+    long code;                 /* protected by mu: response code of the queued bytes */
+    int paused;                /* protected by mu: the write callback returned PAUSE */
+    int waiting;               /* protected by mu: the caller sleeps on cv */
+    int discard;               /* protected by mu: the caller gave up, drop bytes */
+    int oom;                   /* protected by mu: a chunk could not be allocated */
+    int done;                  /* protected by mu */
+    CURLcode result;           /* protected by mu: valid once done */
+    int hub_err;               /* protected by mu: KC_ESTOPPED when the hub dropped it */
+} xfer_t;
+
+static void chunks_free(chunk_t *ch)
+{
+    while (ch) {
+        chunk_t *n = ch->next;
+        free(ch);
+        ch = n;
+    }
+}
+
+static void attn_unlink(kc_client_t *c, xfer_t *x)
+{
+    xfer_t **pp = &c->attn_head, *prev = NULL;
+
+    while (*pp && *pp != x) {
+        prev = *pp;
+        pp = &(*pp)->next;
+    }
+    if (*pp == NULL)
+        return;
+    *pp = x->next;
+    if (c->attn_tail == x)
+        c->attn_tail = prev;
+    x->next = NULL;
+    x->on_list = 0;
+}
+
+/* Ask the hub to act on x.  WANT_ADD fails (KC_ESTOPPED) once the client is
+ * being freed; other wants are dropped once x is finished.  Any thread but
+ * the hub's. */
+static int hub_request(kc_client_t *c, xfer_t *x, unsigned want)
+{
+    int rc = 0, wake = 0;
+
+    lock(&c->hub_mu);
+    if (want & WANT_ADD && c->stopping) {
+        rc = KC_ESTOPPED;
+    } else if (!x->finished) {
+        x->want |= want;
+        if (!x->on_list) {
+            x->on_list = 1;
+            x->next = NULL;
+            if (c->attn_tail)
+                c->attn_tail->next = x;
+            else
+                c->attn_head = x;
+            c->attn_tail = x;
+        }
+        wake = 1;
+    }
+    unlock(&c->hub_mu);
+    if (wake)
+        curl_multi_wakeup(c->multi);
+    return rc;
+}
+
+/* Hub thread: take x out of the multi handle and hand it back to its
+ * caller.  After this the hub never touches x again. */
+static void hub_finish(kc_client_t *c, xfer_t *x, CURLcode cc, int err)
+{
+    if (x->in_multi) {
+        curl_multi_remove_handle(c->multi, x->easy);
+        x->in_multi = 0;
+        if (x->act_prev)
+            x->act_prev->act_next = x->act_next;
+        else
+            c->active = x->act_next;
+        if (x->act_next)
+            x->act_next->act_prev = x->act_prev;
+        x->act_prev = x->act_next = NULL;
+    }
+    lock(&c->hub_mu);
+    if (x->on_list)
+        attn_unlink(c, x);
+    x->finished = 1;
+    unlock(&c->hub_mu);
+    lock(&x->mu);
+    x->result = cc;
+    x->hub_err = err;
+    x->done = 1;
+    pthread_cond_signal(&x->cv);
+    unlock(&x->mu);
+}
+
+/* Hub thread: act on what a caller asked for. */
+static void hub_attend(kc_client_t *c, xfer_t *x, unsigned want, int stopping)
+{
+    if (want & WANT_ADD) {
+        if (stopping) {
+            hub_finish(c, x, CURLE_OK, KC_ESTOPPED);
+            return;
+        }
+        curl_easy_setopt(x->easy, CURLOPT_PRIVATE, x);
+        if (curl_multi_add_handle(c->multi, x->easy) != CURLM_OK) {
+            hub_finish(c, x, CURLE_OUT_OF_MEMORY, 0);
+            return;
+        }
+        x->in_multi = 1;
+        x->act_prev = NULL;
+        x->act_next = c->active;
+        if (c->active)
+            c->active->act_prev = x;
+        c->active = x;
+    }
+    if (want & WANT_ABORT) {
+        hub_finish(c, x, CURLE_OK, KC_ESTOPPED);
+        return;
+    }
+    /* may call on_write at once with the bytes curl held back */
+    if ((want & WANT_RESUME) && x->in_multi)
+        curl_easy_pause(x->easy, CURLPAUSE_CONT);
+}
+
+/* The hub thread: the only thread that calls curl on the multi handle and
+ * on an easy handle while it is in there. */
+static void *hub_main(void *arg)
+{
+    kc_client_t *c = arg;
+    int running = 0, stopping = 0;
+
+    pthread_setname_np(pthread_self(), "kcache-hub");   /* for ps, gdb and the benches */
+    for (;;) {
+        CURLMsg *m;
+        int left;
+        uint64_t before;
+
+        for (int n = 0; n < 4096; n++) {
+            xfer_t *x;
+            unsigned want = 0;
+
+            lock(&c->hub_mu);
+            x = c->attn_head;
+            if (x) {
+                c->attn_head = x->next;
+                if (c->attn_head == NULL)
+                    c->attn_tail = NULL;
+                x->next = NULL;
+                x->on_list = 0;
+                want = x->want;
+                x->want = 0;
+            }
+            stopping = c->stopping;
+            unlock(&c->hub_mu);
+            if (x == NULL)
+                break;
+            hub_attend(c, x, want, stopping);
+        }
+        if (stopping) {
+            /* callers are told KC_ESTOPPED; none can queue a new transfer */
+            while (c->active)
+                hub_finish(c, c->active, CURLE_OK, KC_ESTOPPED);
+            break;
+        }
+        before = c->hub_bytes;
+        curl_multi_perform(c->multi, &running);
+        while ((m = curl_multi_info_read(c->multi, &left)) != NULL) {
+            if (m->msg == CURLMSG_DONE) {
+                CURL *e = m->easy_handle;
+                CURLcode cc = m->data.result;
+                xfer_t *x = NULL;
+                curl_easy_getinfo(e, CURLINFO_PRIVATE, (char **)&x);
+                if (x)
+                    hub_finish(c, x, cc, 0);
+            }
+        }
+        /* Bytes came in: more are likely waiting (a busy stream delivers
+         * TLS record after record, some already read into the TLS layer
+         * where poll cannot see them): go straight back to perform. */
+        if (c->hub_bytes == before || running == 0)
+            curl_multi_poll(c->multi, NULL, 0, 1000, NULL);
+    }
+    return NULL;
+}
+
+static CURL *easy_get(kc_client_t *c)
+{
+    CURL *e = NULL;
+
+    lock(&c->hub_mu);
+    if (c->nidle_easy > 0)
+        e = c->idle_easy[--c->nidle_easy];
+    unlock(&c->hub_mu);
+    if (e)
+        curl_easy_reset(e);
+    else
+        e = curl_easy_init();
+    return e;
+}
+
+static void easy_put(kc_client_t *c, CURL *e)
+{
+    lock(&c->hub_mu);
+    if (c->nidle_easy < MAX_IDLE_EASY) {
+        c->idle_easy[c->nidle_easy++] = e;
+        e = NULL;
+    }
+    unlock(&c->hub_mu);
+    if (e)
+        curl_easy_cleanup(e);
 }
 
 /* ------------------------------------------------------------------ */
 /* one HTTP attempt                                                     */
 
-typedef enum { SINK_BUF, SINK_WATCH } sink_kind_t;
-
-typedef struct xfer {
-    kc_client_t *c;
-    CURL *easy;
-    sink_kind_t kind;
-    kc_buf_t *buf;             /* SINK_BUF (may be NULL: discard, but keep errors) */
+/* The caller's side of a transfer: where its bytes go. */
+typedef struct sink {
+    kc_buf_t *buf;             /* a body (may be NULL: discard, but keep errors) */
     size_t buf_max;
     kc_buf_t errbody;          /* any non-2xx body (first MAX_ERROR_BODY bytes), for
                                 * the Status, whether or not the caller wants a body */
-    kc_watch_decoder_t *dec;   /* SINK_WATCH */
-    int sink_err;              /* why the write callback refused data */
-    kc_errbuf_t sink_eb;
-    long code;                 /* response code once known */
-    int decided;               /* SINK_WATCH: 2xx known */
-    double retry_after;
-    int is_json;
-    uint64_t last_byte_ns;
-    size_t bytes;
-} xfer_t;
+    kc_watch_decoder_t *dec;   /* a watch */
+    kc_errbuf_t eb;            /* why the sink refused data */
+} sink_t;
 
 static int buf_append(kc_buf_t *b, size_t max, const char *p, size_t n)
 {
@@ -778,47 +1014,95 @@ static int buf_append(kc_buf_t *b, size_t max, const char *p, size_t n)
     return 0;
 }
 
+/* Caller thread: hand bytes of a response with the given code to the sink.
+ * Returns 0, an error, or the watch callback's non-zero value. */
+static int sink_feed(sink_t *s, long code, const char *p, size_t n)
+{
+    int rc;
+
+    if (code < 200 || code >= 300) {
+        /* An error answer: keep its start for the Status decode, which
+         * must not depend on whether (or how big) a body buffer the caller
+         * gave; hand the caller a copy too, as far as it fits. */
+        rc = buf_append(&s->errbody, MAX_ERROR_BODY, p, n);
+        if (rc == KC_ETOOBIG)
+            rc = 0;   /* the start of an error body is enough */
+        if (rc == 0 && s->buf)
+            (void)buf_append(s->buf, s->buf_max, p, n);   /* best effort */
+        return rc;
+    }
+    if (s->dec)
+        return kc_watch_decoder_feed(s->dec, p, n, &s->eb);
+    rc = s->buf ? buf_append(s->buf, s->buf_max, p, n) : 0;
+    if (rc == KC_ETOOBIG)
+        kc_errf(&s->eb, rc, "response larger than %zu bytes", s->buf_max);
+    else if (rc)
+        kc_errf(&s->eb, rc, "out of memory buffering the response");
+    return rc;
+}
+
+/* Hub thread: queue the bytes for the caller, or pause the transfer while
+ * the caller has QUEUE_MAX bytes still to take. */
 static size_t on_write(char *p, size_t size, size_t nmemb, void *ud)
 {
     xfer_t *x = ud;
     size_t n = size * nmemb;
-    int rc;
+    chunk_t *ch;
 
-    x->last_byte_ns = kc_now_ns();
-    x->bytes += n;
-    if (x->code == 0)
-        curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &x->code);
-    if (x->code < 200 || x->code >= 300) {
-        /* An error answer: keep its start for the Status decode, which
-         * must not depend on whether (or how big) a body buffer the caller
-         * gave; hand the caller a copy too, as far as it fits. */
-        rc = buf_append(&x->errbody, MAX_ERROR_BODY, p, n);
-        if (rc == KC_ETOOBIG)
-            rc = 0;   /* the start of an error body is enough */
-        if (rc == 0 && x->buf)
-            (void)buf_append(x->buf, x->buf_max, p, n);   /* best effort */
-    } else if (x->kind == SINK_WATCH) {
-        rc = kc_watch_decoder_feed(x->dec, p, n, &x->sink_eb);
-    } else {
-        rc = x->buf ? buf_append(x->buf, x->buf_max, p, n) : 0;
-        if (rc == KC_ETOOBIG)
-            kc_errf(&x->sink_eb, rc, "response larger than %zu bytes", x->buf_max);
-        else if (rc)
-            kc_errf(&x->sink_eb, rc, "out of memory buffering the response");
+    atomic_store(&x->last_byte_ns, kc_now_ns());
+    if (x->hub_code == 0)
+        curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &x->hub_code);
+    lock(&x->mu);
+    if (x->discard) {
+        unlock(&x->mu);
+        return n;
     }
-    if (rc) {
-        x->sink_err = rc;
-        return 0;   /* makes curl stop with CURLE_WRITE_ERROR */
+    if (x->queued >= QUEUE_MAX) {
+        x->paused = 1;
+        unlock(&x->mu);
+        return CURL_WRITEFUNC_PAUSE;
     }
+    ch = x->tail;
+    if (ch == NULL || ch->cap - ch->len < n) {
+        if (x->spare && x->spare->cap >= n) {
+            ch = x->spare;
+            x->spare = NULL;
+        } else {
+            size_t cap = n > CHUNK_SIZE ? n : CHUNK_SIZE;
+            ch = malloc(sizeof(*ch) + cap);
+            if (ch == NULL) {
+                x->oom = 1;
+                unlock(&x->mu);
+                return 0;   /* CURLE_WRITE_ERROR */
+            }
+            ch->cap = cap;
+        }
+        ch->len = 0;
+        ch->next = NULL;
+        if (x->tail)
+            x->tail->next = ch;
+        else
+            x->head = ch;
+        x->tail = ch;
+    }
+    memcpy(ch->data + ch->len, p, n);
+    ch->len += n;
+    x->queued += n;
+    x->code = x->hub_code;
+    if (x->waiting)
+        pthread_cond_signal(&x->cv);
+    unlock(&x->mu);
+    x->c->hub_bytes += n;
     return n;
 }
 
+/* Hub thread. */
 static size_t on_header(char *p, size_t size, size_t nmemb, void *ud)
 {
     xfer_t *x = ud;
     size_t n = size * nmemb;
 
-    x->last_byte_ns = kc_now_ns();
+    atomic_store(&x->last_byte_ns, kc_now_ns());
     if (n > 12 && strncasecmp(p, "Retry-After:", 12) == 0) {
         char v[64];
         size_t i = 12, k = 0;
@@ -846,6 +1130,7 @@ static size_t on_header(char *p, size_t size, size_t nmemb, void *ud)
         /* a new response (e.g. after 100 Continue): forget the old headers */
         x->retry_after = 0;
         x->is_json = 0;
+        x->hub_code = 0;
     }
     return n;
 }
@@ -912,11 +1197,15 @@ static void set_common_opts(kc_client_t *c, CURL *e, const cred_t *cr, char *err
     /* gzip for large lists.  Never for watches: kube-apiserver 1.37 gzips a
      * watch as a series of gzip members (one per flush) and libcurl 7.88
      * fails after the first, ending the watch with a decoding error; a watch
-     * is a stream of small flushes where gzip saves little.  Slots are
-     * reused, so the option is always set, to "" or to NULL (off). */
+     * is a stream of small flushes where gzip saves little.  Easy handles
+     * are reused, so the option is always set, to "" or to NULL (off). */
     curl_easy_setopt(e, CURLOPT_ACCEPT_ENCODING,
                      cfg->disable_compression || watch ? NULL : "");
     curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2TLS);
+    /* while the first connection is still in its TLS handshake, wait to
+     * learn whether it speaks h2 (then join it as a stream) instead of
+     * opening another; over HTTP/1.1 curl then opens one per transfer */
+    curl_easy_setopt(e, CURLOPT_PIPEWAIT, 1L);
     curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
     curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
     curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
@@ -974,47 +1263,161 @@ static void set_common_opts(kc_client_t *c, CURL *e, const cred_t *cr, char *err
     }
 }
 
+/* Caller thread: wait (in slices, so cancel and the idle guard are looked
+ * at) until x has bytes or is done. mu held. */
+static void xfer_wait(xfer_t *x)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    ts.tv_nsec += (long)POLL_SLICE_MS * 1000000L;
+    if (ts.tv_nsec >= 1000000000L) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000L;
+    }
+    x->waiting = 1;
+    pthread_cond_timedwait(&x->cv, &x->mu, &ts);
+    x->waiting = 0;
+}
+
+/* Caller thread: run x on the hub until it is done, feeding its bytes to
+ * the sink.  Returns 0 or why this side gave up (KC_ESTOPPED for cancel,
+ * KC_ETIMEOUT for an idle watch, the sink's error); *hub_err and *cc say
+ * how the hub finished it. */
+static int xfer_run(kc_client_t *c, xfer_t *x, const req_t *rq, sink_t *s, int *sink_err,
+                    long *code)
+{
+    uint64_t idle_ns = rq->watch && c->o.watch_idle_timeout_ms > 0
+                           ? (uint64_t)c->o.watch_idle_timeout_ms * 1000000ull
+                           : 0;
+    uint64_t drained_ns = kc_now_ns();
+    int gave_up = 0;
+
+    for (;;) {
+        chunk_t *ch;
+        int done, resume = 0;
+
+        lock(&x->mu);
+        while (x->head == NULL && !x->done) {
+            if (!gave_up) {
+                uint64_t now = kc_now_ns(), last = atomic_load(&x->last_byte_ns);
+                if (last < drained_ns)
+                    last = drained_ns;
+                if (kc_cancel_is_set(rq->cancel))
+                    gave_up = KC_ESTOPPED;
+                else if (idle_ns && now > last && now - last > idle_ns)
+                    gave_up = KC_ETIMEOUT;
+                if (gave_up) {
+                    x->discard = 1;
+                    unlock(&x->mu);
+                    hub_request(c, x, WANT_ABORT);
+                    lock(&x->mu);
+                    continue;
+                }
+            }
+            xfer_wait(x);
+        }
+        ch = x->head;
+        x->head = x->tail = NULL;
+        x->queued = 0;
+        *code = x->code;
+        done = x->done;
+        if (x->paused && !done) {
+            x->paused = 0;
+            resume = 1;
+        }
+        unlock(&x->mu);
+        if (resume) {
+            drained_ns = kc_now_ns();
+            hub_request(c, x, WANT_RESUME);
+        }
+        for (chunk_t *k = ch; k && !gave_up; k = k->next) {
+            int rc = sink_feed(s, *code, k->data, k->len);
+            if (rc) {
+                *sink_err = rc;
+                gave_up = rc;
+            }
+        }
+        if (!gave_up && kc_cancel_is_set(rq->cancel))
+            gave_up = KC_ESTOPPED;
+        if (gave_up && !done) {
+            lock(&x->mu);
+            x->discard = 1;
+            unlock(&x->mu);
+            hub_request(c, x, WANT_ABORT);
+        }
+        /* keep one drained chunk for the hub to fill again */
+        if (ch) {
+            chunk_t *rest = ch->next;
+            ch->next = NULL;
+            lock(&x->mu);
+            if (x->spare == NULL) {
+                x->spare = ch;
+                ch = NULL;
+            }
+            unlock(&x->mu);
+            free(ch);
+            chunks_free(rest);
+        }
+        /* the hub sets done after its last byte: all were taken above */
+        if (done)
+            break;
+    }
+    return gave_up;
+}
+
 /* One attempt.  Fills st (http_code, err, texts) and returns the code. */
 static int attempt(kc_client_t *c, const req_t *rq, kc_buf_t *body, kc_watch_decoder_t *dec,
                    const cred_t *cr, kc_status_t *st, double *retry_after)
 {
     char errbuf[CURL_ERROR_SIZE];
     struct curl_slist *hdrs = NULL, *h2;
-    slot_t *s;
+    CURL *e;
     xfer_t x;
+    sink_t s;
     CURLcode cc = CURLE_OK;
-    CURLMsg *msg;
-    int running = 1, rc = 0, left, aborted = 0;
+    int rc = 0, gave_up = 0, sink_err = 0, hub_err = 0, oom = 0;
+    long code = 0;
     uint64_t t0 = kc_now_ns();
     char ct[160];
 
-    memset(&x, 0, sizeof(x));
     errbuf[0] = '\0';
     *retry_after = 0;
-    s = slot_get(c);
-    if (s == NULL) {
+    memset(&s, 0, sizeof(s));
+    s.buf = body;
+    s.buf_max = body && body->max ? body->max : c->o.max_response_size;
+    s.dec = dec;
+    if (body)
+        body->len = 0;
+    e = easy_get(c);
+    if (e == NULL) {
         kc__strlcpy(st->message, "out of memory creating a curl handle", sizeof(st->message));
         return st->err = -ENOMEM;
     }
+    memset(&x, 0, sizeof(x));
     x.c = c;
-    x.easy = s->easy;
-    x.kind = dec ? SINK_WATCH : SINK_BUF;
-    x.buf = body;
-    x.buf_max = body && body->max ? body->max : c->o.max_response_size;
-    x.dec = dec;
-    x.last_byte_ns = t0;
-    if (body)
-        body->len = 0;
+    x.easy = e;
+    atomic_init(&x.last_byte_ns, t0);
+    if (mutex_init(&x.mu) != 0) {
+        easy_put(c, e);
+        kc__strlcpy(st->message, "pthread_mutex_init failed", sizeof(st->message));
+        return st->err = -ENOMEM;
+    }
+    if (cond_init_mono(&x.cv) != 0) {
+        pthread_mutex_destroy(&x.mu);
+        easy_put(c, e);
+        kc__strlcpy(st->message, "pthread_cond_init failed", sizeof(st->message));
+        return st->err = -ENOMEM;
+    }
 
-    curl_easy_reset(s->easy);
-    set_common_opts(c, s->easy, cr, errbuf, rq->watch);
-    curl_easy_setopt(s->easy, CURLOPT_URL, rq->url);
-    curl_easy_setopt(s->easy, CURLOPT_WRITEFUNCTION, on_write);
-    curl_easy_setopt(s->easy, CURLOPT_WRITEDATA, &x);
-    curl_easy_setopt(s->easy, CURLOPT_HEADERFUNCTION, on_header);
-    curl_easy_setopt(s->easy, CURLOPT_HEADERDATA, &x);
+    set_common_opts(c, e, cr, errbuf, rq->watch);
+    curl_easy_setopt(e, CURLOPT_URL, rq->url);
+    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_write);
+    curl_easy_setopt(e, CURLOPT_WRITEDATA, &x);
+    curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
+    curl_easy_setopt(e, CURLOPT_HEADERDATA, &x);
     if (!rq->watch && c->o.request_timeout_ms > 0)
-        curl_easy_setopt(s->easy, CURLOPT_TIMEOUT_MS, c->o.request_timeout_ms);
+        curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, c->o.request_timeout_ms);
     h2 = curl_slist_append(hdrs, "Accept: application/json");
     hdrs = h2 ? h2 : hdrs;
     h2 = curl_slist_append(hdrs, "Expect:");
@@ -1024,71 +1427,52 @@ static int attempt(kc_client_t *c, const req_t *rq, kc_buf_t *body, kc_watch_dec
                  rq->content_type ? rq->content_type : "application/json");
         h2 = curl_slist_append(hdrs, ct);
         hdrs = h2 ? h2 : hdrs;
-        curl_easy_setopt(s->easy, CURLOPT_POSTFIELDS, rq->data);
-        curl_easy_setopt(s->easy, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)rq->len);
+        curl_easy_setopt(e, CURLOPT_POSTFIELDS, rq->data);
+        curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)rq->len);
         if (strcmp(rq->method, "POST") != 0)
-            curl_easy_setopt(s->easy, CURLOPT_CUSTOMREQUEST, rq->method);
+            curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, rq->method);
     } else if (strcmp(rq->method, "GET") == 0) {
-        curl_easy_setopt(s->easy, CURLOPT_HTTPGET, 1L);
+        curl_easy_setopt(e, CURLOPT_HTTPGET, 1L);
     } else if (strcmp(rq->method, "HEAD") == 0) {
-        curl_easy_setopt(s->easy, CURLOPT_NOBODY, 1L);
+        curl_easy_setopt(e, CURLOPT_NOBODY, 1L);
     } else {
-        curl_easy_setopt(s->easy, CURLOPT_CUSTOMREQUEST, rq->method);
+        curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, rq->method);
     }
-    curl_easy_setopt(s->easy, CURLOPT_HTTPHEADER, hdrs);
+    curl_easy_setopt(e, CURLOPT_HTTPHEADER, hdrs);
 
-    if (curl_multi_add_handle(s->multi, s->easy) != CURLM_OK) {
-        rc = -ENOMEM;
-        kc__strlcpy(st->message, "curl_multi_add_handle failed", sizeof(st->message));
+    if (hub_request(c, &x, WANT_ADD) != 0) {
+        rc = KC_ESTOPPED;
+        kc__strlcpy(st->message, "client is being freed", sizeof(st->message));
         goto done;
     }
-    while (running) {
-        size_t before = x.bytes;
-        CURLMcode mc = curl_multi_perform(s->multi, &running);
-        if (mc != CURLM_OK) {
-            cc = CURLE_RECV_ERROR;
-            snprintf(errbuf, sizeof(errbuf), "%s", curl_multi_strerror(mc));
-            break;
-        }
-        if (!running)
-            break;
-        if (kc_cancel_is_set(rq->cancel)) {
-            aborted = KC_ESTOPPED;
-            break;
-        }
-        if (rq->watch && c->o.watch_idle_timeout_ms > 0 &&
-            kc_now_ns() - x.last_byte_ns > (uint64_t)c->o.watch_idle_timeout_ms * 1000000ull) {
-            aborted = KC_ETIMEOUT;
-            break;
-        }
-        /* Bytes came in: more are likely waiting (a busy watch delivers
-         * TLS record after record), and curl_multi_perform looks at the
-         * socket itself, so go straight back to it; wait only once it made
-         * no progress. */
-        if (x.bytes == before)
-            curl_multi_poll(s->multi, NULL, 0, POLL_SLICE_MS, NULL);
-    }
-    if (!aborted) {
-        while ((msg = curl_multi_info_read(s->multi, &left)) != NULL)
-            if (msg->msg == CURLMSG_DONE)
-                cc = msg->data.result;
-    }
-    curl_easy_getinfo(s->easy, CURLINFO_RESPONSE_CODE, &x.code);
-    curl_multi_remove_handle(s->multi, s->easy);
-    st->http_code = (int)x.code;
+    gave_up = xfer_run(c, &x, rq, &s, &sink_err, &code);
+    /* done: the hub let go of x and of the easy handle */
+    lock(&x.mu);
+    cc = x.result;
+    hub_err = x.hub_err;
+    oom = x.oom;
+    unlock(&x.mu);
+    curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &code);
+    st->http_code = (int)code;
     *retry_after = x.retry_after;
     st->retry_after_s = x.retry_after;
 
-    if (aborted == KC_ESTOPPED) {
+    if (gave_up == KC_ESTOPPED && !sink_err) {
         rc = KC_ESTOPPED;
         kc__strlcpy(st->message, "cancelled", sizeof(st->message));
-    } else if (aborted == KC_ETIMEOUT) {
+    } else if (gave_up == KC_ETIMEOUT && !sink_err) {
         rc = KC_ETIMEOUT;
         snprintf(st->message, sizeof(st->message),
                  "watch idle: no bytes for %ld ms, connection closed", c->o.watch_idle_timeout_ms);
-    } else if (cc == CURLE_WRITE_ERROR && x.sink_err) {
-        rc = x.sink_err;
-        kc__strlcpy(st->message, x.sink_eb.msg, sizeof(st->message));
+    } else if (sink_err) {
+        rc = sink_err;
+        kc__strlcpy(st->message, s.eb.msg, sizeof(st->message));
+    } else if (hub_err) {
+        rc = hub_err;
+        kc__strlcpy(st->message, "client is being freed", sizeof(st->message));
+    } else if (cc == CURLE_WRITE_ERROR && oom) {
+        rc = -ENOMEM;
+        kc__strlcpy(st->message, "out of memory queueing the response", sizeof(st->message));
     } else if (cc != CURLE_OK) {
         rc = map_curl_error(cc);
         snprintf(st->message, sizeof(st->message), "%s %s: %s%s%s", rq->method, c->host,
@@ -1098,33 +1482,35 @@ static int attempt(kc_client_t *c, const req_t *rq, kc_buf_t *body, kc_watch_dec
                      ? " (server certificate not trusted or not valid for this host name)"
                      : "");
         kc__strlcpy(st->detail, curl_easy_strerror(cc), sizeof(st->detail));
-        if (dec && x.code >= 200 && x.code < 300 && rc == KC_ECLOSED)
-            rc = KC_ECLOSED;
-    } else if (x.code < 200 || x.code >= 300) {
-        const char *b = x.errbody.data;
-        size_t bl = x.errbody.len;
+    } else if (code < 200 || code >= 300) {
+        const char *b = s.errbody.data;
+        size_t bl = s.errbody.len;
         if (b == NULL || kc_status_from_json(b, bl, st) == KC_EPARSE) {
             status_from_text(st, b ? b : "", bl);
-            rc = err_for((int)x.code, st->reason);
+            rc = err_for((int)code, st->reason);
         } else {
-            rc = err_for((int)x.code, st->reason);
+            rc = err_for((int)code, st->reason);
         }
         if (st->retry_after_s > 0 && *retry_after <= 0)
             *retry_after = st->retry_after_s;
         if (st->message[0] == '\0')
-            snprintf(st->message, sizeof(st->message), "HTTP %ld %s", x.code, st->reason);
+            snprintf(st->message, sizeof(st->message), "HTTP %ld %s", code, st->reason);
     } else {
         rc = 0;
     }
 done:
+    chunks_free(x.head);
+    chunks_free(x.spare);
+    pthread_cond_destroy(&x.cv);
+    pthread_mutex_destroy(&x.mu);
     curl_slist_free_all(hdrs);
-    kc_buf_free(&x.errbody);
-    slot_put(c, s);
+    kc_buf_free(&s.errbody);
+    easy_put(c, e);
     if (c->o.on_request)
-        c->o.on_request(c->o.on_request_ud, rq->method, (int)x.code, c->host,
+        c->o.on_request(c->o.on_request_ud, rq->method, (int)code, c->host,
                         (double)(kc_now_ns() - t0) / 1e9);
     kc_log(&c->o.log, KC_LOG_DEBUG, KC__COMPONENT, "%s %s -> %ld %s (%.3f s)", rq->method,
-           rq->url + strlen(c->base), x.code, rc ? kc_err_name(rc) : "OK",
+           rq->url + strlen(c->base), code, rc ? kc_err_name(rc) : "OK",
            (double)(kc_now_ns() - t0) / 1e9);
     st->err = rc;
     return rc;
@@ -1143,6 +1529,17 @@ static int perform(kc_client_t *c, const req_t *rq, kc_buf_t *body, kc_watch_dec
     int rc, tries = 0, auth_retried = 0;
     double ra;
 
+    lock(&c->hub_mu);
+    rc = c->stopping ? KC_ESTOPPED : 0;
+    if (rc == 0)
+        c->nactive++;
+    unlock(&c->hub_mu);
+    if (rc) {
+        kc_status_clear(st);
+        kc__strlcpy(st->message, "client is being freed", sizeof(st->message));
+        st->err = rc;
+        return rc;
+    }
     for (;;) {
         cred_t cr;
         kc_errbuf_t eb = {0, ""};
@@ -1194,11 +1591,15 @@ static int perform(kc_client_t *c, const req_t *rq, kc_buf_t *body, kc_watch_dec
         kc_log(&c->o.log, KC_LOG_INFO, KC__COMPONENT,
                "%s %s: %s (HTTP %d); retry %d/%d in %.0f ms", rq->method, c->host,
                kc_err_name(rc), st->http_code, tries, c->o.max_retries, wait_ms);
-        if (sleep_ms(wait_ms, rq->cancel) != 0) {
+        if (sleep_ms(c, wait_ms, rq->cancel) != 0) {
             rc = KC_ESTOPPED;
             break;
         }
     }
+    lock(&c->hub_mu);
+    if (--c->nactive == 0 && c->stopping)
+        pthread_cond_broadcast(&c->hub_cv);
+    unlock(&c->hub_mu);
     st->err = rc;
     return rc;
 }
@@ -1240,20 +1641,34 @@ static int parse_server(const char *url, char **scheme_host, char **host, char *
 
 void kc_client_free(kc_client_t *c)
 {
-    slot_t *s;
     disc_entry_t *d;
 
     if (c == NULL)
         return;
-    while ((s = c->idle) != NULL) {
-        c->idle = s->next;
-        slot_free(s);
+    if (c->hub_started) {
+        /* fail what is in flight (its callers return KC_ESTOPPED), wait
+         * until no caller is inside the client, then let the hub go */
+        lock(&c->hub_mu);
+        c->stopping = 1;
+        atomic_store(&c->stop_flag, 1);
+        unlock(&c->hub_mu);
+        curl_multi_wakeup(c->multi);
+        lock(&c->hub_mu);
+        while (c->nactive > 0)
+            pthread_cond_wait(&c->hub_cv, &c->hub_mu);
+        unlock(&c->hub_mu);
+        pthread_join(c->hub, NULL);
     }
+    if (c->multi)
+        curl_multi_cleanup(c->multi);
+    while (c->nidle_easy > 0)
+        curl_easy_cleanup(c->idle_easy[--c->nidle_easy]);
     if (c->share)
         curl_share_cleanup(c->share);
     for (int i = 0; i < CURL_LOCK_DATA_LAST; i++)
         pthread_mutex_destroy(&c->share_mu[i]);
-    pthread_mutex_destroy(&c->pool_mu);
+    pthread_mutex_destroy(&c->hub_mu);
+    pthread_cond_destroy(&c->hub_cv);
     pthread_mutex_destroy(&c->rl_mu);
     pthread_mutex_destroy(&c->auth_mu);
     pthread_cond_destroy(&c->auth_cv);
@@ -1308,8 +1723,10 @@ int kc_client_new(const kc_config_t *cfg, const kc_client_opts_t *opts, kc_clien
     c->rl_tokens = c->o.burst;
     c->rl_last_ns = kc_now_ns();
     atomic_init(&c->rng, kc_now_ns() ^ (uint64_t)(uintptr_t)c);
+    atomic_init(&c->stop_flag, 0);
 
-    if ((rc = mutex_init(&c->pool_mu)) || (rc = mutex_init(&c->rl_mu)) ||
+    if ((rc = mutex_init(&c->hub_mu)) || (rc = -pthread_cond_init(&c->hub_cv, NULL)) ||
+        (rc = mutex_init(&c->rl_mu)) ||
         (rc = mutex_init(&c->auth_mu)) || (rc = mutex_init(&c->disc_mu)) ||
         (rc = -pthread_cond_init(&c->auth_cv, NULL))) {
         free(c);
@@ -1368,6 +1785,18 @@ int kc_client_new(const kc_config_t *cfg, const kc_client_opts_t *opts, kc_clien
     curl_share_setopt(c->share, CURLSHOPT_USERDATA, c);
     curl_share_setopt(c->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_DNS);
     curl_share_setopt(c->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION);
+    c->multi = curl_multi_init();
+    if (c->multi == NULL)
+        goto fail;
+    /* h2 streams share a connection; over HTTP/1.1 each concurrent transfer
+     * gets its own (no per-host cap: watches would wait for each other) */
+    curl_multi_setopt(c->multi, CURLMOPT_PIPELINING, (long)CURLPIPE_MULTIPLEX);
+    curl_multi_setopt(c->multi, CURLMOPT_MAX_HOST_CONNECTIONS, 0L);
+    if ((rc = -pthread_create(&c->hub, NULL, hub_main, c)) != 0) {
+        rc = kc_errf(eb, rc, "starting the transport thread: %s", kc_strerror(rc));
+        goto fail_msg;
+    }
+    c->hub_started = 1;
     free(scheme);
     free(host);
     free(port);

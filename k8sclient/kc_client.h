@@ -18,16 +18,22 @@
  *    program (resp. the client).
  *  - Watch event objects are borrowed for the duration of the callback.
  *
- * Threads: a kc_client_t is safe for use from many threads at once (each
- * request borrows its own curl handle from a pool; credentials and the rate
- * limiter are under their own locks).  The config object is immutable after
- * kc_config_load and may be shared.  kc_global_init() must have run before.
+ * Threads: a kc_client_t is safe for use from many threads at once.  Each
+ * client runs one transport thread of its own (started by kc_client_new,
+ * joined by kc_client_free) that drives every transfer; a calling thread
+ * blocks until its request is done, and a watch's events are framed,
+ * parsed and delivered on the thread that called kc_client_watch while the
+ * transport thread receives (and decrypts) the next bytes.  The config
+ * object is immutable after kc_config_load and may be shared.
+ * kc_global_init() must have run before.
  *
  * Transport: HTTPS (TLS >= 1.2, verified unless the kubeconfig says
  * insecure-skip-tls-verify), HTTP/2 when the server offers it by ALPN,
- * else HTTP/1.1.  Connections are kept per pooled handle and reused by the
- * next request on it; concurrent requests (and each open watch) use
- * separate connections: HTTP/2 streams are not multiplexed across threads.
+ * else HTTP/1.1.  Over HTTP/2 all concurrent requests and watches of a
+ * client are streams of one connection; over HTTP/1.1 each concurrent
+ * transfer has its own.  Idle connections are reused.  A watch whose
+ * callback is slower than the network is paused (flow control holds the
+ * server back) without slowing the client's other transfers.
  *
  * Errors: functions return 0 or a negative code (KC_E* or -errno):
  *   400 KC_EBADREQUEST, 401 KC_EUNAUTHORIZED, 403 KC_EFORBIDDEN,
@@ -185,7 +191,10 @@ typedef struct kc_client_opts {
  * KC_ECONFIG, -ENOMEM.  Thread-safe. */
 int kc_client_new(const kc_config_t *cfg, const kc_client_opts_t *opts,
                   kc_client_t **out, kc_errbuf_t *eb);
-/* Free; no request may be running on it.  NULL accepted. */
+/* Free.  Requests still running on other threads end with KC_ESTOPPED
+ * and free waits until they have returned (a watch callback that never
+ * returns makes it wait forever); then the transport thread is joined.
+ * NULL accepted. */
 void kc_client_free(kc_client_t *c);
 
 /* Server base URL, e.g. "https://127.0.0.1:6443".  Borrowed. */

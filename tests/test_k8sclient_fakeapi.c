@@ -414,6 +414,89 @@ static void test_watch_live(void **state)
     kc_client_free(c);
 }
 
+/* The fake API server speaks HTTP/1.1 only: two watches open at once on one
+ * client each get their own connection and both see every change. */
+static void test_two_watches_http11(void **state)
+{
+    kc_client_t *c = client_as(NULL, NULL);
+    kc_buf_t b = KC_BUF_INIT;
+    kc_status_t st;
+    wstate_t w[2];
+    pthread_t th[2];
+    char *rv;
+    int done = 0;
+
+    (void)state;
+    assert_int_equal(kc_client_list(c, &kc_res_configmaps, "default", NULL, &b, &st), 0);
+    rv = rv_of(&b);
+    for (int i = 0; i < 2; i++) {
+        memset(&w[i], 0, sizeof(w[i]));
+        pthread_mutex_init(&w[i].mu, NULL);
+        w[i].c = c;
+        w[i].rv = rv;
+        pthread_create(&th[i], NULL, watcher, &w[i]);
+    }
+    for (int i = 0; i < 3; i++) {
+        char cm[128];
+        snprintf(cm, sizeof(cm), "{\"metadata\":{\"name\":\"two-%d\"},\"data\":{\"a\":\"1\"}}", i);
+        assert_int_equal(kc_client_create(c, &kc_res_configmaps, "default", cm, strlen(cm), &b,
+                                          &st), 0);
+    }
+    for (int t = 0; t < 200 && !done; t++) {
+        struct timespec ts = {0, 50000000L};
+        done = 1;
+        for (int i = 0; i < 2; i++) {
+            pthread_mutex_lock(&w[i].mu);
+            done = done && w[i].added >= 3;
+            pthread_mutex_unlock(&w[i].mu);
+        }
+        if (!done)
+            nanosleep(&ts, NULL);
+    }
+    for (int i = 0; i < 2; i++) {
+        kc_cancel_set(&w[i].cancel);
+        pthread_join(th[i], NULL);
+        assert_int_equal(w[i].rc, KC_ESTOPPED);
+        assert_int_equal(w[i].added, 3);
+        pthread_mutex_destroy(&w[i].mu);
+    }
+    for (int i = 0; i < 3; i++) {
+        char name[32];
+        snprintf(name, sizeof(name), "two-%d", i);
+        assert_int_equal(kc_client_delete(c, &kc_res_configmaps, "default", name, NULL, &b, &st),
+                         0);
+    }
+    free(rv);
+    kc_buf_free(&b);
+    kc_client_free(c);
+}
+
+/* Freeing a client while a watch runs on another thread ends that watch
+ * with KC_ESTOPPED; free returns once the watch has returned. */
+static void test_free_while_watching(void **state)
+{
+    kc_client_t *c = client_as(NULL, NULL);
+    kc_buf_t b = KC_BUF_INIT;
+    kc_status_t st;
+    wstate_t w;
+    pthread_t th;
+    struct timespec ts = {0, 200000000L};
+
+    (void)state;
+    assert_int_equal(kc_client_list(c, &kc_res_configmaps, "default", NULL, &b, &st), 0);
+    memset(&w, 0, sizeof(w));
+    pthread_mutex_init(&w.mu, NULL);
+    w.c = c;
+    w.rv = NULL;
+    pthread_create(&th, NULL, watcher, &w);
+    nanosleep(&ts, NULL);
+    kc_client_free(c);
+    pthread_join(th, NULL);
+    assert_int_equal(w.rc, KC_ESTOPPED);
+    pthread_mutex_destroy(&w.mu);
+    kc_buf_free(&b);
+}
+
 static void test_fault_429(void **state)
 {
     kc_client_opts_t o = KC_CLIENT_OPTS_INIT;
@@ -522,6 +605,8 @@ int main(void)
         cmocka_unit_test(test_pagination),
         cmocka_unit_test(test_rbac_and_client_cert),
         cmocka_unit_test(test_watch_live),
+        cmocka_unit_test(test_two_watches_http11),
+        cmocka_unit_test(test_free_while_watching),
         cmocka_unit_test(test_fault_429),
         cmocka_unit_test(test_watch_faults),
     };

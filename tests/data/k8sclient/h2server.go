@@ -8,7 +8,16 @@
 //   GET  .../configmaps/NAME          {"kind":"ConfigMap","proto":"HTTP/2.0",...}
 //   GET  ...?watch=true               the lines of STREAMFILE, flushed in pieces
 //   GET  ...?watch=true&labelSelector=stall   one event, then nothing until the client leaves
+//   GET  ...?watch=true&labelSelector=seq    SEQ numbered ADDED events, then
+//                                     holds the stream until GET /release
+//   GET  ...?watch=true&labelSelector=big    BIG numbered ADDED events (~0.5 KB
+//                                     each), then ends; a slow reader holds it back
 //   GET  /fail/404                    a NotFound Status
+//   GET  /stats                       {"conns":N,"bigSent":B}: TCP connections
+//                                     accepted so far, bytes of "big" streams written
+//   GET  /release                     ends every held "seq" stream
+// Non-watch GETs answer with "remote": the client's address and port, so a
+// test can tell which connection carried them.
 package main
 
 import (
@@ -27,7 +36,14 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
+)
+
+const (
+	seqEvents = 200
+	bigEvents = 20000
 )
 
 func main() {
@@ -61,7 +77,19 @@ func main() {
 		panic(err)
 	}
 
+	var conns, bigSent int64
+	release := make(chan struct{})
+	var releaseOnce sync.Once
 	mux := http.NewServeMux()
+	mux.HandleFunc("/stats", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprintf(w, `{"conns":%d,"bigSent":%d}`, atomic.LoadInt64(&conns), atomic.LoadInt64(&bigSent))
+	})
+	mux.HandleFunc("/release", func(w http.ResponseWriter, r *http.Request) {
+		releaseOnce.Do(func() { close(release) })
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprint(w, `{}`)
+	})
 	mux.HandleFunc("/fail/404", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		w.WriteHeader(404)
@@ -70,14 +98,42 @@ func main() {
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		if r.URL.Query().Get("watch") == "" {
-			fmt.Fprintf(w, `{"kind":"ConfigMap","metadata":{"name":"x"},"proto":%q,"auth":%q}`,
-				r.Proto, r.Header.Get("Authorization"))
+			fmt.Fprintf(w, `{"kind":"ConfigMap","metadata":{"name":"x"},"proto":%q,"auth":%q,"remote":%q}`,
+				r.Proto, r.Header.Get("Authorization"), r.RemoteAddr)
 			return
 		}
 		fl := w.(http.Flusher)
 		w.WriteHeader(200)
 		fl.Flush()
 		lines := strings.SplitAfter(string(stream), "\n")
+		switch r.URL.Query().Get("labelSelector") {
+		case "seq":
+			for i := 1; i <= seqEvents; i++ {
+				fmt.Fprintf(w, `{"type":"ADDED","object":{"kind":"ConfigMap","metadata":{"name":"s%d","resourceVersion":"%d"}}}`+"\n", i, i)
+				if i%10 == 0 {
+					fl.Flush()
+				}
+			}
+			fl.Flush()
+			select {
+			case <-release:
+			case <-r.Context().Done():
+			}
+			return
+		case "big":
+			pad := strings.Repeat("x", 400)
+			for i := 1; i <= bigEvents; i++ {
+				n, err := fmt.Fprintf(w, `{"type":"ADDED","object":{"kind":"ConfigMap","metadata":{"name":"b%d","resourceVersion":"%d"},"data":{"pad":%q}}}`+"\n", i, i, pad)
+				if err != nil {
+					return
+				}
+				atomic.AddInt64(&bigSent, int64(n))
+				if i%20 == 0 {
+					fl.Flush()
+				}
+			}
+			return
+		}
 		if r.URL.Query().Get("labelSelector") == "stall" {
 			io.WriteString(w, lines[0])
 			fl.Flush()
@@ -99,7 +155,11 @@ func main() {
 	if err != nil {
 		panic(err)
 	}
-	srv := &http.Server{Handler: mux, TLSConfig: &tls.Config{
+	srv := &http.Server{Handler: mux, ConnState: func(c net.Conn, st http.ConnState) {
+		if st == http.StateNew {
+			atomic.AddInt64(&conns, 1)
+		}
+	}, TLSConfig: &tls.Config{
 		Certificates: []tls.Certificate{cert},
 		NextProtos:   []string{"h2", "http/1.1"},
 		MinVersion:   tls.VersionTLS12,
