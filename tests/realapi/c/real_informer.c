@@ -34,6 +34,8 @@
 #define NSLOTS (NNS * NNAMES)
 #define SELECTOR "kc-real=inf"
 
+static const real_grid_t G = { "kc-real-inf", NNS, NNAMES, SELECTOR };
+
 static kc_client_t *A;
 static kc_client_t *NC;  /* the same identity, without gzip */
 
@@ -72,22 +74,11 @@ typedef struct mirror {
     unsigned long adds, updates, deletes, unknown_deletes;
 } mirror_t;
 
-static int slot_of(kc_obj_t *o)
-{
-    const char *ns = kc_obj_namespace(o), *nm = kc_obj_name(o);
-    int a, b;
-
-    if (sscanf(ns, "kc-real-inf-%d", &a) != 1 || sscanf(nm, "n-%d", &b) != 1)
-        return -1;
-    if (a < 0 || a >= NNS || b < 0 || b >= NNAMES)
-        return -1;
-    return a * NNAMES + b;
-}
 
 static void m_add(void *ud, kc_obj_t *o)
 {
     mirror_t *m = ud;
-    int s = slot_of(o);
+    int s = real_slot_of(&G, o);
 
     pthread_mutex_lock(&m->mu);
     if (s < 0 || m->rv[s][0] != '\0')
@@ -101,7 +92,7 @@ static void m_add(void *ud, kc_obj_t *o)
 static void m_update(void *ud, kc_obj_t *old, kc_obj_t *o)
 {
     mirror_t *m = ud;
-    int s = slot_of(o);
+    int s = real_slot_of(&G, o);
 
     (void)old;
     pthread_mutex_lock(&m->mu);
@@ -116,7 +107,7 @@ static void m_update(void *ud, kc_obj_t *old, kc_obj_t *o)
 static void m_delete(void *ud, kc_obj_t *o, int unknown)
 {
     mirror_t *m = ud;
-    int s = slot_of(o);
+    int s = real_slot_of(&G, o);
 
     pthread_mutex_lock(&m->mu);
     if (s < 0 || m->rv[s][0] == '\0')
@@ -129,73 +120,7 @@ static void m_delete(void *ud, kc_obj_t *o, int unknown)
     pthread_mutex_unlock(&m->mu);
 }
 
-/* The server's objects: rv and uid per slot ("" when absent). */
-typedef struct truth {
-    char rv[NSLOTS][32];
-    char uid[NSLOTS][40];
-    int n;
-} truth_t;
-
-static void server_truth(truth_t *t)
-{
-    kc_buf_t b = KC_BUF_INIT;
-    kc_status_t st;
-    kc_list_opts_t lo = KC_LIST_OPTS_INIT;
-    cJSON *j, *it;
-
-    memset(t, 0, sizeof(*t));
-    lo.label_selector = SELECTOR;
-    assert_int_equal(kc_client_list(A, &kc_res_configmaps, NULL, &lo, &b, &st), 0);
-    j = cJSON_ParseWithLength(b.data, b.len);
-    assert_non_null(j);
-    cJSON_ArrayForEach(it, cJSON_GetObjectItem(j, "items")) {
-        cJSON *md = cJSON_GetObjectItem(it, "metadata");
-        const char *ns = cJSON_GetStringValue(cJSON_GetObjectItem(md, "namespace"));
-        const char *nm = cJSON_GetStringValue(cJSON_GetObjectItem(md, "name"));
-        int a, c;
-        assert_true(sscanf(ns, "kc-real-inf-%d", &a) == 1 && sscanf(nm, "n-%d", &c) == 1);
-        snprintf(t->rv[a * NNAMES + c], 32, "%s",
-                 cJSON_GetStringValue(cJSON_GetObjectItem(md, "resourceVersion")));
-        snprintf(t->uid[a * NNAMES + c], 40, "%s", cJSON_GetStringValue(cJSON_GetObjectItem(md, "uid")));
-        t->n++;
-    }
-    cJSON_Delete(j);
-    kc_buf_free(&b);
-}
-
-/* Number of differences between the cache and the truth (0: equal). */
-static int cache_diff(kc_cache_t *c, const truth_t *t, int verbose)
-{
-    kc_objlist_t l = KC_OBJLIST_INIT;
-    int diff = 0, i, seen[NSLOTS] = { 0 };
-    size_t k;
-
-    if (kc_cache_list(c, &l) != 0)
-        return -1;
-    for (k = 0; k < l.len; k++) {
-        int s = slot_of(l.items[k]);
-        if (s < 0 || strcmp(t->rv[s], kc_obj_resource_version(l.items[k])) != 0 ||
-            strcmp(t->uid[s], kc_obj_uid(l.items[k])) != 0) {
-            if (verbose)
-                printf("# cache %s/%s rv %s, server rv %s\n", kc_obj_namespace(l.items[k]),
-                       kc_obj_name(l.items[k]), kc_obj_resource_version(l.items[k]),
-                       s >= 0 ? t->rv[s] : "?");
-            diff++;
-        }
-        if (s >= 0)
-            seen[s] = 1;
-    }
-    for (i = 0; i < NSLOTS; i++)
-        if (t->rv[i][0] != '\0' && !seen[i]) {
-            if (verbose)
-                printf("# missing from the cache: slot %d rv %s\n", i, t->rv[i]);
-            diff++;
-        }
-    kc_objlist_free(&l);
-    return diff;
-}
-
-static int mirror_diff(mirror_t *m, const truth_t *t)
+static int mirror_diff(mirror_t *m, const real_truth_t *t)
 {
     int i, diff = 0;
 
@@ -332,7 +257,7 @@ static void test_convergence(void **state)
     static mirror_t m[NINF];
     kc_informer_t *inf[NINF];
     kc_informer_state_t s[NINF];
-    truth_t t;
+    real_truth_t t;
     int i, k, done = 0, rounds = 120, d[NINF], md[NINF], all;
     const char *san = getenv("KC_SANITIZER");
 
@@ -373,12 +298,12 @@ static void test_convergence(void **state)
     /* the watch deadlines of 4-6 s bring bookmarks */
     real_sleep_ms(6500);
 
-    server_truth(&t);
+    assert_int_equal(real_server_truth(A, &G, &t), 0);
     printf("# %d successful mutations, %d objects on the server\n", done, t.n);
     for (i = 0; i < 300; i++) {
         all = 0;
         for (k = 0; k < NINF; k++) {
-            d[k] = cache_diff(kc_informer_cache(inf[k]), &t, 0);
+            d[k] = real_cache_diff(kc_informer_cache(inf[k]), &G, &t, 0);
             md[k] = mirror_diff(&m[k], &t);
             all += d[k] + md[k];
         }
@@ -389,7 +314,7 @@ static void test_convergence(void **state)
     for (k = 0; k < NINF; k++) {
         print_state(names[k], inf[k], &m[k], &s[k]);
         if (d[k])
-            cache_diff(kc_informer_cache(inf[k]), &t, 1);
+            real_cache_diff(kc_informer_cache(inf[k]), &G, &t, 1);
     }
     for (k = 0; k < NINF; k++) {
         assert_int_equal(d[k], 0);

@@ -49,6 +49,8 @@
 #define NNAMES 10
 #define NSLOTS (NNS * NNAMES)
 #define SELECTOR "kc-real=rl"
+
+static const real_grid_t G = { "kc-real-rl", NNS, NNAMES, SELECTOR };
 #define MAXEV 8
 
 /* ------------------------------------------------------------------ proxy */
@@ -278,20 +280,10 @@ typedef struct rec {
     int bad;                    /* under mu: an object outside the slots */
 } rec_t;
 
-static int slot_of(kc_obj_t *o)
-{
-    int a, b;
-
-    if (sscanf(kc_obj_namespace(o), "kc-real-rl-%d", &a) != 1 || sscanf(kc_obj_name(o), "n-%d", &b) != 1)
-        return -1;
-    if (a < 0 || a >= NNS || b < 0 || b >= NNAMES)
-        return -1;
-    return a * NNAMES + b;
-}
 
 static void record(rec_t *r, char type, kc_obj_t *old, kc_obj_t *o, int unknown)
 {
-    int s = slot_of(o);
+    int s = real_slot_of(&G, o);
 
     pthread_mutex_lock(&r->mu);
     if (s < 0) {
@@ -315,71 +307,6 @@ static void r_delete(void *ud, kc_obj_t *o, int unknown) { record(ud, 'D', NULL,
 
 static kc_client_t *A;
 
-typedef struct truth {
-    char rv[NSLOTS][32];
-    char uid[NSLOTS][40];
-    int n;
-} truth_t;
-
-static void server_truth(truth_t *t)
-{
-    kc_buf_t b = KC_BUF_INIT;
-    kc_status_t st;
-    kc_list_opts_t lo = KC_LIST_OPTS_INIT;
-    cJSON *j, *it;
-
-    memset(t, 0, sizeof(*t));
-    lo.label_selector = SELECTOR;
-    assert_int_equal(kc_client_list(A, &kc_res_configmaps, NULL, &lo, &b, &st), 0);
-    j = cJSON_ParseWithLength(b.data, b.len);
-    assert_non_null(j);
-    cJSON_ArrayForEach(it, cJSON_GetObjectItem(j, "items")) {
-        cJSON *md = cJSON_GetObjectItem(it, "metadata");
-        const char *ns = cJSON_GetStringValue(cJSON_GetObjectItem(md, "namespace"));
-        const char *nm = cJSON_GetStringValue(cJSON_GetObjectItem(md, "name"));
-        int a, c;
-        assert_true(sscanf(ns, "kc-real-rl-%d", &a) == 1 && sscanf(nm, "n-%d", &c) == 1);
-        assert_true(a >= 0 && a < NNS && c >= 0 && c < NNAMES);
-        snprintf(t->rv[a * NNAMES + c], 32, "%s",
-                 cJSON_GetStringValue(cJSON_GetObjectItem(md, "resourceVersion")));
-        snprintf(t->uid[a * NNAMES + c], 40, "%s", cJSON_GetStringValue(cJSON_GetObjectItem(md, "uid")));
-        t->n++;
-    }
-    cJSON_Delete(j);
-    kc_buf_free(&b);
-}
-
-/* Differences between the cache and the truth (0: equal). */
-static int cache_diff(kc_cache_t *c, const truth_t *t, int verbose)
-{
-    kc_objlist_t l = KC_OBJLIST_INIT;
-    int diff = 0, i, seen[NSLOTS] = { 0 };
-    size_t k;
-
-    if (kc_cache_list(c, &l) != 0)
-        return -1;
-    for (k = 0; k < l.len; k++) {
-        int s = slot_of(l.items[k]);
-        if (s < 0 || strcmp(t->rv[s], kc_obj_resource_version(l.items[k])) != 0 ||
-            strcmp(t->uid[s], kc_obj_uid(l.items[k])) != 0) {
-            if (verbose)
-                printf("# cache %s/%s rv %s, server rv %s\n", kc_obj_namespace(l.items[k]),
-                       kc_obj_name(l.items[k]), kc_obj_resource_version(l.items[k]),
-                       s >= 0 ? t->rv[s] : "?");
-            diff++;
-        }
-        if (s >= 0)
-            seen[s] = 1;
-    }
-    for (i = 0; i < NSLOTS; i++)
-        if (t->rv[i][0] != '\0' && !seen[i]) {
-            if (verbose)
-                printf("# missing from the cache: slot %d rv %s\n", i, t->rv[i]);
-            diff++;
-        }
-    kc_objlist_free(&l);
-    return diff;
-}
 
 static void cm_create(int ns, int name, int labelled)
 {
@@ -478,7 +405,7 @@ static void test_relist_after_410_with_changes(void **state)
     kc_informer_t *inf;
     kc_client_t *pc;
     kc_errbuf_t eb;
-    truth_t t;
+    real_truth_t t;
     const char *srv = getenv("KC_REAL_SERVER"), *colon;
     int i, d = -1, nadd = 0, nupd = 0, ndel = 0;
     static int expired_notes;
@@ -515,10 +442,10 @@ static void test_relist_after_410_with_changes(void **state)
     assert_int_equal(kc_informer_add_handler(inf, &h), 0);
     assert_int_equal(kc_informer_start(inf), 0);
     assert_int_equal(kc_informer_wait_synced(inf, 30000), 0);
-    server_truth(&t);
+    assert_int_equal(real_server_truth(A, &G, &t), 0);
     assert_int_equal(t.n, NNS * 8);
-    REAL_WAIT_FOR(cache_diff(kc_informer_cache(inf), &t, 0) == 0, 10000);
-    assert_int_equal(cache_diff(kc_informer_cache(inf), &t, 1), 0);
+    REAL_WAIT_FOR(real_cache_diff(kc_informer_cache(inf), &G, &t, 0) == 0, 10000);
+    assert_int_equal(real_cache_diff(kc_informer_cache(inf), &G, &t, 1), 0);
     assert_int_equal(kc_informer_wait_handlers_idle(inf, 10000), 0);
     REAL_WAIT_FOR(kc_informer_state(inf, &s) == 0 && s.phase == KC_INFORMER_WATCHING, 10000);
 
@@ -565,7 +492,7 @@ static void test_relist_after_410_with_changes(void **state)
      * kube-apiserver whose watch cache starts now */
     assert_int_equal(real_admin("compact"), 0);
     assert_int_equal(real_admin("restart"), 0);
-    server_truth(&t);
+    assert_int_equal(real_server_truth(A, &G, &t), 0);
 
     /* nothing reached the handler while cut off */
     pthread_mutex_lock(&r.mu);
@@ -576,7 +503,7 @@ static void test_relist_after_410_with_changes(void **state)
     proxy_set(&px, 0, 0);
     for (i = 0; i < 300; i++) {
         kc_informer_state(inf, &s);
-        if (s.relists >= 1 && (d = cache_diff(kc_informer_cache(inf), &t, 0)) == 0)
+        if (s.relists >= 1 && (d = real_cache_diff(kc_informer_cache(inf), &G, &t, 0)) == 0)
             break;
         real_sleep_ms(100);
     }
@@ -588,7 +515,7 @@ static void test_relist_after_410_with_changes(void **state)
            (unsigned long)s.watches, (unsigned long)s.restarts, (unsigned long)s.errors,
            (unsigned long)s.events_error, (unsigned long)s.relist_adds,
            (unsigned long)s.relist_updates, (unsigned long)s.relist_deletes, s.cached_objects, t.n);
-    assert_int_equal(cache_diff(kc_informer_cache(inf), &t, 1), 0);
+    assert_int_equal(real_cache_diff(kc_informer_cache(inf), &G, &t, 1), 0);
     assert_int_equal(kc_cache_len(kc_informer_cache(inf)), (size_t)t.n);
 
     /* one relist, and the 410 ERROR event that caused it (a restarted

@@ -14,6 +14,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "kc_cache.h"
 #include "kc_client.h"
 
 static inline void real_sleep_ms(long ms)
@@ -136,6 +137,118 @@ static inline char *real_meta(const char *json, size_t len, const char *field)
 
     cJSON_Delete(j);
     return s;
+}
+
+/* ---- a grid of objects -------------------------------------------------
+ * The informer suites mutate ConfigMaps named n-<b> in namespaces
+ * <prefix>-<a> (a < nns, b < nnames) carrying a label selector; slot
+ * a * nnames + b identifies one.  The truth is the server's objects by
+ * slot: resourceVersion and uid ("" when absent). */
+#define REAL_MAX_SLOTS 64
+
+typedef struct real_grid {
+    const char *ns_prefix;       /* "kc-real-inf": namespaces kc-real-inf-0, ... */
+    int nns, nnames;             /* nns * nnames <= REAL_MAX_SLOTS */
+    const char *selector;
+} real_grid_t;
+
+typedef struct real_truth {
+    char rv[REAL_MAX_SLOTS][32];
+    char uid[REAL_MAX_SLOTS][40];
+    int n;
+} real_truth_t;
+
+/* The slot of namespace ns and name nm, or -1 outside the grid. */
+static inline int real_slot(const real_grid_t *g, const char *ns, const char *nm)
+{
+    size_t pl = strlen(g->ns_prefix);
+    int a, b;
+
+    if (ns == NULL || nm == NULL || strncmp(ns, g->ns_prefix, pl) != 0 || ns[pl] != '-' ||
+        sscanf(ns + pl + 1, "%d", &a) != 1 || sscanf(nm, "n-%d", &b) != 1)
+        return -1;
+    if (a < 0 || a >= g->nns || b < 0 || b >= g->nnames)
+        return -1;
+    return a * g->nnames + b;
+}
+
+static inline int real_slot_of(const real_grid_t *g, kc_obj_t *o)
+{
+    return real_slot(g, kc_obj_namespace(o), kc_obj_name(o));
+}
+
+/* The server's objects matching the grid's selector, listed as c: 0, or -1
+ * when the list fails or an object lies outside the grid. */
+static inline int real_server_truth(kc_client_t *c, const real_grid_t *g, real_truth_t *t)
+{
+    kc_buf_t b = KC_BUF_INIT;
+    kc_status_t st;
+    kc_list_opts_t lo = KC_LIST_OPTS_INIT;
+    cJSON *j, *it;
+    int rc = 0;
+
+    memset(t, 0, sizeof(*t));
+    lo.label_selector = g->selector;
+    if (kc_client_list(c, &kc_res_configmaps, NULL, &lo, &b, &st) != 0) {
+        fprintf(stderr, "list %s: %d %s\n", g->selector, st.http_code, st.message);
+        kc_buf_free(&b);
+        return -1;
+    }
+    j = cJSON_ParseWithLength(b.data, b.len);
+    kc_buf_free(&b);
+    if (j == NULL)
+        return -1;
+    cJSON_ArrayForEach(it, cJSON_GetObjectItem(j, "items")) {
+        cJSON *md = cJSON_GetObjectItem(it, "metadata");
+        const char *rv = cJSON_GetStringValue(cJSON_GetObjectItem(md, "resourceVersion"));
+        const char *uid = cJSON_GetStringValue(cJSON_GetObjectItem(md, "uid"));
+        int s = real_slot(g, cJSON_GetStringValue(cJSON_GetObjectItem(md, "namespace")),
+                          cJSON_GetStringValue(cJSON_GetObjectItem(md, "name")));
+        if (s < 0 || rv == NULL || uid == NULL) {
+            rc = -1;
+            continue;
+        }
+        snprintf(t->rv[s], sizeof(t->rv[s]), "%s", rv);
+        snprintf(t->uid[s], sizeof(t->uid[s]), "%s", uid);
+        t->n++;
+    }
+    cJSON_Delete(j);
+    return rc;
+}
+
+/* Number of differences between cache c and the truth (keys, uids and
+ * resourceVersions; 0: equal), printed when verbose; -1 if c cannot be
+ * listed. */
+static inline int real_cache_diff(kc_cache_t *c, const real_grid_t *g, const real_truth_t *t,
+                                  int verbose)
+{
+    kc_objlist_t l = KC_OBJLIST_INIT;
+    int diff = 0, i, seen[REAL_MAX_SLOTS] = { 0 };
+    size_t k;
+
+    if (kc_cache_list(c, &l) != 0)
+        return -1;
+    for (k = 0; k < l.len; k++) {
+        int s = real_slot_of(g, l.items[k]);
+        if (s < 0 || strcmp(t->rv[s], kc_obj_resource_version(l.items[k])) != 0 ||
+            strcmp(t->uid[s], kc_obj_uid(l.items[k])) != 0) {
+            if (verbose)
+                printf("# cache %s/%s rv %s, server rv %s\n", kc_obj_namespace(l.items[k]),
+                       kc_obj_name(l.items[k]), kc_obj_resource_version(l.items[k]),
+                       s >= 0 ? t->rv[s] : "?");
+            diff++;
+        }
+        if (s >= 0)
+            seen[s] = 1;
+    }
+    for (i = 0; i < g->nns * g->nnames; i++)
+        if (t->rv[i][0] != '\0' && !seen[i]) {
+            if (verbose)
+                printf("# missing from the cache: slot %d rv %s\n", i, t->rv[i]);
+            diff++;
+        }
+    kc_objlist_free(&l);
+    return diff;
 }
 
 #endif
