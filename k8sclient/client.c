@@ -1951,8 +1951,11 @@ int kc_client_get(kc_client_t *c, const kc_resource_t *r, const char *ns, const 
     return do_simple(c, "GET", &u, NULL, NULL, 0, body, st);
 }
 
-int kc_client_list(kc_client_t *c, const kc_resource_t *r, const char *ns,
-                   const kc_list_opts_t *o, kc_buf_t *body, kc_status_t *st)
+/* A verb on a collection with list options: list (GET) and
+ * deletecollection (DELETE). */
+static int collection_verb(kc_client_t *c, const char *method, const kc_resource_t *r,
+                           const char *ns, const kc_list_opts_t *o, kc_buf_t *body,
+                           kc_status_t *st)
 {
     kc__sb_t u;
     int rc, first = 1;
@@ -1964,7 +1967,13 @@ int kc_client_list(kc_client_t *c, const kc_resource_t *r, const char *ns,
     add_list_params(&u, &first, o);
     if (u.err)
         return sb_fail(&u, st, u.err);
-    return do_simple(c, "GET", &u, NULL, NULL, 0, body, st);
+    return do_simple(c, method, &u, NULL, NULL, 0, body, st);
+}
+
+int kc_client_list(kc_client_t *c, const kc_resource_t *r, const char *ns,
+                   const kc_list_opts_t *o, kc_buf_t *body, kc_status_t *st)
+{
+    return collection_verb(c, "GET", r, ns, o, body, st);
 }
 
 static void add_field_manager(kc_client_t *c, kc__sb_t *u, int *first, const char *fm,
@@ -2105,17 +2114,7 @@ int kc_client_delete(kc_client_t *c, const kc_resource_t *r, const char *ns, con
 int kc_client_delete_collection(kc_client_t *c, const kc_resource_t *r, const char *ns,
                                 const kc_list_opts_t *o, kc_buf_t *body, kc_status_t *st)
 {
-    kc__sb_t u;
-    int rc, first = 1;
-
-    kc_status_clear(st);
-    kc__sb_init(&u, 0);
-    if ((rc = build_path(c, &u, r, ns, NULL, NULL, 0, st)))
-        return sb_fail(&u, st, rc);
-    add_list_params(&u, &first, o);
-    if (u.err)
-        return sb_fail(&u, st, u.err);
-    return do_simple(c, "DELETE", &u, NULL, NULL, 0, body, st);
+    return collection_verb(c, "DELETE", r, ns, o, body, st);
 }
 
 int kc_client_request(kc_client_t *c, const char *method, const char *path, const char *query,
