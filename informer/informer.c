@@ -1,7 +1,9 @@
 /*
  * The informer: a reflector thread that lists and watches one resource into
- * the cache, a timer thread (resync, streaming-list deadline), and one
- * processor per handler (processor.c).
+ * the cache, while a watch runs an applier thread that applies its events
+ * (see "the watch applier" below, with its queue's lock), a timer thread
+ * (resync, streaming-list deadline), and one processor per handler
+ * (processor.c).
  *
  * Reflector.  List (paged, or a streaming list: a watch with
  * sendInitialEvents=true that ends its initial state with a bookmark
@@ -537,8 +539,9 @@ out:
  * together under the emit token, the newest resourceVersion) holds as
  * before.  A batch's objects are built first, then stored and emitted
  * under one emit token and counted with one lock round trip (apply_batch),
- * so a resync or a new handler waits for at most one batch.  One applier runs per watch: run_watch starts it, and joins it
- * after the stream ended and everything queued was applied.
+ * so a resync or a new handler waits for at most one batch.  One applier
+ * runs per watch: run_watch starts it, and joins it after the stream ended
+ * and everything queued was applied.
  *
  * The queue is bounded (PIPE_MAX events, PIPE_BYTES bytes): a full queue
  * blocks the reflector, i.e. the stream.  Event bytes are copied once into
