@@ -8,9 +8,12 @@ out=${1:?usage: deps.sh OUT.mk}
 # pkg-config module -> Debian package
 mods=(libcurl:libcurl4-openssl-dev libcjson:libcjson-dev yaml-0.1:libyaml-dev
       openssl:libssl-dev libevent:libevent-dev libevent_openssl:libevent-dev
-      libevent_pthreads:libevent-dev cmocka:libcmocka-dev)
-# commands the tests use -> Debian package
-cmds=(pkg-config:pkg-config timeout:coreutils openssl:openssl python3:python3)
+      libevent_pthreads:libevent-dev cmocka:libcmocka-dev
+      libnghttp2:libnghttp2-dev zlib:zlib1g-dev)
+# commands the build and the tests use -> Debian package (dpkg-source
+# unpacks the curl source package, scripts/build-curl.sh)
+cmds=(pkg-config:pkg-config timeout:coreutils openssl:openssl python3:python3
+      dpkg-source:dpkg-dev)
 
 missing=()
 have_pc=1
