@@ -6,17 +6,31 @@
  * was last given.  The informer pushes events that move its own view; the
  * processor keeps, per key with undelivered events, a pending entry
  *     base  the handler's view before the pending events (NULL: absent)
- *     del   a Delete to deliver first (the deleted object), or NULL
+ *     mid   the newest object the key had before a first pending Delete,
+ *           when Adds or Updates came before that Delete (else NULL)
+ *     del   the first pending Delete's object, or NULL
  *     cur   the newest object after the pending events (NULL: absent)
- * and delivers it as: Delete(del) if del; then, if cur, Add(cur) when del
- * is set or base is NULL, else Update(base, cur).  An entry with neither
- * del nor cur has nothing to say (an Add then Delete of a key the handler
- * never saw) and is removed.  Because the informer's view after an event
- * is what the handler's view will be after the entry is delivered, a new
- * entry's base is the informer's view before the event: the old object of
- * an Update, the object of a Delete, NULL for an Add.  So the handler's
- * per-key history is always valid (no Delete or Update of a key it lacks,
- * no Add of a key it has) and its final state equals the informer's.
+ * and delivers it as: Add(mid) when base is NULL, else Update(base, mid),
+ * if mid; then Delete(del) if del; then, if cur, Add(cur) when del is set
+ * or base is NULL, else Update(base, cur).  Because the informer's view
+ * after an event is what the handler's view will be after the entry is
+ * delivered, a new entry's base is the informer's view before the event:
+ * the old object of an Update, the object of a Delete, NULL for an Add.
+ * So the handler's per-key history is always valid (no Delete or Update
+ * of a key it lacks, no Add of a key it has) and its final state equals
+ * the informer's.
+ *
+ * What coalescing keeps.  Newest wins between Deletes: Updates merge into
+ * one Update(base, newest).  A Delete is never dropped, and neither is the
+ * state before it: Update(a, b) then Delete(b) is delivered as both, not as
+ * Delete(b) alone, and Add(a) then Delete(a) of a key the handler never
+ * had as both, not as nothing.  Handlers that map an object to other keys
+ * (its owners, the source a copy came from) need the states a key had:
+ * Delete(b) alone would hide a's owner or annotation from them, while the
+ * reconciles those keys drive may already have acted on a, which the
+ * cache held.  Between the first pending Delete and the last event only
+ * the final state is kept (Delete(a), Add(b), Delete(b) is Delete(a)):
+ * the entry stays bounded at four objects.
  *
  * Bound.  Entries are keyed: events for a key with an entry merge into it
  * and never block; a new key waits while backlog_max entries are pending
@@ -58,9 +72,10 @@
 
 typedef struct pend {
     struct pend *hnext;        /* hash chain */
-    struct pend *qprev, *qnext; /* FIFO */
+    struct pend *qnext;        /* FIFO */
     uint64_t hash;
     kc_obj_t *base;
+    kc_obj_t *mid;
     kc_obj_t *del;
     kc_obj_t *cur;
     int del_unknown;
@@ -200,33 +215,19 @@ static void unhash(kc__proc_t *p, pend_t *e)
     *pp = e->hnext;
 }
 
-/* Unlink e from the table and the queue (mu held); does not free it. */
-static void unlink_entry(kc__proc_t *p, pend_t *e)
-{
-    unhash(p, e);
-    if (e->qprev)
-        e->qprev->qnext = e->qnext;
-    else
-        p->qhead = e->qnext;
-    if (e->qnext)
-        e->qnext->qprev = e->qprev;
-    else
-        p->qtail = e->qprev;
-    p->count--;
-    pthread_cond_broadcast(&p->room);
-}
-
 /* Release the entry's object references (no lock needed: the entry is
  * unlinked and the counts are atomic). */
 static void drop_objs(pend_t *e)
 {
     if (e->base)
         kc_obj_unref(e->base);
+    if (e->mid)
+        kc_obj_unref(e->mid);
     if (e->del)
         kc_obj_unref(e->del);
     if (e->cur)
         kc_obj_unref(e->cur);
-    e->base = e->del = e->cur = NULL;
+    e->base = e->mid = e->del = e->cur = NULL;
 }
 
 static void free_entry(pend_t *e)
@@ -303,7 +304,7 @@ static int push(kc__proc_t *p, int type, kc_obj_t *old, kc_obj_t *obj, int unkno
 {
     const char *ns = obj_ns(obj), *name = obj_name(obj);
     uint64_t h = key_hash(ns, name);
-    pend_t *e, *gone = NULL;
+    pend_t *e;
     size_t nslen, namelen;
 
     kc__mu_lock(&p->mu);
@@ -350,7 +351,6 @@ static int push(kc__proc_t *p, int type, kc_obj_t *old, kc_obj_t *obj, int unkno
         maybe_grow(p);
         e->hnext = p->tab[h & (p->tab_size - 1)];
         p->tab[h & (p->tab_size - 1)] = e;
-        e->qprev = p->qtail;
         e->qnext = NULL;
         if (p->qtail)
             p->qtail->qnext = e;
@@ -374,23 +374,21 @@ static int push(kc__proc_t *p, int type, kc_obj_t *old, kc_obj_t *obj, int unkno
         set_obj(&e->cur, obj);
         break;
     default:
-        if (e->del == NULL && e->base != NULL) {
-            /* the handler has the key: this Delete must reach it */
+        if (e->del == NULL) {
+            /* the first Delete: the Add or Update before it is delivered
+             * first (entries without a Delete always have cur) */
+            e->mid = e->cur;
+            e->cur = NULL;
             set_obj(&e->del, obj);
             e->del_unknown = unknown;
-        }
-        /* else Delete(a), Add(b), Delete(b): the handler never saw b, so
-         * Delete(a) alone brings it to the final state */
-        set_obj(&e->cur, NULL);
-        if (e->del == NULL) {
-            /* Add(a), Delete(a) of a key the handler never had */
-            unlink_entry(p, e);
-            gone = e;
+        } else {
+            /* Delete(a), Add(b), Delete(b): Delete(a) alone brings the
+             * handler to the final state */
+            set_obj(&e->cur, NULL);
         }
         break;
     }
     kc__mu_unlock(&p->mu);
-    free_entry(gone);
     return 0;
 }
 
@@ -412,6 +410,14 @@ int kc__proc_delete(kc__proc_t *p, kc_obj_t *obj, int final_state_unknown)
 /* Deliver one entry (no lock held). */
 static void deliver(kc__proc_t *p, pend_t *e)
 {
+    if (e->mid) {
+        if (e->base == NULL) {
+            if (p->h.on_add)
+                p->h.on_add(p->h.ud, e->mid);
+        } else if (p->h.on_update) {
+            p->h.on_update(p->h.ud, e->base, e->mid);
+        }
+    }
     if (e->del && p->h.on_delete)
         p->h.on_delete(p->h.ud, e->del, e->del_unknown);
     if (e->cur) {
@@ -452,6 +458,12 @@ static void *proc_main(void *arg)
         batch = p->qhead;
         for (e = batch; e; e = e->qnext) {
             unhash(p, e);
+            if (e->mid) {
+                if (e->base == NULL)
+                    p->st.adds++;
+                else
+                    p->st.updates++;
+            }
             if (e->del)
                 p->st.deletes++;
             if (e->cur) {

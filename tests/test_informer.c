@@ -295,14 +295,18 @@ static void test_proc_coalesce_rules(void **state)
     } cases[] = {
         { "au", "A gate/x 1|A ns/k 3" },                      /* Add, Update -> Add(newest) */
         { "Uu", "A gate/x 1|U ns/k 1>3" },                    /* Update, Update -> Update(a,c) */
-        { "Ud", "A gate/x 1|D ns/k 3" },                      /* Update, Delete -> Delete */
-        { "ad", "A gate/x 1" },                               /* never seen: vanishes */
-        { "aud", "A gate/x 1" },
+        /* the state before a Delete is kept: a handler that maps objects to
+         * other keys (owners, a copy's source) must see it */
+        { "Ud", "A gate/x 1|U ns/k 1>2|D ns/k 3" },
+        { "Uud", "A gate/x 1|U ns/k 1>3|D ns/k 4" },
+        { "ad", "A gate/x 1|A ns/k 2|D ns/k 3" },             /* never seen: both */
+        { "aud", "A gate/x 1|A ns/k 3|D ns/k 4" },
         { "da", "A gate/x 1|D ns/k 2|A ns/k 3" },             /* Delete, Add: both */
         { "dau", "A gate/x 1|D ns/k 2|A ns/k 4" },
         { "dad", "A gate/x 1|D ns/k 2" },                     /* re-created, re-deleted */
         { "dada", "A gate/x 1|D ns/k 2|A ns/k 5" },
-        { "Uda", "A gate/x 1|D ns/k 3|A ns/k 4" },
+        { "Uda", "A gate/x 1|U ns/k 1>2|D ns/k 3|A ns/k 4" },
+        { "Udad", "A gate/x 1|U ns/k 1>2|D ns/k 3" },         /* bounded after a Delete */
         { "D", "A gate/x 1|D ns/k 2 unknown" },               /* relist delete keeps its flag */
         { "R", "A gate/x 1|U ns/k 1>1" },                     /* resync Update(obj,obj) */
     };
@@ -345,10 +349,10 @@ static void test_proc_keys_by_namespace(void **state)
     pf_start(&f, 16);
     assert_int_equal(kc__proc_add(f.p, a), 0);
     assert_int_equal(kc__proc_add(f.p, b), 0);
-    assert_int_equal(kc__proc_delete(f.p, a, 0), 0); /* a vanishes, b stays */
+    assert_int_equal(kc__proc_delete(f.p, a, 0), 0); /* a goes, b stays */
     kc_obj_unref(a);
     kc_obj_unref(b);
-    pf_finish(&f, "A gate/x 1|A team-b/app 6");
+    pf_finish(&f, "A gate/x 1|A team-a/app 5|D team-a/app 5|A team-b/app 6");
 }
 
 typedef struct pusher {
@@ -872,8 +876,8 @@ static void test_informer_list_watch_basic(void **state)
     assert_int_equal(kc_cache_len(kc_informer_cache(inf)), 14);
     assert_true(wait_converged(&e, inf, 5000));
     /* The handler must have seen the initial Adds before the live Delete:
-     * otherwise Add+Delete of team-a/app-config coalesce to nothing (by
-     * design) and the "D" below is never delivered. */
+     * otherwise Add+Delete of team-a/app-config would be delivered
+     * together after it, and the order checked below would differ. */
     assert_int_equal(kc_informer_wait_handlers_idle(inf, 5000), 0);
 
     /* live changes: delete team-a/app-config, team-b's stays */
