@@ -280,6 +280,7 @@ static int scan_labels(struct meta *m, kc_errbuf_t *eb)
 }
 
 static const char *const owner_fields[4] = { "apiVersion", "kind", "name", "uid" };
+static const size_t owner_field_len[4] = { 10, 4, 4, 3 };
 
 /* Parse one ownerReferences element into *os (validating types). */
 static int scan_owner(kc_json_span_t el, size_t idx, struct owner_spans *os, kc_errbuf_t *eb)
@@ -297,7 +298,7 @@ static int scan_owner(kc_json_span_t el, size_t idx, struct owner_spans *os, kc_
     kc_json_iter_init(&it, el);
     while ((rc = kc_json_iter_next(&it, &k, &v)) == 1) {
         for (int f = 0; f < 4; f++) {
-            if (!kc_json_str_eq(k, owner_fields[f]))
+            if (!kc_json_str_eqn(k, owner_fields[f], owner_field_len[f]))
                 continue;
             snprintf(field, sizeof(field), "metadata.ownerReferences[%zu].%s", idx,
                      owner_fields[f]);
@@ -306,8 +307,8 @@ static int scan_owner(kc_json_span_t el, size_t idx, struct owner_spans *os, kc_
             if (v.type == KC_JSON_STRING)
                 os->f[f] = v;
         }
-        unsigned bit = kc_json_str_eq(k, "controller") ? KC__OWNER_CONTROLLER
-                     : kc_json_str_eq(k, "blockOwnerDeletion") ? KC__OWNER_BLOCK : 0;
+        unsigned bit = KC_JSON_STR_EQ_LIT(k, "controller") ? KC__OWNER_CONTROLLER
+                     : KC_JSON_STR_EQ_LIT(k, "blockOwnerDeletion") ? KC__OWNER_BLOCK : 0;
         if (bit) {
             if (v.type == KC_JSON_TRUE)
                 os->flags |= bit;
@@ -368,28 +369,34 @@ static int scan_metadata(kc_json_span_t top, struct meta *m, kc_errbuf_t *eb)
 
     kc_json_iter_init(&it, m->md);
     while ((rc = kc_json_iter_next(&it, &k, &v)) == 1) {
-        /* Dispatch on the first byte after the quote: most keys miss. */
-        switch (k.len > 1 ? k.p[1] : 0) {
+        /* Dispatch on the key's first character: most keys miss. */
+        char first = k.len > 1 ? k.p[1] : 0;
+        if (first == '\\') {
+            /* an escaped first character (servers do not send these) */
+            char kb[32];
+            first = kc_json_str_unescape(k, kb, sizeof(kb)) == 0 ? kb[0] : 0;
+        }
+        switch (first) {
         case 'n':
-            if (kc_json_str_eq(k, "name"))
+            if (KC_JSON_STR_EQ_LIT(k, "name"))
                 rc = want_string(v, &m->name, "metadata.name", eb);
-            else if (kc_json_str_eq(k, "namespace"))
+            else if (KC_JSON_STR_EQ_LIT(k, "namespace"))
                 rc = want_string(v, &m->ns, "metadata.namespace", eb);
             break;
         case 'u':
-            if (kc_json_str_eq(k, "uid"))
+            if (KC_JSON_STR_EQ_LIT(k, "uid"))
                 rc = want_string(v, &m->uid, "metadata.uid", eb);
             break;
         case 'r':
-            if (kc_json_str_eq(k, "resourceVersion"))
+            if (KC_JSON_STR_EQ_LIT(k, "resourceVersion"))
                 rc = want_string(v, &m->rv, "metadata.resourceVersion", eb);
             break;
         case 'g':
-            if (kc_json_str_eq(k, "generation"))
+            if (KC_JSON_STR_EQ_LIT(k, "generation"))
                 rc = parse_generation(v, &m->generation, eb);
             break;
         case 'd':
-            if (kc_json_str_eq(k, "deletionTimestamp")) {
+            if (KC_JSON_STR_EQ_LIT(k, "deletionTimestamp")) {
                 if (v.type == KC_JSON_STRING)
                     m->deleting = 1;
                 else if (v.type != KC_JSON_NULL)
@@ -397,7 +404,7 @@ static int scan_metadata(kc_json_span_t top, struct meta *m, kc_errbuf_t *eb)
             }
             break;
         case 'l':
-            if (kc_json_str_eq(k, "labels")) {
+            if (KC_JSON_STR_EQ_LIT(k, "labels")) {
                 if (v.type == KC_JSON_OBJECT)
                     m->labels = v;
                 else if (v.type != KC_JSON_NULL)
@@ -405,7 +412,7 @@ static int scan_metadata(kc_json_span_t top, struct meta *m, kc_errbuf_t *eb)
             }
             break;
         case 'o':
-            if (kc_json_str_eq(k, "ownerReferences")) {
+            if (KC_JSON_STR_EQ_LIT(k, "ownerReferences")) {
                 if (v.type == KC_JSON_ARRAY)
                     m->owners = v;
                 else if (v.type != KC_JSON_NULL)
@@ -413,7 +420,7 @@ static int scan_metadata(kc_json_span_t top, struct meta *m, kc_errbuf_t *eb)
             }
             break;
         case 'm':
-            if (!m->has_mf && kc_json_str_eq(k, "managedFields")) {
+            if (!m->has_mf && KC_JSON_STR_EQ_LIT(k, "managedFields")) {
                 m->has_mf = 1;
                 m->mf_key = k;
                 m->mf_val = v;
@@ -491,7 +498,8 @@ int kc_obj_new(const char *json, size_t len, const kc_obj_opts_t *opts, kc_obj_t
     /* the minified copy of an object up to 8 KiB (ConfigMaps, most Pods:
      * the watch hot path) lives on the stack: no malloc/free pair for it */
     char small[8192];
-    char *min = NULL;
+    char *min = NULL;        /* the minified copy, when one is made */
+    const char *doc;         /* the minified document: min, or json itself */
     size_t mlen = 0;
     kc_obj_t *o = NULL;
     int rc;
@@ -504,15 +512,27 @@ int kc_obj_new(const char *json, size_t len, const kc_obj_opts_t *opts, kc_obj_t
     if (len > opts->max_size || len > (size_t)INT32_MAX)
         return kc_errf(eb, KC_ETOOBIG, "object of %zu bytes exceeds the limit of %zu", len,
                        opts->max_size);
-    /* One pass validates and minifies; everything after reads the
-     * minified copy. */
-    min = len <= sizeof(small) ? small : malloc(len);
-    if (!min)
-        return kc_errf(eb, -ENOMEM, "out of memory (%zu bytes)", len);
-    rc = kc_json_parse_doc_minify(json, len, min, &mlen, &top, &jerr);
-    if (rc < 0) {
-        rc = kc_errf(eb, KC_EPARSE, "JSON offset %zu: %s", jerr.offset, jerr.what);
-        goto out;
+    if (opts->prevalidated && len >= 2 && json[0] == '{' && json[len - 1] == '}') {
+        /* The caller's scan validated these bytes and found them minified
+         * (kc_obj_opts_t): read them where they are.  (Anything but an
+         * object takes the path below, for its error message.) */
+        doc = json;
+        mlen = len;
+        top.p = json;
+        top.len = len;
+        top.type = KC_JSON_OBJECT;
+    } else {
+        /* One pass validates and minifies; everything after reads the
+         * minified copy. */
+        min = len <= sizeof(small) ? small : malloc(len);
+        if (!min)
+            return kc_errf(eb, -ENOMEM, "out of memory (%zu bytes)", len);
+        rc = kc_json_parse_doc_minify(json, len, min, &mlen, &top, &jerr);
+        if (rc < 0) {
+            rc = kc_errf(eb, KC_EPARSE, "JSON offset %zu: %s", jerr.offset, jerr.what);
+            goto out;
+        }
+        doc = min;
     }
     rc = scan_metadata(top, &m, eb);
     if (rc < 0)
@@ -541,7 +561,7 @@ int kc_obj_new(const char *json, size_t len, const kc_obj_opts_t *opts, kc_obj_t
     int drop = !opts->keep_managed_fields && m.has_mf;
     size_t jlen = mlen, cs = mlen, ce = mlen;
     if (drop) {
-        mf_cut(min, mlen, &m, &cs, &ce);
+        mf_cut(doc, mlen, &m, &cs, &ce);
         jlen -= ce - cs;
     }
     size_t strings = ns_len + 1 + name_len + 1 + (size_t)uid_sz + (size_t)rv_sz + m.strings;
@@ -597,8 +617,8 @@ int kc_obj_new(const char *json, size_t len, const kc_obj_opts_t *opts, kc_obj_t
     o->json_off = (uint32_t)(w - base);
     if (w + jlen + 1 != limit)
         abort(); /* the sizes computed above must match what was written */
-    memcpy(w, min, cs);
-    memcpy(w + cs, min + ce, mlen - ce);
+    memcpy(w, doc, cs);
+    memcpy(w + cs, doc + ce, mlen - ce);
     w[jlen] = '\0';
 
     atomic_init(&o->refs, 1);
@@ -619,7 +639,7 @@ bad_string:
 out:
     free(o);
     if (min != small)
-        free(min);
+        free(min);   /* NULL when prevalidated */
     return rc;
 }
 

@@ -66,6 +66,16 @@ static inline const char *skip_ws(const char *p, const char *end)
     return p;
 }
 
+/* skip_ws that notes in *ws whether there was any. */
+static inline const char *ws_skip(const char *p, const char *end, int *ws)
+{
+    if (p < end && is_ws((unsigned char)*p)) {
+        *ws = 1;
+        p = skip_ws(p + 1, end);
+    }
+    return p;
+}
+
 static inline int hexval(unsigned char c)
 {
     if (c >= '0' && c <= '9')
@@ -314,10 +324,12 @@ static kc_json_type_t type_of(char c)
 #define EMIT1(c) do { if (outp) *o++ = (c); } while (0)
 #define EMITN(s, n) do { if (outp) { memcpy(o, (s), (size_t)(n)); o += (n); } } while (0)
 static inline __attribute__((always_inline)) const char *
-scan_value_t(const char *p, const char *end, struct scan_err *e, char **outp)
+scan_value_t(const char *p, const char *end, struct scan_err *e, char **outp,
+             unsigned max_depth, int *wsp)
 {
     unsigned char stack[KC_JSON_MAX_DEPTH / 8]; /* bit set: container is an object */
     unsigned depth = 0;
+    int ws = 0;                                 /* insignificant whitespace seen */
     char *o = outp ? *outp : NULL;
     const char *start;
 
@@ -327,12 +339,12 @@ value:
     start = p;
     switch (*p) {
     case '{':
-        if (depth >= KC_JSON_MAX_DEPTH)
+        if (depth >= max_depth)
             FAIL(p, "nesting too deep");
         stack[depth / 8] |= (unsigned char)(1u << (depth % 8));
         depth++;
         EMIT1('{');
-        p = skip_ws(p + 1, end);
+        p = ws_skip(p + 1, end, &ws);
         if (p < end && *p == '}') {
             EMIT1('}');
             p++;
@@ -341,12 +353,12 @@ value:
         }
         goto key;
     case '[':
-        if (depth >= KC_JSON_MAX_DEPTH)
+        if (depth >= max_depth)
             FAIL(p, "nesting too deep");
         stack[depth / 8] &= (unsigned char)~(1u << (depth % 8));
         depth++;
         EMIT1('[');
-        p = skip_ws(p + 1, end);
+        p = ws_skip(p + 1, end, &ws);
         if (p < end && *p == ']') {
             EMIT1(']');
             p++;
@@ -384,16 +396,18 @@ after:
     if (depth == 0) {
         if (outp)
             *outp = o;
+        if (wsp)
+            *wsp = ws;
         return p;
     }
-    p = skip_ws(p, end);
+    p = ws_skip(p, end, &ws);
     if (UNLIKELY(p >= end))
         FAIL(end, "unexpected end of input in container");
     {
         int in_obj = (stack[(depth - 1) / 8] >> ((depth - 1) % 8)) & 1;
         if (*p == ',') {
             EMIT1(',');
-            p = skip_ws(p + 1, end);
+            p = ws_skip(p + 1, end, &ws);
             if (in_obj)
                 goto key;
             goto value;
@@ -417,27 +431,28 @@ key:
     if (!p)
         return NULL;
     EMITN(start, p - start);
-    p = skip_ws(p, end);
+    p = ws_skip(p, end, &ws);
     if (UNLIKELY(p >= end))
         FAIL(end, "unexpected end of input: ':' expected");
     if (*p != ':')
         FAIL(p, "':' expected after member name");
     EMIT1(':');
-    p = skip_ws(p + 1, end);
+    p = ws_skip(p + 1, end, &ws);
     goto value;
 }
 #undef EMIT1
 #undef EMITN
 
-static const char *scan_value(const char *p, const char *end, struct scan_err *e)
+static const char *scan_value(const char *p, const char *end, struct scan_err *e,
+                              unsigned max_depth, int *ws)
 {
-    return scan_value_t(p, end, e, NULL);
+    return scan_value_t(p, end, e, NULL, max_depth, ws);
 }
 
 static const char *scan_value_min(const char *p, const char *end, struct scan_err *e,
                                   char **outp)
 {
-    return scan_value_t(p, end, e, outp);
+    return scan_value_t(p, end, e, outp, KC_JSON_MAX_DEPTH, NULL);
 }
 
 #undef FAIL
@@ -445,9 +460,16 @@ static const char *scan_value_min(const char *p, const char *end, struct scan_er
 int kc_json_scan(const char *buf, size_t len, size_t *pos, kc_json_span_t *out,
                  kc_json_err_t *err)
 {
+    return kc_json_scan_ex(buf, len, pos, KC_JSON_MAX_DEPTH, out, NULL, err);
+}
+
+int kc_json_scan_ex(const char *buf, size_t len, size_t *pos, unsigned max_depth,
+                    kc_json_span_t *out, int *has_ws, kc_json_err_t *err)
+{
     const char *end = buf + len;
     const char *p;
     struct scan_err e = { NULL, NULL };
+    int ws = 0;
 
     if (!buf || !pos || *pos > len) {
         if (err) {
@@ -458,7 +480,9 @@ int kc_json_scan(const char *buf, size_t len, size_t *pos, kc_json_span_t *out,
     }
     p = skip_ws(buf + *pos, end);
     const char *start = p;
-    const char *q = scan_value(p, end, &e);
+    if (max_depth > KC_JSON_MAX_DEPTH)
+        max_depth = KC_JSON_MAX_DEPTH;
+    const char *q = scan_value(p, end, &e, max_depth, &ws);
     if (!q) {
         if (err) {
             err->offset = (size_t)(e.at - buf);
@@ -471,6 +495,8 @@ int kc_json_scan(const char *buf, size_t len, size_t *pos, kc_json_span_t *out,
         out->len = (size_t)(q - start);
         out->type = type_of(*start);
     }
+    if (has_ws)
+        *has_ws = ws;
     *pos = (size_t)(q - buf);
     return 0;
 }
@@ -536,22 +562,40 @@ int kc_json_parse_doc_minify(const char *buf, size_t len, char *dst, size_t *dle
 
 /* ---- non-validating skipping over already validated spans ---- */
 
-/* p at an opening quote; returns the byte after the closing quote or NULL. */
-static const char *skip_string(const char *p, const char *end)
+/* p at an opening quote; returns the byte after the closing quote or NULL.
+ * The string was validated, so only '"' and '\\' matter: 16 bytes at a time
+ * (SSE2), which for the short strings of metadata is one load instead of a
+ * memchr call per string. */
+static inline const char *skip_string(const char *p, const char *end)
 {
     p++;
-    for (;;) {
-        const char *q = memchr(p, '"', (size_t)(end - p));
-        if (!q)
-            return NULL;
-        /* count the backslashes just before the quote */
-        const char *b = q;
-        while (b > p && b[-1] == '\\')
-            b--;
-        if (((q - b) & 1) == 0)
-            return q + 1;
-        p = q + 1;
+#if defined(__SSE2__)
+    const __m128i vq = _mm_set1_epi8('"');
+    const __m128i vb = _mm_set1_epi8('\\');
+
+    while (end - p >= 16) {
+        __m128i v = _mm_loadu_si128((const __m128i *)(const void *)p);
+        unsigned mq = (unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(v, vq));
+        unsigned mb = (unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(v, vb));
+        if (LIKELY(mq != 0 && (mb == 0 || (mq & -mq) < (mb & -mb))))
+            return p + __builtin_ctz(mq) + 1;   /* a quote before any backslash */
+        if (mb != 0 && (mq == 0 || (mb & -mb) < (mq & -mq))) {
+            p += __builtin_ctz(mb) + 2;         /* skip the escape's two bytes */
+            if (p > end)
+                return NULL;
+            continue;
+        }
+        p += 16;
     }
+#endif
+    while (p < end) {
+        if (*p == '"')
+            return p + 1;
+        if (*p == '\\')
+            p++;
+        p++;
+    }
+    return NULL;
 }
 
 /* Skip one value starting at p (no leading whitespace).  NULL if malformed. */
@@ -664,8 +708,9 @@ int kc_json_obj_get(kc_json_span_t obj, const char *key, kc_json_span_t *val)
     rc = kc_json_iter_init(&it, obj);
     if (rc < 0)
         return rc;
+    size_t keylen = strlen(key);
     while ((rc = kc_json_iter_next(&it, &k, &v)) == 1) {
-        if (kc_json_str_eq(k, key)) {
+        if (kc_json_str_eqn(k, key, keylen)) {
             if (val)
                 *val = v;
             return 0;
@@ -749,23 +794,37 @@ static int is_string_span(kc_json_span_t s)
 
 int kc_json_str_eq(kc_json_span_t s, const char *lit)
 {
+    return lit ? kc_json_str_eqn(s, lit, strlen(lit)) : 0;
+}
+
+int kc_json_str_eqn(kc_json_span_t s, const char *lit, size_t litlen)
+{
     if (!is_string_span(s) || !lit)
         return 0;
     const char *p = s.p + 1, *end = s.p + s.len - 1;
     size_t n = (size_t)(end - p);
 
+    /* Every escape is longer than what it decodes to: a body no longer
+     * than lit equals it only byte for byte (a body of lit's length with
+     * an escape in it decodes shorter), and a longer body only if it has
+     * an escape.  So the usual miss costs one comparison. */
+    if (n < litlen)
+        return 0;
+    if (n == litlen)
+        return memcmp(p, lit, n) == 0 && !memchr(lit, '\\', n);
     if (!memchr(p, '\\', n))
-        return strlen(lit) == n && memcmp(p, lit, n) == 0;
+        return 0;
     while (p < end) {
         char u[4];
         int k = decode_one(&p, end, u);
-        if (k < 0)
+        if (k < 0 || (size_t)k > litlen)
             return 0;
         for (int i = 0; i < k; i++, lit++)
-            if (*lit == '\0' || *lit != u[i])
+            if (*lit != u[i])
                 return 0;
+        litlen -= (size_t)k;
     }
-    return *lit == '\0';
+    return litlen == 0;
 }
 
 long kc_json_str_len(kc_json_span_t s)

@@ -56,6 +56,15 @@ const char *kc_json_type_name(kc_json_type_t t);
 int kc_json_scan(const char *buf, size_t len, size_t *pos, kc_json_span_t *out,
                  kc_json_err_t *err);
 
+/* kc_json_scan with a nesting limit (at most KC_JSON_MAX_DEPTH; counting
+ * the value itself: 1 allows an empty or flat container) for a value that
+ * sits inside a container its caller walks, and a report: *has_ws (may be
+ * NULL) is set to 1 when the value holds insignificant whitespace (between
+ * its tokens; leading whitespace skipped before it does not count), else 0.
+ * A value scanned with has_ws 0 is already minified. */
+int kc_json_scan_ex(const char *buf, size_t len, size_t *pos, unsigned max_depth,
+                    kc_json_span_t *out, int *has_ws, kc_json_err_t *err);
+
 /* Parse a whole document: one value and nothing but whitespace around it. */
 int kc_json_parse_doc(const char *buf, size_t len, kc_json_span_t *out,
                       kc_json_err_t *err);
@@ -90,6 +99,10 @@ int kc_json_obj_get(kc_json_span_t obj, const char *key, kc_json_span_t *val);
 /* 1 if the string span's unescaped value equals the NUL-terminated lit,
  * else 0 (also 0 for non-strings). */
 int kc_json_str_eq(kc_json_span_t s, const char *lit);
+/* Same for lit[0..litlen) (may hold NULs); cheapest when the lengths
+ * differ.  KC_JSON_STR_EQ_LIT(s, "name") passes a literal's length. */
+int kc_json_str_eqn(kc_json_span_t s, const char *lit, size_t litlen);
+#define KC_JSON_STR_EQ_LIT(s, lit) kc_json_str_eqn((s), "" lit "", sizeof(lit) - 1)
 
 /* Unescaped length of a string span (bytes, without NUL), or negative. */
 long kc_json_str_len(kc_json_span_t s);

@@ -262,8 +262,8 @@ static int backoff_wait(kc_informer_t *inf, uint64_t min_ns)
 /* --------------------------------------------------- building objects */
 
 /* Parse one object's JSON into a cache object and run the transform. */
-static int make_obj(kc_informer_t *inf, const char *json, size_t len, kc_obj_t **out,
-                    kc_errbuf_t *eb)
+static int make_obj(kc_informer_t *inf, const char *json, size_t len, int prevalidated,
+                    kc_obj_t **out, kc_errbuf_t *eb)
 {
     kc_obj_opts_t oo = KC_OBJ_OPTS_INIT;
     kc_obj_t *obj = NULL, *t = NULL;
@@ -271,6 +271,9 @@ static int make_obj(kc_informer_t *inf, const char *json, size_t len, kc_obj_t *
 
     *out = NULL;
     oo.keep_managed_fields = inf->o.keep_managed_fields;
+    /* validated once: by the watch decoder or the page's scan, which also
+     * found the bytes minified (kc_obj_opts_t.prevalidated) */
+    oo.prevalidated = prevalidated;
     rc = kc_obj_new(json, len, &oo, &obj, eb);
     if (rc != 0)
         return rc;
@@ -408,13 +411,28 @@ static int apply_locked(kc_informer_t *inf, int type, kc_obj_t *obj)
 
 /* ----------------------------------------------------------- paged list */
 
+/* kc_json_parse_doc that also tells whether the value holds insignificant
+ * whitespace (*ws). */
+static int scan_page(const char *buf, size_t len, kc_json_span_t *doc, int *ws)
+{
+    size_t pos = 0;
+    int rc = kc_json_scan_ex(buf, len, &pos, KC_JSON_MAX_DEPTH, doc, ws, NULL);
+
+    if (rc != 0)
+        return rc;
+    while (pos < len && (buf[pos] == ' ' || buf[pos] == '\t' || buf[pos] == '\r' ||
+                         buf[pos] == '\n'))
+        pos++;
+    return pos == len ? 0 : KC_EPARSE;
+}
+
 static int list_paged(kc_informer_t *inf, int relist, kc_status_t *st)
 {
     kc_obj_t **items = NULL;
     size_t n = 0, cap = 0;
     char cont[1024] = "", rv[RV_MAX] = "";
     kc_errbuf_t eb;
-    int rc, expired = 0;
+    int rc, expired = 0, page_ws = 1;
 
     for (;;) {
         kc_list_opts_t lo = KC_LIST_OPTS_INIT;
@@ -449,8 +467,10 @@ static int list_paged(kc_informer_t *inf, int relist, kc_status_t *st)
             record_error(inf, rc, relist ? "relist" : "list", st);
             goto out;
         }
-        /* parse: metadata.resourceVersion, metadata.continue, items[] spans */
-        rc = kc_json_parse_doc(inf->body.data, inf->body.len, &doc, NULL);
+        /* parse: metadata.resourceVersion, metadata.continue, items[] spans;
+         * a page without insignificant whitespace (what servers send) has
+         * its items validated and minified by this one scan */
+        rc = scan_page(inf->body.data, inf->body.len, &doc, &page_ws);
         if (rc == 0 && doc.type != KC_JSON_OBJECT)
             rc = KC_EPARSE;
         if (rc == 0 && kc_json_obj_get(doc, "metadata", &meta) == 0 &&
@@ -492,7 +512,7 @@ static int list_paged(kc_informer_t *inf, int relist, kc_status_t *st)
                 items = ni;
                 cap = nc;
             }
-            rc = make_obj(inf, item.p, item.len, &obj, &eb);
+            rc = make_obj(inf, item.p, item.len, !page_ws, &obj, &eb);
             if (rc != 0) {
                 char what[300];
                 snprintf(what, sizeof(what), "list: item %zu: %.200s", n, eb.msg);
@@ -573,6 +593,7 @@ typedef struct prec {
     struct prec *next;
     kc_obj_t *obj;           /* built by the applier; NULL outside it */
     int type;                /* ADDED, MODIFIED or DELETED */
+    unsigned flags;          /* the event's KC_WATCH_OBJECT_* */
     size_t line_no;
     size_t len, cap;
     char json[];
@@ -609,7 +630,8 @@ static int apply_batch(kc_informer_t *inf, prec_t *batch, char *msg, size_t msgc
     int rc = 0;
 
     for (r = batch; r != NULL; r = r->next) {
-        rc = make_obj(inf, r->json, r->len, &r->obj, &eb);
+        rc = make_obj(inf, r->json, r->len, (r->flags & KC_WATCH_OBJECT_MINIFIED) != 0, &r->obj,
+                      &eb);
         if (rc != 0) {
             snprintf(msg, msgcap, "event on line %zu: %.200s", r->line_no, eb.msg);
             n[r->type]++;
@@ -808,6 +830,7 @@ static int pipe_push(wpipe_t *p, const kc_watch_event_t *ev, char *msg, size_t m
     r->next = NULL;
     r->obj = NULL;
     r->type = (int)ev->type;
+    r->flags = ev->flags;
     r->line_no = ev->line_no;
     r->len = ev->object_len;
     memcpy(r->json, ev->object, ev->object_len);
@@ -945,7 +968,8 @@ static int watch_cb(void *ud, const kc_watch_event_t *ev)
     }
 
     /* the initial state of a streaming list: collected, stored at its end */
-    rc = make_obj(inf, ev->object, ev->object_len, &obj, &eb);
+    rc = make_obj(inf, ev->object, ev->object_len, (ev->flags & KC_WATCH_OBJECT_MINIFIED) != 0,
+                  &obj, &eb);
     if (rc != 0) {
         w->cb_error = rc;
         snprintf(w->cb_msg, sizeof(w->cb_msg), "event on line %zu: %.200s", ev->line_no, eb.msg);

@@ -329,7 +329,19 @@ typedef struct kc_watch_event {
      * over a tree it already built).  Must be NULL in an event built by
      * hand: zero-initialise such events. */
     kc_watch_decoder_t *decoder;
+    /* KC_WATCH_OBJECT_* bits the decoder knows about object (0 in an
+     * event built by hand). */
+    unsigned flags;
 } kc_watch_event_t;
+
+/* The decoder validated object's bytes with its own full scan (kc_json
+ * grammar, UTF-8 and escapes, as kc_json_scan) and found no insignificant
+ * whitespace in them: the bytes are one well-formed, minified JSON object.
+ * A consumer that copies these exact bytes may build a cache object from
+ * them with kc_obj_opts_t.prevalidated instead of validating them again.
+ * Not set when the decoder validated the object some other way (the cJSON
+ * path of kc_watch_event_parse) or saw whitespace in it. */
+#define KC_WATCH_OBJECT_MINIFIED 1u
 
 /* Return 0 to continue; non-zero stops the watch (see kc_client_watch).
  * Called from the thread that called kc_client_watch, with no locks held. */
