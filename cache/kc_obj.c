@@ -189,6 +189,7 @@ struct meta {
     int64_t generation;
     size_t nlabels, nowners;
     size_t strings;          /* bytes of data[] before the JSON */
+    size_t labels_strings;   /* of which the labels' */
     /* the first LABELS_KEPT labels' spans and unescaped lengths, noted by
      * scan_labels so that kc_obj_new copies them without walking the
      * labels object again */
@@ -245,13 +246,15 @@ static int parse_generation(kc_json_span_t v, int64_t *out, kc_errbuf_t *eb)
     return 0;
 }
 
-static int scan_labels(struct meta *m, kc_errbuf_t *eb)
+/* The labels object starts at p (its '{'), inside a document ending
+ * before limit: one walk notes every label and sets m->labels. */
+static int scan_labels(struct meta *m, const char *p, const char *limit, kc_errbuf_t *eb)
 {
     kc_json_iter_t it;
     kc_json_span_t k, v;
     int rc;
 
-    kc_json_iter_init(&it, m->labels);
+    kc_json_iter_init_at(&it, p, limit);
     while ((rc = kc_json_iter_next(&it, &k, &v)) == 1) {
         if (v.type != KC_JSON_STRING) {
             char key[64];
@@ -274,6 +277,9 @@ static int scan_labels(struct meta *m, kc_errbuf_t *eb)
     }
     if (rc < 0)
         return kc_errf(eb, KC_EPARSE, "metadata.labels: malformed");
+    m->labels.p = p;
+    m->labels.len = (size_t)(kc_json_iter_end(&it) - p);
+    m->labels.type = KC_JSON_OBJECT;
     if (m->nlabels > UINT16_MAX)
         return kc_errf(eb, KC_ETOOBIG, "metadata.labels: more than %u labels", UINT16_MAX);
     return 0;
@@ -350,25 +356,35 @@ static int scan_owners(struct meta *m, kc_errbuf_t *eb)
     return 0;
 }
 
+/* One walk over metadata: the members kc_obj_new needs are taken as they
+ * come (labels walked in place), the others skipped once.  top is a
+ * well-formed object (validated by kc_obj_new or its caller). */
 static int scan_metadata(kc_json_span_t top, struct meta *m, kc_errbuf_t *eb)
 {
     kc_json_iter_t it;
     kc_json_span_t k, v;
+    const char *limit = top.p + top.len, *vp, *mdp;
     int rc;
 
     memset(m, 0, offsetof(struct meta, lk)); /* lk..lvl: written before read */
     if (top.type != KC_JSON_OBJECT)
         return type_err(eb, "object", "a JSON object", top);
-    rc = kc_json_obj_get(top, "metadata", &m->md);
-    if (rc == KC_ENOTFOUND)
+    kc_json_iter_init(&it, top);
+    while ((rc = kc_json_iter_next_key(&it, &k, &mdp)) == 1)
+        if (KC_JSON_STR_EQ_LIT(k, "metadata"))
+            break;
+    if (rc == 0)
         return kc_errf(eb, KC_EPARSE, "metadata: missing");
     if (rc < 0)
         return kc_errf(eb, KC_EPARSE, "malformed object");
-    if (m->md.type != KC_JSON_OBJECT)
+    if (*mdp != '{') {
+        if (kc_json_iter_value(&it, &m->md) < 0)
+            return kc_errf(eb, KC_EPARSE, "malformed object");
         return type_err(eb, "metadata", "object", m->md);
+    }
 
-    kc_json_iter_init(&it, m->md);
-    while ((rc = kc_json_iter_next(&it, &k, &v)) == 1) {
+    kc_json_iter_init_at(&it, mdp, limit);
+    while ((rc = kc_json_iter_next_key(&it, &k, &vp)) == 1) {
         /* Dispatch on the key's first character: most keys miss. */
         char first = k.len > 1 ? k.p[1] : 0;
         if (first == '\\') {
@@ -376,57 +392,63 @@ static int scan_metadata(kc_json_span_t top, struct meta *m, kc_errbuf_t *eb)
             char kb[32];
             first = kc_json_str_unescape(k, kb, sizeof(kb)) == 0 ? kb[0] : 0;
         }
+        /* the members below want the value as a span, except labels */
+        int want = 0;
         switch (first) {
-        case 'n':
-            if (KC_JSON_STR_EQ_LIT(k, "name"))
-                rc = want_string(v, &m->name, "metadata.name", eb);
-            else if (KC_JSON_STR_EQ_LIT(k, "namespace"))
-                rc = want_string(v, &m->ns, "metadata.namespace", eb);
+        case 'n': want = KC_JSON_STR_EQ_LIT(k, "name") ? 1
+                       : KC_JSON_STR_EQ_LIT(k, "namespace") ? 2 : 0; break;
+        case 'u': want = KC_JSON_STR_EQ_LIT(k, "uid") ? 3 : 0; break;
+        case 'r': want = KC_JSON_STR_EQ_LIT(k, "resourceVersion") ? 4 : 0; break;
+        case 'g': want = KC_JSON_STR_EQ_LIT(k, "generation") ? 5 : 0; break;
+        case 'd': want = KC_JSON_STR_EQ_LIT(k, "deletionTimestamp") ? 6 : 0; break;
+        case 'l': want = KC_JSON_STR_EQ_LIT(k, "labels") ? 7 : 0; break;
+        case 'o': want = KC_JSON_STR_EQ_LIT(k, "ownerReferences") ? 8 : 0; break;
+        case 'm': want = !m->has_mf && KC_JSON_STR_EQ_LIT(k, "managedFields") ? 9 : 0; break;
+        default: break;
+        }
+        if (want == 0)
+            continue; /* the next call skips the value */
+        if (want == 7 && *vp == '{') {
+            /* a later duplicate "labels" replaces an earlier one */
+            m->strings -= m->labels_strings;
+            m->nlabels = 0;
+            size_t before = m->strings;
+            if ((rc = scan_labels(m, vp, limit, eb)) < 0)
+                return rc;
+            m->labels_strings = m->strings - before;
+            kc_json_iter_resume(&it, m->labels.p + m->labels.len);
+            continue;
+        }
+        if (kc_json_iter_value(&it, &v) < 0) {
+            rc = KC_EPARSE;
             break;
-        case 'u':
-            if (KC_JSON_STR_EQ_LIT(k, "uid"))
-                rc = want_string(v, &m->uid, "metadata.uid", eb);
+        }
+        switch (want) {
+        case 1: rc = want_string(v, &m->name, "metadata.name", eb); break;
+        case 2: rc = want_string(v, &m->ns, "metadata.namespace", eb); break;
+        case 3: rc = want_string(v, &m->uid, "metadata.uid", eb); break;
+        case 4: rc = want_string(v, &m->rv, "metadata.resourceVersion", eb); break;
+        case 5: rc = parse_generation(v, &m->generation, eb); break;
+        case 6:
+            if (v.type == KC_JSON_STRING)
+                m->deleting = 1;
+            else if (v.type != KC_JSON_NULL)
+                rc = type_err(eb, "metadata.deletionTimestamp", "string", v);
             break;
-        case 'r':
-            if (KC_JSON_STR_EQ_LIT(k, "resourceVersion"))
-                rc = want_string(v, &m->rv, "metadata.resourceVersion", eb);
+        case 7:
+            if (v.type != KC_JSON_NULL)
+                rc = type_err(eb, "metadata.labels", "object", v);
             break;
-        case 'g':
-            if (KC_JSON_STR_EQ_LIT(k, "generation"))
-                rc = parse_generation(v, &m->generation, eb);
+        case 8:
+            if (v.type == KC_JSON_ARRAY)
+                m->owners = v;
+            else if (v.type != KC_JSON_NULL)
+                rc = type_err(eb, "metadata.ownerReferences", "array", v);
             break;
-        case 'd':
-            if (KC_JSON_STR_EQ_LIT(k, "deletionTimestamp")) {
-                if (v.type == KC_JSON_STRING)
-                    m->deleting = 1;
-                else if (v.type != KC_JSON_NULL)
-                    rc = type_err(eb, "metadata.deletionTimestamp", "string", v);
-            }
-            break;
-        case 'l':
-            if (KC_JSON_STR_EQ_LIT(k, "labels")) {
-                if (v.type == KC_JSON_OBJECT)
-                    m->labels = v;
-                else if (v.type != KC_JSON_NULL)
-                    rc = type_err(eb, "metadata.labels", "object", v);
-            }
-            break;
-        case 'o':
-            if (KC_JSON_STR_EQ_LIT(k, "ownerReferences")) {
-                if (v.type == KC_JSON_ARRAY)
-                    m->owners = v;
-                else if (v.type != KC_JSON_NULL)
-                    rc = type_err(eb, "metadata.ownerReferences", "array", v);
-            }
-            break;
-        case 'm':
-            if (!m->has_mf && KC_JSON_STR_EQ_LIT(k, "managedFields")) {
-                m->has_mf = 1;
-                m->mf_key = k;
-                m->mf_val = v;
-            }
-            break;
-        default:
+        case 9:
+            m->has_mf = 1;
+            m->mf_key = k;
+            m->mf_val = v;
             break;
         }
         if (rc < 0)
@@ -434,10 +456,11 @@ static int scan_metadata(kc_json_span_t top, struct meta *m, kc_errbuf_t *eb)
     }
     if (rc < 0)
         return kc_errf(eb, KC_EPARSE, "metadata: malformed");
+    m->md.p = mdp;
+    m->md.len = (size_t)(kc_json_iter_end(&it) - mdp);
+    m->md.type = KC_JSON_OBJECT;
     if (!m->name.p)
         return kc_errf(eb, KC_EPARSE, "metadata.name: missing");
-    if (m->labels.p && (rc = scan_labels(m, eb)) < 0)
-        return rc;
     if (m->owners.p && (rc = scan_owners(m, eb)) < 0)
         return rc;
     return 0;

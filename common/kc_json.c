@@ -647,15 +647,55 @@ int kc_json_iter_init(kc_json_iter_t *it, kc_json_span_t span)
     it->end = span.p + span.len - 1; /* the closing bracket */
     it->is_object = span.type == KC_JSON_OBJECT;
     it->first = 1;
+    it->open = 0;
+    it->pending = 0;
+    it->close = NULL;
     return 0;
 }
 
-int kc_json_iter_next(kc_json_iter_t *it, kc_json_span_t *key, kc_json_span_t *val)
+int kc_json_iter_init_at(kc_json_iter_t *it, const char *p, const char *limit)
 {
-    const char *p = skip_ws(it->p, it->end);
-    const char *q;
+    if (!it || !p || !limit || p >= limit || (*p != '{' && *p != '['))
+        return -EINVAL;
+    it->p = p + 1;
+    it->end = limit;
+    it->is_object = *p == '{';
+    it->first = 1;
+    it->open = 1;
+    it->pending = 0;
+    it->close = NULL;
+    return 0;
+}
 
-    if (p >= it->end) {
+const char *kc_json_iter_end(const kc_json_iter_t *it)
+{
+    return it->close;
+}
+
+/* Move to the next member: 1 with *key filled (objects) and it->p at the
+ * value's first byte, 0 at the end, KC_EPARSE. */
+static int iter_advance(kc_json_iter_t *it, kc_json_span_t *key)
+{
+    const char *p, *q;
+
+    if (it->pending) {
+        q = skip_value(it->p, it->end);
+        if (!q)
+            return KC_EPARSE;
+        it->p = q;
+        it->pending = 0;
+    }
+    p = skip_ws(it->p, it->end);
+    if (it->open) {
+        if (it->close)
+            return 0;
+        if (p >= it->end)
+            return KC_EPARSE;
+        if (*p == (it->is_object ? '}' : ']')) {
+            it->p = it->close = p + 1;
+            return 0;
+        }
+    } else if (p >= it->end) {
         it->p = it->end;
         return 0;
     }
@@ -684,6 +724,41 @@ int kc_json_iter_next(kc_json_iter_t *it, kc_json_span_t *key, kc_json_span_t *v
         key->len = 0;
         key->type = KC_JSON_INVALID;
     }
+    if (p >= it->end)
+        return KC_EPARSE;
+    it->p = p;
+    it->first = 0;
+    return 1;
+}
+
+int kc_json_iter_next(kc_json_iter_t *it, kc_json_span_t *key, kc_json_span_t *val)
+{
+    int rc = iter_advance(it, key);
+
+    if (rc != 1)
+        return rc;
+    it->pending = 1;
+    return kc_json_iter_value(it, val) == 0 ? 1 : KC_EPARSE;
+}
+
+int kc_json_iter_next_key(kc_json_iter_t *it, kc_json_span_t *key, const char **value)
+{
+    int rc = iter_advance(it, key);
+
+    if (rc != 1)
+        return rc;
+    it->pending = 1;
+    if (value)
+        *value = it->p;
+    return 1;
+}
+
+int kc_json_iter_value(kc_json_iter_t *it, kc_json_span_t *val)
+{
+    const char *p = it->p, *q;
+
+    if (!it->pending)
+        return -EINVAL;
     q = skip_value(p, it->end);
     if (!q)
         return KC_EPARSE;
@@ -693,8 +768,17 @@ int kc_json_iter_next(kc_json_iter_t *it, kc_json_span_t *key, kc_json_span_t *v
         val->type = type_of(*p);
     }
     it->p = q;
-    it->first = 0;
-    return 1;
+    it->pending = 0;
+    return 0;
+}
+
+int kc_json_iter_resume(kc_json_iter_t *it, const char *after)
+{
+    if (!it->pending || !after || after <= it->p || after > it->end)
+        return -EINVAL;
+    it->p = after;
+    it->pending = 0;
+    return 0;
 }
 
 int kc_json_obj_get(kc_json_span_t obj, const char *key, kc_json_span_t *val)
