@@ -586,10 +586,10 @@ out:
  * and read by the reflector only after a drain or the join. */
 
 #define PIPE_MAX 1024
-#define PIPE_BYTES ((size_t)8 << 20)
+#define PIPE_BYTES ((size_t)1 << 20)
 #define PIPE_NAP_NS 200000ull
 #define PIPE_WAKE 128
-#define PIPE_POOL_MAX 1024
+#define PIPE_POOL_MAX 64
 
 typedef struct prec {
     struct prec *next;
