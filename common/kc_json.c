@@ -178,7 +178,8 @@ struct scan_err {
 
 /* Validate a string whose opening quote is at p.  Returns the byte after
  * the closing quote, or NULL with *e filled. */
-static const char *scan_string(const char *start, const char *endc, struct scan_err *e)
+static inline __attribute__((always_inline)) const char *
+scan_string(const char *start, const char *endc, struct scan_err *e)
 {
     const unsigned char *p = (const unsigned char *)start + 1;
     const unsigned char *end = (const unsigned char *)endc;
