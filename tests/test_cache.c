@@ -932,6 +932,82 @@ static int find_diff(const diff_rec_t *r, kc_diff_t kind, const char *k, const c
     return 0;
 }
 
+static void rv_index(const kc_obj_t *o, void *ud, kc_index_emit_cb emit, void *ctx)
+{
+    (void)ud;
+    emit(ctx, kc_obj_resource_version(o));
+}
+
+/* Replacing stored objects (the fast path without custom indexes, and the
+ * general one with one) keeps the namespace index exact: every namespace
+ * lists exactly the current objects, many times over, in several sets
+ * sizes (one member, small, grown and shrunk). */
+static void test_replace_keeps_ns_index(void **state)
+{
+    (void)state;
+    for (int custom = 0; custom < 2; custom++) {
+        kc_cache_t *c = NULL;
+        kc_obj_t *cur[3][40];
+        memset(cur, 0, sizeof(cur));
+        assert_int_equal(kc_cache_new(NULL, &c), 0);
+        if (custom)
+            assert_int_equal(kc_cache_add_index(c, "by-rv", rv_index, NULL), 0);
+        size_t per_ns[3] = { 1, 5, 40 };
+        for (int round = 0; round < 6; round++) {
+            for (int n = 0; n < 3; n++) {
+                char ns[16];
+                snprintf(ns, sizeof(ns), "ns-%d", n);
+                for (size_t i = 0; i < per_ns[n]; i++) {
+                    char name[16], rv[16];
+                    snprintf(name, sizeof(name), "o-%zu", i);
+                    snprintf(rv, sizeof(rv), "%d", round);
+                    kc_obj_t *o = mkobj(ns, name, rv, NULL, NULL), *old = NULL;
+                    assert_int_equal(kc_cache_replace(c, o, &old), 0);
+                    assert_ptr_equal(old, cur[n][i]); /* NULL: was absent */
+                    kc_obj_unref(old);
+                    cur[n][i] = o;
+                    kc_obj_unref(o); /* the cache keeps its own */
+                }
+            }
+            for (int n = 0; n < 3; n++) {
+                char ns[16];
+                kc_objlist_t l = KC_OBJLIST_INIT;
+                snprintf(ns, sizeof(ns), "ns-%d", n);
+                assert_int_equal(kc_cache_list_ns(c, ns, &l), 0);
+                assert_int_equal(l.len, per_ns[n]);
+                for (size_t k = 0; k < l.len; k++) {
+                    int seen = 0;
+                    for (size_t i = 0; i < per_ns[n]; i++)
+                        seen += l.items[k] == cur[n][i];
+                    assert_int_equal(seen, 1);
+                }
+                kc_objlist_free(&l);
+            }
+            if (custom) {
+                char rv[16];
+                kc_objlist_t l = KC_OBJLIST_INIT;
+                snprintf(rv, sizeof(rv), "%d", round);
+                assert_int_equal(kc_cache_index_query(c, "by-rv", rv, &l), 0);
+                assert_int_equal(l.len, per_ns[0] + per_ns[1] + per_ns[2]);
+                kc_objlist_free(&l);
+            }
+            /* shrink the big namespace by deleting half, then grow it back */
+            if (round == 2) {
+                for (size_t i = 20; i < 40; i++) {
+                    kc_key_t k;
+                    kc_obj_key(cur[2][i], &k);
+                    assert_int_equal(kc_cache_delete(c, &k), 0);
+                    cur[2][i] = NULL;
+                }
+                per_ns[2] = 20;
+            } else if (round == 3) {
+                per_ns[2] = 40;
+            }
+        }
+        kc_cache_free(c);
+    }
+}
+
 static void test_replace_all(void **state)
 {
     (void)state;
@@ -1305,6 +1381,7 @@ int main(void)
         cmocka_unit_test(test_cache_scope),
         cmocka_unit_test(test_namespaced_delete),
         cmocka_unit_test(test_indexes),
+        cmocka_unit_test(test_replace_keeps_ns_index),
         cmocka_unit_test(test_replace_all),
         cmocka_unit_test(test_memory_bound),
         cmocka_unit_test(test_alloc_failures),
