@@ -113,8 +113,9 @@ typedef struct kc_obj_opts {
 #define KC_OBJ_OPTS_INIT { 0, KC_OBJ_MAX_SIZE_DEFAULT, 0 }
 
 /* Build an object from one JSON document json[0..len) (copies it; the
- * input need not be NUL-terminated).  The JSON is validated and stored
- * minified, without metadata.managedFields unless opts keeps them.
+ * input need not be NUL-terminated).  The JSON is validated (unless
+ * opts->prevalidated) and stored minified, without metadata.managedFields
+ * unless opts keeps them.
  * metadata.name is required (a path-segment-valid name), metadata.namespace
  * optional (a DNS-1123 label when present).  Errors, with eb (may be NULL)
  * naming the offset or field: KC_EPARSE for malformed JSON, a missing name

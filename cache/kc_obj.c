@@ -2,10 +2,13 @@
  * Keys, name validation and immutable objects (see kc_cache.h).
  *
  * An object is built once by kc_obj_new and never written again except for
- * its reference count.  kc_obj_new validates the JSON with kc_json, reads
- * the metadata it needs with kc_json's iterator (no cJSON tree on this
- * path), then makes one allocation: header, unescaped metadata strings and
- * the minified JSON (cache_int.h shows the layout).  Nothing here locks:
+ * its reference count.  kc_obj_new validates and minifies the JSON with
+ * kc_json in one pass (skipped when the caller vouches for bytes a scan
+ * already validated and found minified: kc_obj_opts_t.prevalidated), reads
+ * the metadata it needs with kc_json's iterator in one walk over metadata
+ * (no cJSON tree on this path), then makes one allocation: header,
+ * unescaped metadata strings and the minified JSON (cache_int.h shows the
+ * layout).  Nothing here locks:
  * objects are shared between threads only through the reference count,
  * whose release decrement orders all reads of the object before the free.
  */

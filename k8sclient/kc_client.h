@@ -388,7 +388,9 @@ int kc_client_watch(kc_client_t *c, const kc_resource_t *r, const char *ns,
  * In that mode an object of printable ASCII is held to cJSON's grammar
  * (laxer only about numbers such as "+1" and in nesting up to 1000 deep);
  * any other object, and one cJSON rejects, goes through the scan, so errors
- * still say what and where.
+ * still say what and where.  Callers that do not parse get, for an object
+ * the scan validated and found minified, KC_WATCH_OBJECT_MINIFIED in
+ * ev->flags: validation and building a cache object are then one pass too.
  * Not thread-safe (one per stream). */
 
 /* max_event: cap on one line in bytes (0: 16 MiB). */

@@ -17,7 +17,12 @@
  * JSON object; "type" a
  * string among ADDED, MODIFIED, DELETED, BOOKMARK, ERROR; "object" an
  * object; for every type but ERROR the object has a "metadata" object.
- * Blank lines (and a trailing '\r') are tolerated.
+ * Blank lines (and a trailing '\r') are tolerated.  The "object" is
+ * scanned member by member (scan_object), so the "metadata" check and
+ * whether the object holds insignificant whitespace come from that same
+ * pass; an object validated so and found minified is flagged
+ * KC_WATCH_OBJECT_MINIFIED, which lets a consumer build its cache object
+ * without validating the bytes again (kc_obj_opts_t.prevalidated).
  *
  * One pass for callers that parse: while the callback keeps calling
  * kc_watch_event_parse (noted in parsed_cur, carried to parse_next), the
