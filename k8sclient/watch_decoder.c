@@ -186,7 +186,7 @@ static int scan_object(const char *line, size_t len, size_t *pos, kc_json_span_t
 {
     size_t start = *pos, p = start + 1, q;
     kc_json_span_t key, val;
-    int w;
+    int w, meta_seen = 0;
 
     *meta = 0;
     *ws = 0;
@@ -219,8 +219,10 @@ static int scan_object(const char *line, size_t len, size_t *pos, kc_json_span_t
         if (kc_json_scan_ex(line, len, &p, KC_JSON_MAX_DEPTH - 1, &val, &w, jerr) != 0)
             return KC_EPARSE;
         *ws |= w;
-        if (!*meta && val.type == KC_JSON_OBJECT && KC_JSON_STR_EQ_LIT(key, "metadata"))
-            *meta = 1;
+        if (!meta_seen && KC_JSON_STR_EQ_LIT(key, "metadata")) {
+            meta_seen = 1; /* the first one counts, as for kc_json_obj_get */
+            *meta = val.type == KC_JSON_OBJECT;
+        }
         q = skip_ws(line, p, len);
         *ws |= q != p;
         p = q;

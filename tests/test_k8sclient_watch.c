@@ -440,6 +440,9 @@ static void test_minified_flag(void **state)
                        "line 2", "not JSON: invalid UTF-8 in string");
     expect_parse_error(GOOD "{\"type\":\"ADDED\",\"object\":{\"metadata\":[]}}\n", 1, "line 2",
                        "ADDED event object without \"metadata\"");
+    /* the first "metadata" is the one that counts */
+    expect_parse_error(GOOD "{\"type\":\"ADDED\",\"object\":{\"metadata\":null,\"metadata\":{}}}\n",
+                       1, "line 2", "ADDED event object without \"metadata\"");
     /* nesting: the object counts as one level, as when it was scanned
      * whole; the deepest accepted object is one kc_obj_new accepts too */
     for (int extra = 0; extra < 2; extra++) {
