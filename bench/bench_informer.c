@@ -84,21 +84,30 @@ static double secs(uint64_t a, uint64_t b)
 }
 
 /* Bare cJSON_Parse rate over the cached objects' JSON (objects/s), the
- * yardstick for the end-to-end event rate. */
+ * yardstick for the end-to-end event rate: the fastest of three passes,
+ * so that a moment of noise on a shared machine does not flatter the
+ * ratio against it. */
 static double cjson_rate(kc_objlist_t *l, size_t *bytes)
 {
-    uint64_t t0 = kc_now_ns();
+    double best = 0;
     size_t b = 0;
 
-    for (size_t i = 0; i < l->len; i++) {
-        size_t len;
-        const char *j = kc_obj_json(l->items[i], &len);
-        cJSON *t = cJSON_ParseWithLength(j, len);
-        cJSON_Delete(t);
-        b += len;
+    for (int pass = 0; pass < 3; pass++) {
+        uint64_t t0 = kc_now_ns();
+        b = 0;
+        for (size_t i = 0; i < l->len; i++) {
+            size_t len;
+            const char *j = kc_obj_json(l->items[i], &len);
+            cJSON *t = cJSON_ParseWithLength(j, len);
+            cJSON_Delete(t);
+            b += len;
+        }
+        double r = (double)l->len / secs(t0, kc_now_ns());
+        if (r > best)
+            best = r;
     }
     *bytes = b;
-    return (double)l->len / secs(t0, kc_now_ns());
+    return best;
 }
 
 typedef struct env {

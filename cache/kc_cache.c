@@ -876,6 +876,25 @@ static int content_put(kc_cache_t *c, shard_content_t *ct, kc_obj_t *o, uint64_t
         *old = kc_obj_ref(o);
         return 0;
     }
+    if (found && !has_ixr(c)) {
+        /* The usual watch update: same key, so the same namespace node, and
+         * no custom index.  Swap the object in that node's set (removing
+         * one member leaves room for one, so nothing can fail) instead of
+         * reserving, adding and removing through three lookups. */
+        kc_obj_t *prev = slot_obj(ct->slots[i]);
+        kc_obj_ref(o);
+        if (c->namespaced) {
+            const char *ns = kc__obj_ns(o);
+            ixnode_t *n = ix_find(&ct->ix[0], ns, value_hash(ns));
+            if (!n)
+                abort(); /* a stored object's namespace has a node */
+            set_remove(n, prev);
+            set_add(n, o);
+        }
+        ct->slots[i] = make_slot(o, h);
+        *old = prev;
+        return 0;
+    }
     rc = ix_prepare_entry(c, ct, o, blob, &ref);
     if (rc < 0)
         return rc;

@@ -98,14 +98,24 @@ typedef struct kc_obj kc_obj_t;
 typedef struct kc_obj_opts {
     int keep_managed_fields; /* 0 (default): drop metadata.managedFields */
     size_t max_size;         /* input larger than this: KC_ETOOBIG */
+    /* 1: the caller vouches that json is exactly one JSON value that a
+     * validating scan has already accepted (kc_json_scan's grammar, UTF-8
+     * and escapes) and that holds no insignificant whitespace, e.g. the
+     * bytes of a watch event flagged KC_WATCH_OBJECT_MINIFIED, copied
+     * as they are.  kc_obj_new then skips its validating, minifying pass
+     * and reads the bytes directly (metadata is still checked field by
+     * field).  Never set it for bytes no scan has validated: malformed
+     * input could then be stored. */
+    int prevalidated;
 } kc_obj_opts_t;
 
 #define KC_OBJ_MAX_SIZE_DEFAULT ((size_t)16 << 20)
-#define KC_OBJ_OPTS_INIT { 0, KC_OBJ_MAX_SIZE_DEFAULT }
+#define KC_OBJ_OPTS_INIT { 0, KC_OBJ_MAX_SIZE_DEFAULT, 0 }
 
 /* Build an object from one JSON document json[0..len) (copies it; the
- * input need not be NUL-terminated).  The JSON is validated and stored
- * minified, without metadata.managedFields unless opts keeps them.
+ * input need not be NUL-terminated).  The JSON is validated (unless
+ * opts->prevalidated) and stored minified, without metadata.managedFields
+ * unless opts keeps them.
  * metadata.name is required (a path-segment-valid name), metadata.namespace
  * optional (a DNS-1123 label when present).  Errors, with eb (may be NULL)
  * naming the offset or field: KC_EPARSE for malformed JSON, a missing name

@@ -2,10 +2,13 @@
  * Keys, name validation and immutable objects (see kc_cache.h).
  *
  * An object is built once by kc_obj_new and never written again except for
- * its reference count.  kc_obj_new validates the JSON with kc_json, reads
- * the metadata it needs with kc_json's iterator (no cJSON tree on this
- * path), then makes one allocation: header, unescaped metadata strings and
- * the minified JSON (cache_int.h shows the layout).  Nothing here locks:
+ * its reference count.  kc_obj_new validates and minifies the JSON with
+ * kc_json in one pass (skipped when the caller vouches for bytes a scan
+ * already validated and found minified: kc_obj_opts_t.prevalidated), reads
+ * the metadata it needs with kc_json's iterator in one walk over metadata
+ * (no cJSON tree on this path), then makes one allocation: header,
+ * unescaped metadata strings and the minified JSON (cache_int.h shows the
+ * layout).  Nothing here locks:
  * objects are shared between threads only through the reference count,
  * whose release decrement orders all reads of the object before the free.
  */
@@ -189,6 +192,7 @@ struct meta {
     int64_t generation;
     size_t nlabels, nowners;
     size_t strings;          /* bytes of data[] before the JSON */
+    size_t labels_strings;   /* of which the labels' */
     /* the first LABELS_KEPT labels' spans and unescaped lengths, noted by
      * scan_labels so that kc_obj_new copies them without walking the
      * labels object again */
@@ -245,13 +249,15 @@ static int parse_generation(kc_json_span_t v, int64_t *out, kc_errbuf_t *eb)
     return 0;
 }
 
-static int scan_labels(struct meta *m, kc_errbuf_t *eb)
+/* The labels object starts at p (its '{'), inside a document ending
+ * before limit: one walk notes every label and sets m->labels. */
+static int scan_labels(struct meta *m, const char *p, const char *limit, kc_errbuf_t *eb)
 {
     kc_json_iter_t it;
     kc_json_span_t k, v;
     int rc;
 
-    kc_json_iter_init(&it, m->labels);
+    kc_json_iter_init_at(&it, p, limit);
     while ((rc = kc_json_iter_next(&it, &k, &v)) == 1) {
         if (v.type != KC_JSON_STRING) {
             char key[64];
@@ -274,12 +280,16 @@ static int scan_labels(struct meta *m, kc_errbuf_t *eb)
     }
     if (rc < 0)
         return kc_errf(eb, KC_EPARSE, "metadata.labels: malformed");
+    m->labels.p = p;
+    m->labels.len = (size_t)(kc_json_iter_end(&it) - p);
+    m->labels.type = KC_JSON_OBJECT;
     if (m->nlabels > UINT16_MAX)
         return kc_errf(eb, KC_ETOOBIG, "metadata.labels: more than %u labels", UINT16_MAX);
     return 0;
 }
 
 static const char *const owner_fields[4] = { "apiVersion", "kind", "name", "uid" };
+static const size_t owner_field_len[4] = { 10, 4, 4, 3 };
 
 /* Parse one ownerReferences element into *os (validating types). */
 static int scan_owner(kc_json_span_t el, size_t idx, struct owner_spans *os, kc_errbuf_t *eb)
@@ -297,7 +307,7 @@ static int scan_owner(kc_json_span_t el, size_t idx, struct owner_spans *os, kc_
     kc_json_iter_init(&it, el);
     while ((rc = kc_json_iter_next(&it, &k, &v)) == 1) {
         for (int f = 0; f < 4; f++) {
-            if (!kc_json_str_eq(k, owner_fields[f]))
+            if (!kc_json_str_eqn(k, owner_fields[f], owner_field_len[f]))
                 continue;
             snprintf(field, sizeof(field), "metadata.ownerReferences[%zu].%s", idx,
                      owner_fields[f]);
@@ -306,8 +316,8 @@ static int scan_owner(kc_json_span_t el, size_t idx, struct owner_spans *os, kc_
             if (v.type == KC_JSON_STRING)
                 os->f[f] = v;
         }
-        unsigned bit = kc_json_str_eq(k, "controller") ? KC__OWNER_CONTROLLER
-                     : kc_json_str_eq(k, "blockOwnerDeletion") ? KC__OWNER_BLOCK : 0;
+        unsigned bit = KC_JSON_STR_EQ_LIT(k, "controller") ? KC__OWNER_CONTROLLER
+                     : KC_JSON_STR_EQ_LIT(k, "blockOwnerDeletion") ? KC__OWNER_BLOCK : 0;
         if (bit) {
             if (v.type == KC_JSON_TRUE)
                 os->flags |= bit;
@@ -349,77 +359,99 @@ static int scan_owners(struct meta *m, kc_errbuf_t *eb)
     return 0;
 }
 
+/* One walk over metadata: the members kc_obj_new needs are taken as they
+ * come (labels walked in place), the others skipped once.  top is a
+ * well-formed object (validated by kc_obj_new or its caller). */
 static int scan_metadata(kc_json_span_t top, struct meta *m, kc_errbuf_t *eb)
 {
     kc_json_iter_t it;
     kc_json_span_t k, v;
+    const char *limit = top.p + top.len, *vp, *mdp;
     int rc;
 
     memset(m, 0, offsetof(struct meta, lk)); /* lk..lvl: written before read */
     if (top.type != KC_JSON_OBJECT)
         return type_err(eb, "object", "a JSON object", top);
-    rc = kc_json_obj_get(top, "metadata", &m->md);
-    if (rc == KC_ENOTFOUND)
+    kc_json_iter_init(&it, top);
+    while ((rc = kc_json_iter_next_key(&it, &k, &mdp)) == 1)
+        if (KC_JSON_STR_EQ_LIT(k, "metadata"))
+            break;
+    if (rc == 0)
         return kc_errf(eb, KC_EPARSE, "metadata: missing");
     if (rc < 0)
         return kc_errf(eb, KC_EPARSE, "malformed object");
-    if (m->md.type != KC_JSON_OBJECT)
+    if (*mdp != '{') {
+        if (kc_json_iter_value(&it, &m->md) < 0)
+            return kc_errf(eb, KC_EPARSE, "malformed object");
         return type_err(eb, "metadata", "object", m->md);
+    }
 
-    kc_json_iter_init(&it, m->md);
-    while ((rc = kc_json_iter_next(&it, &k, &v)) == 1) {
-        /* Dispatch on the first byte after the quote: most keys miss. */
-        switch (k.len > 1 ? k.p[1] : 0) {
-        case 'n':
-            if (kc_json_str_eq(k, "name"))
-                rc = want_string(v, &m->name, "metadata.name", eb);
-            else if (kc_json_str_eq(k, "namespace"))
-                rc = want_string(v, &m->ns, "metadata.namespace", eb);
+    kc_json_iter_init_at(&it, mdp, limit);
+    while ((rc = kc_json_iter_next_key(&it, &k, &vp)) == 1) {
+        /* Dispatch on the key's first character: most keys miss. */
+        char first = k.len > 1 ? k.p[1] : 0;
+        if (first == '\\') {
+            /* an escaped first character (servers do not send these) */
+            char kb[32];
+            first = kc_json_str_unescape(k, kb, sizeof(kb)) == 0 ? kb[0] : 0;
+        }
+        /* the members below want the value as a span, except labels */
+        int want = 0;
+        switch (first) {
+        case 'n': want = KC_JSON_STR_EQ_LIT(k, "name") ? 1
+                       : KC_JSON_STR_EQ_LIT(k, "namespace") ? 2 : 0; break;
+        case 'u': want = KC_JSON_STR_EQ_LIT(k, "uid") ? 3 : 0; break;
+        case 'r': want = KC_JSON_STR_EQ_LIT(k, "resourceVersion") ? 4 : 0; break;
+        case 'g': want = KC_JSON_STR_EQ_LIT(k, "generation") ? 5 : 0; break;
+        case 'd': want = KC_JSON_STR_EQ_LIT(k, "deletionTimestamp") ? 6 : 0; break;
+        case 'l': want = KC_JSON_STR_EQ_LIT(k, "labels") ? 7 : 0; break;
+        case 'o': want = KC_JSON_STR_EQ_LIT(k, "ownerReferences") ? 8 : 0; break;
+        case 'm': want = !m->has_mf && KC_JSON_STR_EQ_LIT(k, "managedFields") ? 9 : 0; break;
+        default: break;
+        }
+        if (want == 0)
+            continue; /* the next call skips the value */
+        if (want == 7 && *vp == '{') {
+            /* a later duplicate "labels" replaces an earlier one */
+            m->strings -= m->labels_strings;
+            m->nlabels = 0;
+            size_t before = m->strings;
+            if ((rc = scan_labels(m, vp, limit, eb)) < 0)
+                return rc;
+            m->labels_strings = m->strings - before;
+            kc_json_iter_resume(&it, m->labels.p + m->labels.len);
+            continue;
+        }
+        if (kc_json_iter_value(&it, &v) < 0) {
+            rc = KC_EPARSE;
             break;
-        case 'u':
-            if (kc_json_str_eq(k, "uid"))
-                rc = want_string(v, &m->uid, "metadata.uid", eb);
+        }
+        switch (want) {
+        case 1: rc = want_string(v, &m->name, "metadata.name", eb); break;
+        case 2: rc = want_string(v, &m->ns, "metadata.namespace", eb); break;
+        case 3: rc = want_string(v, &m->uid, "metadata.uid", eb); break;
+        case 4: rc = want_string(v, &m->rv, "metadata.resourceVersion", eb); break;
+        case 5: rc = parse_generation(v, &m->generation, eb); break;
+        case 6:
+            if (v.type == KC_JSON_STRING)
+                m->deleting = 1;
+            else if (v.type != KC_JSON_NULL)
+                rc = type_err(eb, "metadata.deletionTimestamp", "string", v);
             break;
-        case 'r':
-            if (kc_json_str_eq(k, "resourceVersion"))
-                rc = want_string(v, &m->rv, "metadata.resourceVersion", eb);
+        case 7:
+            if (v.type != KC_JSON_NULL)
+                rc = type_err(eb, "metadata.labels", "object", v);
             break;
-        case 'g':
-            if (kc_json_str_eq(k, "generation"))
-                rc = parse_generation(v, &m->generation, eb);
+        case 8:
+            if (v.type == KC_JSON_ARRAY)
+                m->owners = v;
+            else if (v.type != KC_JSON_NULL)
+                rc = type_err(eb, "metadata.ownerReferences", "array", v);
             break;
-        case 'd':
-            if (kc_json_str_eq(k, "deletionTimestamp")) {
-                if (v.type == KC_JSON_STRING)
-                    m->deleting = 1;
-                else if (v.type != KC_JSON_NULL)
-                    rc = type_err(eb, "metadata.deletionTimestamp", "string", v);
-            }
-            break;
-        case 'l':
-            if (kc_json_str_eq(k, "labels")) {
-                if (v.type == KC_JSON_OBJECT)
-                    m->labels = v;
-                else if (v.type != KC_JSON_NULL)
-                    rc = type_err(eb, "metadata.labels", "object", v);
-            }
-            break;
-        case 'o':
-            if (kc_json_str_eq(k, "ownerReferences")) {
-                if (v.type == KC_JSON_ARRAY)
-                    m->owners = v;
-                else if (v.type != KC_JSON_NULL)
-                    rc = type_err(eb, "metadata.ownerReferences", "array", v);
-            }
-            break;
-        case 'm':
-            if (!m->has_mf && kc_json_str_eq(k, "managedFields")) {
-                m->has_mf = 1;
-                m->mf_key = k;
-                m->mf_val = v;
-            }
-            break;
-        default:
+        case 9:
+            m->has_mf = 1;
+            m->mf_key = k;
+            m->mf_val = v;
             break;
         }
         if (rc < 0)
@@ -427,10 +459,11 @@ static int scan_metadata(kc_json_span_t top, struct meta *m, kc_errbuf_t *eb)
     }
     if (rc < 0)
         return kc_errf(eb, KC_EPARSE, "metadata: malformed");
+    m->md.p = mdp;
+    m->md.len = (size_t)(kc_json_iter_end(&it) - mdp);
+    m->md.type = KC_JSON_OBJECT;
     if (!m->name.p)
         return kc_errf(eb, KC_EPARSE, "metadata.name: missing");
-    if (m->labels.p && (rc = scan_labels(m, eb)) < 0)
-        return rc;
     if (m->owners.p && (rc = scan_owners(m, eb)) < 0)
         return rc;
     return 0;
@@ -491,7 +524,8 @@ int kc_obj_new(const char *json, size_t len, const kc_obj_opts_t *opts, kc_obj_t
     /* the minified copy of an object up to 8 KiB (ConfigMaps, most Pods:
      * the watch hot path) lives on the stack: no malloc/free pair for it */
     char small[8192];
-    char *min = NULL;
+    char *min = NULL;        /* the minified copy, when one is made */
+    const char *doc;         /* the minified document: min, or json itself */
     size_t mlen = 0;
     kc_obj_t *o = NULL;
     int rc;
@@ -504,15 +538,27 @@ int kc_obj_new(const char *json, size_t len, const kc_obj_opts_t *opts, kc_obj_t
     if (len > opts->max_size || len > (size_t)INT32_MAX)
         return kc_errf(eb, KC_ETOOBIG, "object of %zu bytes exceeds the limit of %zu", len,
                        opts->max_size);
-    /* One pass validates and minifies; everything after reads the
-     * minified copy. */
-    min = len <= sizeof(small) ? small : malloc(len);
-    if (!min)
-        return kc_errf(eb, -ENOMEM, "out of memory (%zu bytes)", len);
-    rc = kc_json_parse_doc_minify(json, len, min, &mlen, &top, &jerr);
-    if (rc < 0) {
-        rc = kc_errf(eb, KC_EPARSE, "JSON offset %zu: %s", jerr.offset, jerr.what);
-        goto out;
+    if (opts->prevalidated && len >= 2 && json[0] == '{' && json[len - 1] == '}') {
+        /* The caller's scan validated these bytes and found them minified
+         * (kc_obj_opts_t): read them where they are.  (Anything but an
+         * object takes the path below, for its error message.) */
+        doc = json;
+        mlen = len;
+        top.p = json;
+        top.len = len;
+        top.type = KC_JSON_OBJECT;
+    } else {
+        /* One pass validates and minifies; everything after reads the
+         * minified copy. */
+        min = len <= sizeof(small) ? small : malloc(len);
+        if (!min)
+            return kc_errf(eb, -ENOMEM, "out of memory (%zu bytes)", len);
+        rc = kc_json_parse_doc_minify(json, len, min, &mlen, &top, &jerr);
+        if (rc < 0) {
+            rc = kc_errf(eb, KC_EPARSE, "JSON offset %zu: %s", jerr.offset, jerr.what);
+            goto out;
+        }
+        doc = min;
     }
     rc = scan_metadata(top, &m, eb);
     if (rc < 0)
@@ -541,7 +587,7 @@ int kc_obj_new(const char *json, size_t len, const kc_obj_opts_t *opts, kc_obj_t
     int drop = !opts->keep_managed_fields && m.has_mf;
     size_t jlen = mlen, cs = mlen, ce = mlen;
     if (drop) {
-        mf_cut(min, mlen, &m, &cs, &ce);
+        mf_cut(doc, mlen, &m, &cs, &ce);
         jlen -= ce - cs;
     }
     size_t strings = ns_len + 1 + name_len + 1 + (size_t)uid_sz + (size_t)rv_sz + m.strings;
@@ -597,8 +643,8 @@ int kc_obj_new(const char *json, size_t len, const kc_obj_opts_t *opts, kc_obj_t
     o->json_off = (uint32_t)(w - base);
     if (w + jlen + 1 != limit)
         abort(); /* the sizes computed above must match what was written */
-    memcpy(w, min, cs);
-    memcpy(w + cs, min + ce, mlen - ce);
+    memcpy(w, doc, cs);
+    memcpy(w + cs, doc + ce, mlen - ce);
     w[jlen] = '\0';
 
     atomic_init(&o->refs, 1);
@@ -619,7 +665,7 @@ bad_string:
 out:
     free(o);
     if (min != small)
-        free(min);
+        free(min);   /* NULL when prevalidated */
     return rc;
 }
 

@@ -66,6 +66,16 @@ static inline const char *skip_ws(const char *p, const char *end)
     return p;
 }
 
+/* skip_ws that notes in *ws whether there was any. */
+static inline const char *ws_skip(const char *p, const char *end, int *ws)
+{
+    if (p < end && is_ws((unsigned char)*p)) {
+        *ws = 1;
+        p = skip_ws(p + 1, end);
+    }
+    return p;
+}
+
 static inline int hexval(unsigned char c)
 {
     if (c >= '0' && c <= '9')
@@ -168,7 +178,8 @@ struct scan_err {
 
 /* Validate a string whose opening quote is at p.  Returns the byte after
  * the closing quote, or NULL with *e filled. */
-static const char *scan_string(const char *start, const char *endc, struct scan_err *e)
+static inline __attribute__((always_inline)) const char *
+scan_string(const char *start, const char *endc, struct scan_err *e)
 {
     const unsigned char *p = (const unsigned char *)start + 1;
     const unsigned char *end = (const unsigned char *)endc;
@@ -314,10 +325,12 @@ static kc_json_type_t type_of(char c)
 #define EMIT1(c) do { if (outp) *o++ = (c); } while (0)
 #define EMITN(s, n) do { if (outp) { memcpy(o, (s), (size_t)(n)); o += (n); } } while (0)
 static inline __attribute__((always_inline)) const char *
-scan_value_t(const char *p, const char *end, struct scan_err *e, char **outp)
+scan_value_t(const char *p, const char *end, struct scan_err *e, char **outp,
+             unsigned max_depth, int *wsp)
 {
     unsigned char stack[KC_JSON_MAX_DEPTH / 8]; /* bit set: container is an object */
     unsigned depth = 0;
+    int ws = 0;                                 /* insignificant whitespace seen */
     char *o = outp ? *outp : NULL;
     const char *start;
 
@@ -327,12 +340,12 @@ value:
     start = p;
     switch (*p) {
     case '{':
-        if (depth >= KC_JSON_MAX_DEPTH)
+        if (depth >= max_depth)
             FAIL(p, "nesting too deep");
         stack[depth / 8] |= (unsigned char)(1u << (depth % 8));
         depth++;
         EMIT1('{');
-        p = skip_ws(p + 1, end);
+        p = ws_skip(p + 1, end, &ws);
         if (p < end && *p == '}') {
             EMIT1('}');
             p++;
@@ -341,12 +354,12 @@ value:
         }
         goto key;
     case '[':
-        if (depth >= KC_JSON_MAX_DEPTH)
+        if (depth >= max_depth)
             FAIL(p, "nesting too deep");
         stack[depth / 8] &= (unsigned char)~(1u << (depth % 8));
         depth++;
         EMIT1('[');
-        p = skip_ws(p + 1, end);
+        p = ws_skip(p + 1, end, &ws);
         if (p < end && *p == ']') {
             EMIT1(']');
             p++;
@@ -384,16 +397,18 @@ after:
     if (depth == 0) {
         if (outp)
             *outp = o;
+        if (wsp)
+            *wsp = ws;
         return p;
     }
-    p = skip_ws(p, end);
+    p = ws_skip(p, end, &ws);
     if (UNLIKELY(p >= end))
         FAIL(end, "unexpected end of input in container");
     {
         int in_obj = (stack[(depth - 1) / 8] >> ((depth - 1) % 8)) & 1;
         if (*p == ',') {
             EMIT1(',');
-            p = skip_ws(p + 1, end);
+            p = ws_skip(p + 1, end, &ws);
             if (in_obj)
                 goto key;
             goto value;
@@ -417,27 +432,28 @@ key:
     if (!p)
         return NULL;
     EMITN(start, p - start);
-    p = skip_ws(p, end);
+    p = ws_skip(p, end, &ws);
     if (UNLIKELY(p >= end))
         FAIL(end, "unexpected end of input: ':' expected");
     if (*p != ':')
         FAIL(p, "':' expected after member name");
     EMIT1(':');
-    p = skip_ws(p + 1, end);
+    p = ws_skip(p + 1, end, &ws);
     goto value;
 }
 #undef EMIT1
 #undef EMITN
 
-static const char *scan_value(const char *p, const char *end, struct scan_err *e)
+static const char *scan_value(const char *p, const char *end, struct scan_err *e,
+                              unsigned max_depth, int *ws)
 {
-    return scan_value_t(p, end, e, NULL);
+    return scan_value_t(p, end, e, NULL, max_depth, ws);
 }
 
 static const char *scan_value_min(const char *p, const char *end, struct scan_err *e,
                                   char **outp)
 {
-    return scan_value_t(p, end, e, outp);
+    return scan_value_t(p, end, e, outp, KC_JSON_MAX_DEPTH, NULL);
 }
 
 #undef FAIL
@@ -445,9 +461,16 @@ static const char *scan_value_min(const char *p, const char *end, struct scan_er
 int kc_json_scan(const char *buf, size_t len, size_t *pos, kc_json_span_t *out,
                  kc_json_err_t *err)
 {
+    return kc_json_scan_ex(buf, len, pos, KC_JSON_MAX_DEPTH, out, NULL, err);
+}
+
+int kc_json_scan_ex(const char *buf, size_t len, size_t *pos, unsigned max_depth,
+                    kc_json_span_t *out, int *has_ws, kc_json_err_t *err)
+{
     const char *end = buf + len;
     const char *p;
     struct scan_err e = { NULL, NULL };
+    int ws = 0;
 
     if (!buf || !pos || *pos > len) {
         if (err) {
@@ -458,7 +481,9 @@ int kc_json_scan(const char *buf, size_t len, size_t *pos, kc_json_span_t *out,
     }
     p = skip_ws(buf + *pos, end);
     const char *start = p;
-    const char *q = scan_value(p, end, &e);
+    if (max_depth > KC_JSON_MAX_DEPTH)
+        max_depth = KC_JSON_MAX_DEPTH;
+    const char *q = scan_value(p, end, &e, max_depth, &ws);
     if (!q) {
         if (err) {
             err->offset = (size_t)(e.at - buf);
@@ -471,6 +496,8 @@ int kc_json_scan(const char *buf, size_t len, size_t *pos, kc_json_span_t *out,
         out->len = (size_t)(q - start);
         out->type = type_of(*start);
     }
+    if (has_ws)
+        *has_ws = ws;
     *pos = (size_t)(q - buf);
     return 0;
 }
@@ -536,22 +563,40 @@ int kc_json_parse_doc_minify(const char *buf, size_t len, char *dst, size_t *dle
 
 /* ---- non-validating skipping over already validated spans ---- */
 
-/* p at an opening quote; returns the byte after the closing quote or NULL. */
-static const char *skip_string(const char *p, const char *end)
+/* p at an opening quote; returns the byte after the closing quote or NULL.
+ * The string was validated, so only '"' and '\\' matter: 16 bytes at a time
+ * (SSE2), which for the short strings of metadata is one load instead of a
+ * memchr call per string. */
+static inline const char *skip_string(const char *p, const char *end)
 {
     p++;
-    for (;;) {
-        const char *q = memchr(p, '"', (size_t)(end - p));
-        if (!q)
-            return NULL;
-        /* count the backslashes just before the quote */
-        const char *b = q;
-        while (b > p && b[-1] == '\\')
-            b--;
-        if (((q - b) & 1) == 0)
-            return q + 1;
-        p = q + 1;
+#if defined(__SSE2__)
+    const __m128i vq = _mm_set1_epi8('"');
+    const __m128i vb = _mm_set1_epi8('\\');
+
+    while (end - p >= 16) {
+        __m128i v = _mm_loadu_si128((const __m128i *)(const void *)p);
+        unsigned mq = (unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(v, vq));
+        unsigned mb = (unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(v, vb));
+        if (LIKELY(mq != 0 && (mb == 0 || (mq & -mq) < (mb & -mb))))
+            return p + __builtin_ctz(mq) + 1;   /* a quote before any backslash */
+        if (mb != 0 && (mq == 0 || (mb & -mb) < (mq & -mq))) {
+            p += __builtin_ctz(mb) + 2;         /* skip the escape's two bytes */
+            if (p > end)
+                return NULL;
+            continue;
+        }
+        p += 16;
     }
+#endif
+    while (p < end) {
+        if (*p == '"')
+            return p + 1;
+        if (*p == '\\')
+            p++;
+        p++;
+    }
+    return NULL;
 }
 
 /* Skip one value starting at p (no leading whitespace).  NULL if malformed. */
@@ -603,15 +648,55 @@ int kc_json_iter_init(kc_json_iter_t *it, kc_json_span_t span)
     it->end = span.p + span.len - 1; /* the closing bracket */
     it->is_object = span.type == KC_JSON_OBJECT;
     it->first = 1;
+    it->open = 0;
+    it->pending = 0;
+    it->close = NULL;
     return 0;
 }
 
-int kc_json_iter_next(kc_json_iter_t *it, kc_json_span_t *key, kc_json_span_t *val)
+int kc_json_iter_init_at(kc_json_iter_t *it, const char *p, const char *limit)
 {
-    const char *p = skip_ws(it->p, it->end);
-    const char *q;
+    if (!it || !p || !limit || p >= limit || (*p != '{' && *p != '['))
+        return -EINVAL;
+    it->p = p + 1;
+    it->end = limit;
+    it->is_object = *p == '{';
+    it->first = 1;
+    it->open = 1;
+    it->pending = 0;
+    it->close = NULL;
+    return 0;
+}
 
-    if (p >= it->end) {
+const char *kc_json_iter_end(const kc_json_iter_t *it)
+{
+    return it->close;
+}
+
+/* Move to the next member: 1 with *key filled (objects) and it->p at the
+ * value's first byte, 0 at the end, KC_EPARSE. */
+static int iter_advance(kc_json_iter_t *it, kc_json_span_t *key)
+{
+    const char *p, *q;
+
+    if (it->pending) {
+        q = skip_value(it->p, it->end);
+        if (!q)
+            return KC_EPARSE;
+        it->p = q;
+        it->pending = 0;
+    }
+    p = skip_ws(it->p, it->end);
+    if (it->open) {
+        if (it->close)
+            return 0;
+        if (p >= it->end)
+            return KC_EPARSE;
+        if (*p == (it->is_object ? '}' : ']')) {
+            it->p = it->close = p + 1;
+            return 0;
+        }
+    } else if (p >= it->end) {
         it->p = it->end;
         return 0;
     }
@@ -640,6 +725,41 @@ int kc_json_iter_next(kc_json_iter_t *it, kc_json_span_t *key, kc_json_span_t *v
         key->len = 0;
         key->type = KC_JSON_INVALID;
     }
+    if (p >= it->end)
+        return KC_EPARSE;
+    it->p = p;
+    it->first = 0;
+    return 1;
+}
+
+int kc_json_iter_next(kc_json_iter_t *it, kc_json_span_t *key, kc_json_span_t *val)
+{
+    int rc = iter_advance(it, key);
+
+    if (rc != 1)
+        return rc;
+    it->pending = 1;
+    return kc_json_iter_value(it, val) == 0 ? 1 : KC_EPARSE;
+}
+
+int kc_json_iter_next_key(kc_json_iter_t *it, kc_json_span_t *key, const char **value)
+{
+    int rc = iter_advance(it, key);
+
+    if (rc != 1)
+        return rc;
+    it->pending = 1;
+    if (value)
+        *value = it->p;
+    return 1;
+}
+
+int kc_json_iter_value(kc_json_iter_t *it, kc_json_span_t *val)
+{
+    const char *p = it->p, *q;
+
+    if (!it->pending)
+        return -EINVAL;
     q = skip_value(p, it->end);
     if (!q)
         return KC_EPARSE;
@@ -649,8 +769,17 @@ int kc_json_iter_next(kc_json_iter_t *it, kc_json_span_t *key, kc_json_span_t *v
         val->type = type_of(*p);
     }
     it->p = q;
-    it->first = 0;
-    return 1;
+    it->pending = 0;
+    return 0;
+}
+
+int kc_json_iter_resume(kc_json_iter_t *it, const char *after)
+{
+    if (!it->pending || !after || after <= it->p || after > it->end)
+        return -EINVAL;
+    it->p = after;
+    it->pending = 0;
+    return 0;
 }
 
 int kc_json_obj_get(kc_json_span_t obj, const char *key, kc_json_span_t *val)
@@ -664,8 +793,9 @@ int kc_json_obj_get(kc_json_span_t obj, const char *key, kc_json_span_t *val)
     rc = kc_json_iter_init(&it, obj);
     if (rc < 0)
         return rc;
+    size_t keylen = strlen(key);
     while ((rc = kc_json_iter_next(&it, &k, &v)) == 1) {
-        if (kc_json_str_eq(k, key)) {
+        if (kc_json_str_eqn(k, key, keylen)) {
             if (val)
                 *val = v;
             return 0;
@@ -749,23 +879,37 @@ static int is_string_span(kc_json_span_t s)
 
 int kc_json_str_eq(kc_json_span_t s, const char *lit)
 {
+    return lit ? kc_json_str_eqn(s, lit, strlen(lit)) : 0;
+}
+
+int kc_json_str_eqn(kc_json_span_t s, const char *lit, size_t litlen)
+{
     if (!is_string_span(s) || !lit)
         return 0;
     const char *p = s.p + 1, *end = s.p + s.len - 1;
     size_t n = (size_t)(end - p);
 
+    /* Every escape is longer than what it decodes to: a body no longer
+     * than lit equals it only byte for byte (a body of lit's length with
+     * an escape in it decodes shorter), and a longer body only if it has
+     * an escape.  So the usual miss costs one comparison. */
+    if (n < litlen)
+        return 0;
+    if (n == litlen)
+        return memcmp(p, lit, n) == 0 && !memchr(lit, '\\', n);
     if (!memchr(p, '\\', n))
-        return strlen(lit) == n && memcmp(p, lit, n) == 0;
+        return 0;
     while (p < end) {
         char u[4];
         int k = decode_one(&p, end, u);
-        if (k < 0)
+        if (k < 0 || (size_t)k > litlen)
             return 0;
         for (int i = 0; i < k; i++, lit++)
-            if (*lit == '\0' || *lit != u[i])
+            if (*lit != u[i])
                 return 0;
+        litlen -= (size_t)k;
     }
-    return *lit == '\0';
+    return litlen == 0;
 }
 
 long kc_json_str_len(kc_json_span_t s)

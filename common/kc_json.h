@@ -16,6 +16,7 @@
 #define KC_JSON_H
 
 #include <stddef.h>
+#include <string.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -56,6 +57,15 @@ const char *kc_json_type_name(kc_json_type_t t);
 int kc_json_scan(const char *buf, size_t len, size_t *pos, kc_json_span_t *out,
                  kc_json_err_t *err);
 
+/* kc_json_scan with a nesting limit (at most KC_JSON_MAX_DEPTH; counting
+ * the value itself: 1 allows an empty or flat container) for a value that
+ * sits inside a container its caller walks, and a report: *has_ws (may be
+ * NULL) is set to 1 when the value holds insignificant whitespace (between
+ * its tokens; leading whitespace skipped before it does not count), else 0.
+ * A value scanned with has_ws 0 is already minified. */
+int kc_json_scan_ex(const char *buf, size_t len, size_t *pos, unsigned max_depth,
+                    kc_json_span_t *out, int *has_ws, kc_json_err_t *err);
+
 /* Parse a whole document: one value and nothing but whitespace around it. */
 int kc_json_parse_doc(const char *buf, size_t len, kc_json_span_t *out,
                       kc_json_err_t *err);
@@ -75,13 +85,39 @@ typedef struct kc_json_iter {
     const char *end;     /* private */
     int is_object;       /* private */
     int first;           /* private */
+    int open;            /* private */
+    int pending;         /* private */
+    const char *close;   /* private */
 } kc_json_iter_t;
 
 /* Returns 0, or -EINVAL if span is neither object nor array. */
 int kc_json_iter_init(kc_json_iter_t *it, kc_json_span_t span);
+/* Iterate the well-formed container whose '{' or '[' is at p, inside a
+ * buffer that ends before limit, when its end is not known yet: iteration
+ * stops at its closing bracket, and kc_json_iter_end then gives the byte
+ * after it, so one walk both visits the members and finds the span.
+ * Returns 0, or -EINVAL if p is not at '{' or '['. */
+int kc_json_iter_init_at(kc_json_iter_t *it, const char *p, const char *limit);
+/* After an iterator made by kc_json_iter_init_at returned 0: the byte
+ * after the container's closing bracket; NULL before. */
+const char *kc_json_iter_end(const kc_json_iter_t *it);
 /* Returns 1 and fills *key (objects only; NULL allowed) and *val for the
  * next member, 0 at the end, KC_EPARSE if the span was not well-formed. */
 int kc_json_iter_next(kc_json_iter_t *it, kc_json_span_t *key, kc_json_span_t *val);
+/* Like kc_json_iter_next without walking the member's value: *value (may
+ * be NULL) is its first byte.  Before the next call the caller may take
+ * the value with kc_json_iter_value, or walk it itself (an object or array
+ * with its own kc_json_iter_init_at) and hand the byte after it to
+ * kc_json_iter_resume; if it does neither, the next call skips the value.
+ * So a caller that looks inside one member walks its bytes once. */
+int kc_json_iter_next_key(kc_json_iter_t *it, kc_json_span_t *key, const char **value);
+/* The value kc_json_iter_next_key stopped at, as a span.  Returns 0,
+ * KC_EPARSE, or -EINVAL when no value is pending. */
+int kc_json_iter_value(kc_json_iter_t *it, kc_json_span_t *val);
+/* Continue after the pending value, which the caller walked and which ends
+ * just before after.  Returns 0, or -EINVAL when no value is pending or
+ * after is out of range. */
+int kc_json_iter_resume(kc_json_iter_t *it, const char *after);
 
 /* Member of an object by (unescaped) key.  Returns 0 and fills *val, or
  * KC_ENOTFOUND, or -EINVAL if obj is not an object.  First match wins. */
@@ -90,6 +126,24 @@ int kc_json_obj_get(kc_json_span_t obj, const char *key, kc_json_span_t *val);
 /* 1 if the string span's unescaped value equals the NUL-terminated lit,
  * else 0 (also 0 for non-strings). */
 int kc_json_str_eq(kc_json_span_t s, const char *lit);
+/* Same for lit[0..litlen); cheapest when the lengths differ.
+ * KC_JSON_STR_EQ_LIT(s, "name") passes a literal's length, and its common
+ * cases (a body without escapes) are inlined.  Thread-safe. */
+int kc_json_str_eqn(kc_json_span_t s, const char *lit, size_t litlen);
+#define KC_JSON_STR_EQ_LIT(s, lit) kc_json__str_eq_inl((s), "" lit "", sizeof(lit) - 1)
+
+/* Every escape is longer than what it decodes to: a body no longer than
+ * lit equals it only byte for byte (a body of lit's length with an escape
+ * in it decodes shorter), and a longer body only if it has an escape. */
+static inline int kc_json__str_eq_inl(kc_json_span_t s, const char *lit, size_t litlen)
+{
+    if (s.type != KC_JSON_STRING || s.len < litlen + 2)
+        return 0;
+    if (s.len == litlen + 2)
+        return s.p[0] == '"' && memcmp(s.p + 1, lit, litlen) == 0 &&
+               memchr(lit, '\\', litlen) == NULL;
+    return kc_json_str_eqn(s, lit, litlen);
+}
 
 /* Unescaped length of a string span (bytes, without NUL), or negative. */
 long kc_json_str_len(kc_json_span_t s);

@@ -1,4 +1,5 @@
-/* libFuzzer target: the kc_json scanner (scan, minify, iterate, unescape)
+/* libFuzzer target: the kc_json scanner (scan, minify, iterate eagerly and
+ * lazily, which must agree, unescape)
  * and kc_obj_new with every accessor on what it accepts; the input as a
  * key string through kc_key_parse and back through kc_key_format. */
 #include <stdint.h>
@@ -27,8 +28,35 @@ static void walk(kc_json_span_t v, int depth)
     }
     if (kc_json_iter_init(&it, v) != 0)
         return;
-    while (kc_json_iter_next(&it, &k, &e) == 1)
+    /* the same members, walked lazily: next_key, then either the value
+     * or an open iterator over it whose end is handed back */
+    kc_json_iter_t lz;
+    kc_json_span_t k2, e2;
+    const char *vp;
+    int i = 0;
+    kc_json_iter_init(&lz, v);
+    while (kc_json_iter_next(&it, &k, &e) == 1) {
+        if (kc_json_iter_next_key(&lz, &k2, &vp) != 1 || vp != e.p || k2.p != k.p)
+            __builtin_trap();
+        if ((i++ & 1) && (*vp == '{' || *vp == '[')) {
+            kc_json_iter_t in;
+            if (kc_json_iter_init_at(&in, vp, v.p + v.len) != 0)
+                __builtin_trap();
+            while (kc_json_iter_next(&in, NULL, NULL) == 1)
+                ;
+            if (kc_json_iter_end(&in) != e.p + e.len || kc_json_iter_resume(&lz, e.p + e.len) != 0)
+                __builtin_trap();
+        } else if (i & 2) {
+            if (kc_json_iter_value(&lz, &e2) != 0 || e2.p != e.p || e2.len != e.len)
+                __builtin_trap();
+        } /* else: the next call skips it */
+        if (k.p && v.type == KC_JSON_OBJECT &&
+            kc_json_str_eqn(k, k.p + 1, k.len - 2) != (memchr(k.p, '\\', k.len) == NULL))
+            __builtin_trap(); /* a key without escapes equals its own body */
         walk(e, depth + 1);
+    }
+    if (kc_json_iter_next_key(&lz, &k2, &vp) != 0)
+        __builtin_trap();
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

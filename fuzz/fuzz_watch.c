@@ -2,7 +2,9 @@
  * fed to kc_watch_decoder in pieces whose sizes come from the first byte,
  * with a small event cap so the TOOBIG path is reached too; each event's
  * object is parsed with kc_watch_event_parse and kc_obj_new, and ERROR
- * events with kc_status_from_json, as the informer does. */
+ * events with kc_status_from_json, as the informer does.  An object the
+ * decoder flags KC_WATCH_OBJECT_MINIFIED must build the same object with
+ * kc_obj_opts_t.prevalidated as without (or fail the same way). */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,7 +29,28 @@ static int on_event(void *ud, const kc_watch_event_t *ev)
     }
     j = kc_watch_event_parse(ev);
     cJSON_Delete(j);
-    if (kc_obj_new(ev->object, ev->object_len, NULL, &o, &eb) == 0) {
+    int rc = kc_obj_new(ev->object, ev->object_len, NULL, &o, &eb);
+    if (ev->flags & KC_WATCH_OBJECT_MINIFIED) {
+        /* bytes the decoder vouches for build the same object without
+         * the validating pass, or fail the same way */
+        kc_obj_opts_t pre = KC_OBJ_OPTS_INIT;
+        kc_obj_t *p = NULL;
+        pre.prevalidated = 1;
+        int prc = kc_obj_new(ev->object, ev->object_len, &pre, &p, &eb);
+        if (prc != rc)
+            abort();
+        if (rc == 0) {
+            size_t la, lb;
+            const char *ja = kc_obj_json(o, &la), *jb = kc_obj_json(p, &lb);
+            if (la != lb || memcmp(ja, jb, la) != 0 ||
+                strcmp(kc_obj_name(o), kc_obj_name(p)) != 0 ||
+                strcmp(kc_obj_resource_version(o), kc_obj_resource_version(p)) != 0 ||
+                kc_obj_label_count(o) != kc_obj_label_count(p))
+                abort();
+            kc_obj_unref(p);
+        }
+    }
+    if (rc == 0) {
         kc_key_t k;
         kc_obj_key(o, &k);
         (void)kc_obj_label_count(o);

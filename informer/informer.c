@@ -262,8 +262,8 @@ static int backoff_wait(kc_informer_t *inf, uint64_t min_ns)
 /* --------------------------------------------------- building objects */
 
 /* Parse one object's JSON into a cache object and run the transform. */
-static int make_obj(kc_informer_t *inf, const char *json, size_t len, kc_obj_t **out,
-                    kc_errbuf_t *eb)
+static int make_obj(kc_informer_t *inf, const char *json, size_t len, int prevalidated,
+                    kc_obj_t **out, kc_errbuf_t *eb)
 {
     kc_obj_opts_t oo = KC_OBJ_OPTS_INIT;
     kc_obj_t *obj = NULL, *t = NULL;
@@ -271,6 +271,9 @@ static int make_obj(kc_informer_t *inf, const char *json, size_t len, kc_obj_t *
 
     *out = NULL;
     oo.keep_managed_fields = inf->o.keep_managed_fields;
+    /* validated once: by the watch decoder or the page's scan, which also
+     * found the bytes minified (kc_obj_opts_t.prevalidated) */
+    oo.prevalidated = prevalidated;
     rc = kc_obj_new(json, len, &oo, &obj, eb);
     if (rc != 0)
         return rc;
@@ -408,13 +411,28 @@ static int apply_locked(kc_informer_t *inf, int type, kc_obj_t *obj)
 
 /* ----------------------------------------------------------- paged list */
 
+/* kc_json_parse_doc that also tells whether the value holds insignificant
+ * whitespace (*ws). */
+static int scan_page(const char *buf, size_t len, kc_json_span_t *doc, int *ws)
+{
+    size_t pos = 0;
+    int rc = kc_json_scan_ex(buf, len, &pos, KC_JSON_MAX_DEPTH, doc, ws, NULL);
+
+    if (rc != 0)
+        return rc;
+    while (pos < len && (buf[pos] == ' ' || buf[pos] == '\t' || buf[pos] == '\r' ||
+                         buf[pos] == '\n'))
+        pos++;
+    return pos == len ? 0 : KC_EPARSE;
+}
+
 static int list_paged(kc_informer_t *inf, int relist, kc_status_t *st)
 {
     kc_obj_t **items = NULL;
     size_t n = 0, cap = 0;
     char cont[1024] = "", rv[RV_MAX] = "";
     kc_errbuf_t eb;
-    int rc, expired = 0;
+    int rc, expired = 0, page_ws = 1;
 
     for (;;) {
         kc_list_opts_t lo = KC_LIST_OPTS_INIT;
@@ -449,8 +467,10 @@ static int list_paged(kc_informer_t *inf, int relist, kc_status_t *st)
             record_error(inf, rc, relist ? "relist" : "list", st);
             goto out;
         }
-        /* parse: metadata.resourceVersion, metadata.continue, items[] spans */
-        rc = kc_json_parse_doc(inf->body.data, inf->body.len, &doc, NULL);
+        /* parse: metadata.resourceVersion, metadata.continue, items[] spans;
+         * a page without insignificant whitespace (what servers send) has
+         * its items validated and minified by this one scan */
+        rc = scan_page(inf->body.data, inf->body.len, &doc, &page_ws);
         if (rc == 0 && doc.type != KC_JSON_OBJECT)
             rc = KC_EPARSE;
         if (rc == 0 && kc_json_obj_get(doc, "metadata", &meta) == 0 &&
@@ -492,7 +512,7 @@ static int list_paged(kc_informer_t *inf, int relist, kc_status_t *st)
                 items = ni;
                 cap = nc;
             }
-            rc = make_obj(inf, item.p, item.len, &obj, &eb);
+            rc = make_obj(inf, item.p, item.len, !page_ws, &obj, &eb);
             if (rc != 0) {
                 char what[300];
                 snprintf(what, sizeof(what), "list: item %zu: %.200s", n, eb.msg);
@@ -530,52 +550,53 @@ out:
 /* ------------------------------------------------- the watch applier
  *
  * A live watch event is framed and validated on the reflector thread (in
- * the transport's callback) and applied on an applier thread: building
- * the object (kc_obj_new, the transform), the cache write and the push to
- * the handlers.  The two halves cost about the same, so on two cores the
- * stream is read while the previous events are applied.  The applier
- * takes the events in stream order, one at a time, so everything the
- * reflector did inline (per-key order, the cache and the handlers moving
- * together under the emit token, the newest resourceVersion) holds as
- * before.  A batch's objects are built first, then stored and emitted
+ * the transport's callback), which also builds its object (kc_obj_new
+ * straight from the decoder's bytes, which it validated once, and the
+ * transform); an applier thread then stores it and pushes it to the
+ * handlers.  So on two cores the stream is read and objects are built
+ * while the previous events are applied, and an event's bytes are copied
+ * once, into their object.  The applier takes the events in stream order,
+ * one at a time, so everything the reflector did inline (per-key order,
+ * the cache and the handlers moving together under the emit token, the
+ * newest resourceVersion) holds as before.  A batch is stored and emitted
  * under one emit token and counted with one lock round trip (apply_batch),
  * so a resync or a new handler waits for at most one batch.  One applier
  * runs per watch: run_watch starts it, and joins it after the stream ended
  * and everything queued was applied.
  *
- * The queue is bounded (PIPE_MAX events, PIPE_BYTES bytes): a full queue
- * blocks the reflector, i.e. the stream.  Event bytes are copied once into
- * a record; records are recycled (pool), so no allocation is made per
- * event in steady state.  Hand-offs are batched as in processor.c: the
- * applier takes the whole queue at once and, after a batch, naps for up to
+ * The queue is bounded (PIPE_MAX events, PIPE_BYTES bytes of objects'
+ * JSON): a full queue blocks the reflector, i.e. the stream.  Records are
+ * recycled (pool), so no allocation is made per event in steady state but
+ * the object's own.  Hand-offs are batched as in processor.c: the applier
+ * takes the whole queue at once and, after a batch, naps for up to
  * PIPE_NAP_NS instead of being woken for every event.
  *
- * The first failure (an object kc_obj_new refuses, or the cache refuses)
- * is recorded with its message; later events are dropped, and the
- * reflector returns that error from its next callback, which ends the
- * watch, as when it applied inline.  Events other than ADDED, MODIFIED and
- * DELETED (bookmarks, errors) and everything of a streaming list's initial
- * state are handled on the reflector thread after the queue is drained
- * (wctx_t), so their order relative to the data events holds.
+ * An object kc_obj_new refuses fails the reflector's callback at once,
+ * after the events before it were applied (a drain).  The first failure
+ * of the applier (the cache refuses an object) is recorded with its
+ * message; later events are dropped, and the reflector returns that error
+ * from its next callback, which ends the watch, as when it applied inline.
+ * Events other than ADDED, MODIFIED and DELETED (bookmarks, errors) and
+ * everything of a streaming list's initial state are handled on the
+ * reflector thread after the queue is drained (wctx_t), so their order
+ * relative to the data events holds.
  *
  * Locking: pipe.mu protects every field below it; it is a leaf, never held
  * while applying.  inf->rv is written by the applier while a watch runs
  * and read by the reflector only after a drain or the join. */
 
 #define PIPE_MAX 1024
-#define PIPE_BYTES ((size_t)8 << 20)
+#define PIPE_BYTES ((size_t)1 << 20)
 #define PIPE_NAP_NS 200000ull
 #define PIPE_WAKE 128
-#define PIPE_POOL_MAX 1024
-#define PIPE_REC_MIN 2048
+#define PIPE_POOL_MAX 64
 
 typedef struct prec {
     struct prec *next;
-    kc_obj_t *obj;           /* built by the applier; NULL outside it */
+    kc_obj_t *obj;           /* the queue's reference */
     int type;                /* ADDED, MODIFIED or DELETED */
     size_t line_no;
-    size_t len, cap;
-    char json[];
+    size_t len;              /* the object's JSON bytes, for the bound */
 } prec_t;
 
 typedef struct wpipe {
@@ -596,29 +617,19 @@ typedef struct wpipe {
     char msg[300];
 } wpipe_t;
 
-/* Build the objects of a batch (no lock, no token), then store and emit
- * them in order under one emit token, then count them: per batch, not per
- * event, so the token and the counters cost one round trip each.  Stops at
- * the first failure, filling msg; the events before it are applied. */
+/* Store and emit a batch's objects in order under one emit token, then
+ * count them: per batch, not per event, so the token and the counters
+ * cost one round trip each.  Stops at the first failure, filling msg; the
+ * events before it are applied.  Releases the batch's objects. */
 static int apply_batch(kc_informer_t *inf, prec_t *batch, char *msg, size_t msgcap)
 {
     uint64_t n[5] = { 0, 0, 0, 0, 0 };
     kc_obj_t *last = NULL;
-    kc_errbuf_t eb;
-    prec_t *r, *stop = NULL;
+    prec_t *r;
     int rc = 0;
 
-    for (r = batch; r != NULL; r = r->next) {
-        rc = make_obj(inf, r->json, r->len, &r->obj, &eb);
-        if (rc != 0) {
-            snprintf(msg, msgcap, "event on line %zu: %.200s", r->line_no, eb.msg);
-            n[r->type]++;
-            stop = r;
-            break;
-        }
-    }
     emit_begin(inf);
-    for (r = batch; r != stop; r = r->next) {
+    for (r = batch; r != NULL; r = r->next) {
         int arc = apply_locked(inf, r->type, r->obj);
         n[r->type]++;
         if (arc != 0) {
@@ -638,8 +649,7 @@ static int apply_batch(kc_informer_t *inf, prec_t *batch, char *msg, size_t msgc
     emit_end(inf);
     note_events(inf, n, last ? kc_obj_resource_version(last) : NULL);
     for (r = batch; r != NULL; r = r->next) {
-        if (r->obj != NULL)
-            kc_obj_unref(r->obj);
+        kc_obj_unref(r->obj);
         r->obj = NULL;
     }
     return rc;
@@ -649,6 +659,7 @@ static void prec_free_list(prec_t *r)
 {
     while (r != NULL) {
         prec_t *next = r->next;
+        kc_obj_unref(r->obj);
         free(r);
         r = next;
     }
@@ -693,6 +704,11 @@ static void *applier_main(void *arg)
                 memcpy(p->msg, msg, sizeof(p->msg));
                 kc__mu_unlock(&p->mu);
             }
+        } else {
+            for (r = batch; r != NULL; r = r->next) {
+                kc_obj_unref(r->obj);
+                r->obj = NULL;
+            }
         }
 
         kc__mu_lock(&p->mu);
@@ -700,7 +716,7 @@ static void *applier_main(void *arg)
         while (batch != NULL) {
             r = batch;
             batch = r->next;
-            if (p->npool < PIPE_POOL_MAX && r->cap <= 4 * PIPE_REC_MIN) {
+            if (p->npool < PIPE_POOL_MAX) {
                 r->next = p->pool;
                 p->pool = r;
                 p->npool++;
@@ -772,52 +788,54 @@ static int pipe_finish(wpipe_t *p, char *msg, size_t msgcap)
     return err;
 }
 
-/* Queue one live event (reflector thread).  Blocks while the queue is full;
- * returns the applier's failure, if any (the event is then dropped). */
-static int pipe_push(wpipe_t *p, const kc_watch_event_t *ev, char *msg, size_t msgcap)
+/* Queue one live event's object (reflector thread), taking over the
+ * caller's reference.  Blocks while the queue is full; returns the
+ * applier's failure, if any (the object is then released, the event
+ * dropped). */
+static int pipe_push(wpipe_t *p, int type, size_t line_no, kc_obj_t *obj, char *msg,
+                     size_t msgcap)
 {
     prec_t *r;
+    size_t len;
     int err;
 
+    kc_obj_json(obj, &len);
     kc__mu_lock(&p->mu);
-    while (p->err == 0 &&
-           (p->n >= PIPE_MAX || (p->n > 0 && p->bytes + ev->object_len > PIPE_BYTES))) {
+    while (p->err == 0 && (p->n >= PIPE_MAX || (p->n > 0 && p->bytes + len > PIPE_BYTES))) {
         pthread_cond_signal(&p->work); /* ends a nap: the queue is full */
         kc__cond_wait_until(&p->room, &p->mu, 0);
     }
     if ((err = p->err) != 0) {
         snprintf(msg, msgcap, "%s", p->msg);
         kc__mu_unlock(&p->mu);
+        kc_obj_unref(obj);
         return err;
     }
     r = p->pool;
-    if (r != NULL && r->cap >= ev->object_len) {
+    if (r != NULL) {
         p->pool = r->next;
         p->npool--;
     } else {
-        size_t cap = ev->object_len < PIPE_REC_MIN ? PIPE_REC_MIN : ev->object_len;
-        r = malloc(sizeof(*r) + cap);
+        r = malloc(sizeof(*r));
         if (r == NULL) {
             kc__mu_unlock(&p->mu);
-            snprintf(msg, msgcap, "event on line %zu: out of memory queueing it",
-                     ev->line_no);
+            kc_obj_unref(obj);
+            snprintf(msg, msgcap, "event on line %zu: out of memory queueing it", line_no);
             return -ENOMEM;
         }
-        r->cap = cap;
     }
     r->next = NULL;
-    r->obj = NULL;
-    r->type = (int)ev->type;
-    r->line_no = ev->line_no;
-    r->len = ev->object_len;
-    memcpy(r->json, ev->object, ev->object_len);
+    r->obj = obj;
+    r->type = type;
+    r->line_no = line_no;
+    r->len = len;
     if (p->tail != NULL)
         p->tail->next = r;
     else
         p->head = r;
     p->tail = r;
     p->n++;
-    p->bytes += r->len;
+    p->bytes += len;
     if (p->sleeping || (p->napping && p->n >= PIPE_WAKE))
         pthread_cond_signal(&p->work);
     kc__mu_unlock(&p->mu);
@@ -893,7 +911,21 @@ static int watch_cb(void *ud, const kc_watch_event_t *ev)
     w->events++;
     if (!w->initial && (ev->type == KC_WATCH_ADDED || ev->type == KC_WATCH_MODIFIED ||
                         ev->type == KC_WATCH_DELETED)) {
-        rc = pipe_push(w->pipe, ev, w->cb_msg, sizeof(w->cb_msg));
+        rc = make_obj(inf, ev->object, ev->object_len,
+                      (ev->flags & KC_WATCH_OBJECT_MINIFIED) != 0, &obj, &eb);
+        if (rc != 0) {
+            /* the events before it are applied first, as they came */
+            int drc = pipe_drain(w->pipe, w->cb_msg, sizeof(w->cb_msg));
+            if (drc != 0) {
+                w->cb_error = drc;
+                return drc;
+            }
+            w->cb_error = rc;
+            snprintf(w->cb_msg, sizeof(w->cb_msg), "event on line %zu: %.200s", ev->line_no,
+                     eb.msg);
+            return rc;
+        }
+        rc = pipe_push(w->pipe, (int)ev->type, ev->line_no, obj, w->cb_msg, sizeof(w->cb_msg));
         if (rc != 0)
             w->cb_error = rc;
         return rc;
@@ -945,7 +977,8 @@ static int watch_cb(void *ud, const kc_watch_event_t *ev)
     }
 
     /* the initial state of a streaming list: collected, stored at its end */
-    rc = make_obj(inf, ev->object, ev->object_len, &obj, &eb);
+    rc = make_obj(inf, ev->object, ev->object_len, (ev->flags & KC_WATCH_OBJECT_MINIFIED) != 0,
+                  &obj, &eb);
     if (rc != 0) {
         w->cb_error = rc;
         snprintf(w->cb_msg, sizeof(w->cb_msg), "event on line %zu: %.200s", ev->line_no, eb.msg);

@@ -329,7 +329,19 @@ typedef struct kc_watch_event {
      * over a tree it already built).  Must be NULL in an event built by
      * hand: zero-initialise such events. */
     kc_watch_decoder_t *decoder;
+    /* KC_WATCH_OBJECT_* bits the decoder knows about object (0 in an
+     * event built by hand). */
+    unsigned flags;
 } kc_watch_event_t;
+
+/* The decoder validated object's bytes with its own full scan (kc_json
+ * grammar, UTF-8 and escapes, as kc_json_scan) and found no insignificant
+ * whitespace in them: the bytes are one well-formed, minified JSON object.
+ * A consumer that copies these exact bytes may build a cache object from
+ * them with kc_obj_opts_t.prevalidated instead of validating them again.
+ * Not set when the decoder validated the object some other way (the cJSON
+ * path of kc_watch_event_parse) or saw whitespace in it. */
+#define KC_WATCH_OBJECT_MINIFIED 1u
 
 /* Return 0 to continue; non-zero stops the watch (see kc_client_watch).
  * Called from the thread that called kc_client_watch, with no locks held. */
@@ -376,7 +388,9 @@ int kc_client_watch(kc_client_t *c, const kc_resource_t *r, const char *ns,
  * In that mode an object of printable ASCII is held to cJSON's grammar
  * (laxer only about numbers such as "+1" and in nesting up to 1000 deep);
  * any other object, and one cJSON rejects, goes through the scan, so errors
- * still say what and where.
+ * still say what and where.  Callers that do not parse get, for an object
+ * the scan validated and found minified, KC_WATCH_OBJECT_MINIFIED in
+ * ev->flags: validation and building a cache object are then one pass too.
  * Not thread-safe (one per stream). */
 
 /* max_event: cap on one line in bytes (0: 16 MiB). */

@@ -17,7 +17,12 @@
  * JSON object; "type" a
  * string among ADDED, MODIFIED, DELETED, BOOKMARK, ERROR; "object" an
  * object; for every type but ERROR the object has a "metadata" object.
- * Blank lines (and a trailing '\r') are tolerated.
+ * Blank lines (and a trailing '\r') are tolerated.  The "object" is
+ * scanned member by member (scan_object), so the "metadata" check and
+ * whether the object holds insignificant whitespace come from that same
+ * pass; an object validated so and found minified is flagged
+ * KC_WATCH_OBJECT_MINIFIED, which lets a consumer build its cache object
+ * without validating the bytes again (kc_obj_opts_t.prevalidated).
  *
  * One pass for callers that parse: while the callback keeps calling
  * kc_watch_event_parse (noted in parsed_cur, carried to parse_next), the
@@ -170,6 +175,79 @@ static size_t skip_ws(const char *p, size_t pos, size_t len)
     return pos;
 }
 
+/* Validate the event's "object" value at line[*pos], which starts with
+ * '{', member by member: the same checks as kc_json_scan of the whole
+ * value (its members one level less deep), plus what the caller needs
+ * from that one pass: the span (*obj), whether it has a "metadata" object
+ * (*meta) and whether it holds insignificant whitespace (*ws).  Advances
+ * *pos past the object; on KC_EPARSE fills *jerr (offsets into line). */
+static int scan_object(const char *line, size_t len, size_t *pos, kc_json_span_t *obj,
+                       int *meta, int *ws, kc_json_err_t *jerr)
+{
+    size_t start = *pos, p = start + 1, q;
+    kc_json_span_t key, val;
+    int w, meta_seen = 0;
+
+    *meta = 0;
+    *ws = 0;
+    q = skip_ws(line, p, len);
+    *ws |= q != p;
+    p = q;
+    if (p < len && line[p] == '}') {
+        p++;
+        goto done;
+    }
+    for (;;) {
+        if (p >= len || line[p] != '"') {
+            jerr->offset = p;
+            jerr->what = p < len ? "member name (string) expected" : "unterminated object";
+            return KC_EPARSE;
+        }
+        if (kc_json_scan_ex(line, len, &p, 0, &key, NULL, jerr) != 0)
+            return KC_EPARSE;
+        q = skip_ws(line, p, len);
+        *ws |= q != p;
+        p = q;
+        if (p >= len || line[p] != ':') {
+            jerr->offset = p;
+            jerr->what = "':' expected after member name";
+            return KC_EPARSE;
+        }
+        q = skip_ws(line, p + 1, len);
+        *ws |= q != p + 1;
+        p = q;
+        if (kc_json_scan_ex(line, len, &p, KC_JSON_MAX_DEPTH - 1, &val, &w, jerr) != 0)
+            return KC_EPARSE;
+        *ws |= w;
+        if (!meta_seen && KC_JSON_STR_EQ_LIT(key, "metadata")) {
+            meta_seen = 1; /* the first one counts, as for kc_json_obj_get */
+            *meta = val.type == KC_JSON_OBJECT;
+        }
+        q = skip_ws(line, p, len);
+        *ws |= q != p;
+        p = q;
+        if (p < len && line[p] == ',') {
+            q = skip_ws(line, p + 1, len);
+            *ws |= q != p + 1;
+            p = q;
+            continue;
+        }
+        if (p < len && line[p] == '}') {
+            p++;
+            break;
+        }
+        jerr->offset = p;
+        jerr->what = p < len ? "',' or '}' expected" : "unterminated object";
+        return KC_EPARSE;
+    }
+done:
+    obj->p = line + start;
+    obj->len = p - start;
+    obj->type = KC_JSON_OBJECT;
+    *pos = p;
+    return 0;
+}
+
 /* Validate one complete, non-blank line (without its '\n') and fill *ev.
  * start is the stream offset of line[0].  The envelope is walked member by
  * member with kc_json_scan, so every byte is validated exactly once and the
@@ -185,6 +263,8 @@ static int envelope(kc_watch_decoder_t *d, const char *line, size_t len, size_t 
     kc_json_err_t jerr = {0, NULL};
     char what[160];
     size_t pos;
+    int has_meta = -1;     /* -1: not known from the scan; 0/1 */
+    int obj_ws = 1;
 
     pos = skip_ws(line, 0, len);
     if (line[pos] != '{') {
@@ -224,12 +304,16 @@ static int envelope(kc_watch_decoder_t *d, const char *line, size_t len, size_t 
                 obj.len = (size_t)(endp - obj.p);
                 obj.type = KC_JSON_OBJECT;
                 pos = (size_t)(endp - line);
+            } else if (obj.p == NULL && KC_JSON_STR_EQ_LIT(key, "object") &&
+                       (pos = skip_ws(line, pos, len)) < len && line[pos] == '{') {
+                if (scan_object(line, len, &pos, &obj, &has_meta, &obj_ws, &jerr) != 0)
+                    goto not_json;
             } else {
                 if (kc_json_scan(line, len, &pos, &val, &jerr) != 0)
                     goto not_json;
-                if (type.p == NULL && kc_json_str_eq(key, "type"))
+                if (type.p == NULL && KC_JSON_STR_EQ_LIT(key, "type"))
                     type = val;
-                else if (obj.p == NULL && kc_json_str_eq(key, "object"))
+                else if (obj.p == NULL && KC_JSON_STR_EQ_LIT(key, "object"))
                     obj = val;
             }
             pos = skip_ws(line, pos, len);
@@ -267,6 +351,8 @@ static int envelope(kc_watch_decoder_t *d, const char *line, size_t len, size_t 
     if (ev->type != KC_WATCH_ERROR &&
         (tree != NULL && *tree != NULL
              ? !cJSON_IsObject(cJSON_GetObjectItemCaseSensitive(*tree, "metadata"))
+         : has_meta >= 0
+             ? !has_meta
              : kc_json_obj_get(obj, "metadata", &meta) != 0 || meta.type != KC_JSON_OBJECT)) {
         snprintf(what, sizeof(what), "%s event object without \"metadata\"",
                  kc_watch_type_name(ev->type));
@@ -274,6 +360,8 @@ static int envelope(kc_watch_decoder_t *d, const char *line, size_t len, size_t 
     }
     ev->object = obj.p;
     ev->object_len = obj.len;
+    if (has_meta >= 0 && !obj_ws)
+        ev->flags |= KC_WATCH_OBJECT_MINIFIED;
     return 0;
 not_json:
     snprintf(what, sizeof(what), "not JSON: %s", jerr.what ? jerr.what : "malformed");

@@ -428,6 +428,98 @@ static void test_obj_managed_fields_positions(void **state)
     kc_obj_unref(o);
 }
 
+/* kc_obj_opts_t.prevalidated: minified fixtures (every field set, owners,
+ * managedFields, escapes) give the same object with and without the
+ * validating pass, keeping or dropping managedFields; anything but an
+ * object still gets the ordinary error. */
+static void test_obj_prevalidated(void **state)
+{
+    static const char *const files[] = {
+        "core.v1.Pod.json", "core.v1.ConfigMap.json", "apps.v1.Deployment.json",
+        "core.v1.Secret.json", "core.v1.Service.json", "core.v1.Event.json",
+        "coordination.k8s.io.v1.Lease.json",
+    };
+    (void)state;
+
+    for (size_t f = 0; f < sizeof(files) / sizeof(files[0]); f++) {
+        char *j = patched_fixture(files[f], "team-a", "x\\u0031", "5");
+        size_t len = strlen(j);
+        for (int keep = 0; keep < 2; keep++) {
+            kc_obj_opts_t full = KC_OBJ_OPTS_INIT, pre = KC_OBJ_OPTS_INIT;
+            kc_obj_t *a = NULL, *b = NULL;
+            kc_errbuf_t eb = { 0, "" };
+            size_t la, lb;
+            full.keep_managed_fields = pre.keep_managed_fields = keep;
+            pre.prevalidated = 1;
+            if (kc_obj_new(j, len, &full, &a, &eb) != 0)
+                fail_msg("%s: %s", files[f], eb.msg);
+            if (kc_obj_new(j, len, &pre, &b, &eb) != 0)
+                fail_msg("%s (prevalidated): %s", files[f], eb.msg);
+            const char *ja = kc_obj_json(a, &la), *jb = kc_obj_json(b, &lb);
+            assert_int_equal(la, lb);
+            assert_memory_equal(ja, jb, la);
+            assert_string_equal(kc_obj_name(b), "x\\u0031");
+            assert_string_equal(kc_obj_name(a), kc_obj_name(b));
+            assert_string_equal(kc_obj_namespace(a), kc_obj_namespace(b));
+            assert_string_equal(kc_obj_uid(a), kc_obj_uid(b));
+            assert_string_equal(kc_obj_resource_version(b), "5");
+            assert_int_equal(kc_obj_generation(a), kc_obj_generation(b));
+            assert_int_equal(kc_obj_deleting(a), kc_obj_deleting(b));
+            assert_int_equal(kc_obj_label_count(a), kc_obj_label_count(b));
+            for (size_t i = 0; i < kc_obj_label_count(a); i++) {
+                const char *ka, *va, *kb, *vb;
+                assert_int_equal(kc_obj_label_at(a, i, &ka, &va), 0);
+                assert_int_equal(kc_obj_label_at(b, i, &kb, &vb), 0);
+                assert_string_equal(ka, kb);
+                assert_string_equal(va, vb);
+            }
+            assert_int_equal(kc_obj_owner_count(a), kc_obj_owner_count(b));
+            for (size_t i = 0; i < kc_obj_owner_count(a); i++) {
+                kc_owner_ref_t oa, ob;
+                assert_int_equal(kc_obj_owner_at(a, i, &oa), 0);
+                assert_int_equal(kc_obj_owner_at(b, i, &ob), 0);
+                assert_string_equal(oa.uid, ob.uid);
+                assert_string_equal(oa.kind, ob.kind);
+                assert_int_equal(oa.controller, ob.controller);
+            }
+            kc_obj_unref(a);
+            kc_obj_unref(b);
+        }
+        cJSON_free(j);
+    }
+
+    /* labels given twice: the last object wins, as without the flag */
+    const char *dup = "{\"metadata\":{\"name\":\"d\",\"labels\":{\"a\":\"1\",\"b\":\"2\"},"
+                      "\"labels\":{\"c\":\"3\"},\"labels\":null}}";
+    for (int pv = 0; pv < 2; pv++) {
+        kc_obj_opts_t o = KC_OBJ_OPTS_INIT;
+        kc_obj_t *x = NULL;
+        o.prevalidated = pv;
+        assert_int_equal(kc_obj_new(dup, strlen(dup), &o, &x, NULL), 0);
+        assert_int_equal(kc_obj_label_count(x), 1);
+        assert_string_equal(kc_obj_label(x, "c"), "3");
+        assert_null(kc_obj_label(x, "a"));
+        kc_obj_unref(x);
+    }
+
+    /* not an object: the same error either way */
+    kc_obj_opts_t pre = KC_OBJ_OPTS_INIT;
+    kc_errbuf_t e1 = { 0, "" }, e2 = { 0, "" };
+    kc_obj_t *x = NULL;
+    pre.prevalidated = 1;
+    assert_int_equal(kc_obj_new("[1]", 3, NULL, &x, &e1), KC_EPARSE);
+    assert_int_equal(kc_obj_new("[1]", 3, &pre, &x, &e2), KC_EPARSE);
+    assert_string_equal(e1.msg, e2.msg);
+    /* field errors still name the field */
+    const char *badlab = "{\"metadata\":{\"name\":\"d\",\"labels\":{\"a\":1}}}";
+    assert_int_equal(kc_obj_new(badlab, strlen(badlab), &pre, &x, &e2), KC_EPARSE);
+    assert_non_null(strstr(e2.msg, "metadata.labels[\"a\"]: expected string, got number"));
+    const char *badmd = "{\"kind\":\"X\",\"metadata\":[]}";
+    assert_int_equal(kc_obj_new(badmd, strlen(badmd), &pre, &x, &e2), KC_EPARSE);
+    assert_non_null(strstr(e2.msg, "metadata: expected object, got array"));
+    assert_null(x);
+}
+
 static void test_obj_errors(void **state)
 {
     static const struct { const char *json; int rc; const char *msg; } t[] = {
@@ -840,6 +932,82 @@ static int find_diff(const diff_rec_t *r, kc_diff_t kind, const char *k, const c
     return 0;
 }
 
+static void rv_index(const kc_obj_t *o, void *ud, kc_index_emit_cb emit, void *ctx)
+{
+    (void)ud;
+    emit(ctx, kc_obj_resource_version(o));
+}
+
+/* Replacing stored objects (the fast path without custom indexes, and the
+ * general one with one) keeps the namespace index exact: every namespace
+ * lists exactly the current objects, many times over, in several sets
+ * sizes (one member, small, grown and shrunk). */
+static void test_replace_keeps_ns_index(void **state)
+{
+    (void)state;
+    for (int custom = 0; custom < 2; custom++) {
+        kc_cache_t *c = NULL;
+        kc_obj_t *cur[3][40];
+        memset(cur, 0, sizeof(cur));
+        assert_int_equal(kc_cache_new(NULL, &c), 0);
+        if (custom)
+            assert_int_equal(kc_cache_add_index(c, "by-rv", rv_index, NULL), 0);
+        size_t per_ns[3] = { 1, 5, 40 };
+        for (int round = 0; round < 6; round++) {
+            for (int n = 0; n < 3; n++) {
+                char ns[16];
+                snprintf(ns, sizeof(ns), "ns-%d", n);
+                for (size_t i = 0; i < per_ns[n]; i++) {
+                    char name[16], rv[16];
+                    snprintf(name, sizeof(name), "o-%zu", i);
+                    snprintf(rv, sizeof(rv), "%d", round);
+                    kc_obj_t *o = mkobj(ns, name, rv, NULL, NULL), *old = NULL;
+                    assert_int_equal(kc_cache_replace(c, o, &old), 0);
+                    assert_ptr_equal(old, cur[n][i]); /* NULL: was absent */
+                    kc_obj_unref(old);
+                    cur[n][i] = o;
+                    kc_obj_unref(o); /* the cache keeps its own */
+                }
+            }
+            for (int n = 0; n < 3; n++) {
+                char ns[16];
+                kc_objlist_t l = KC_OBJLIST_INIT;
+                snprintf(ns, sizeof(ns), "ns-%d", n);
+                assert_int_equal(kc_cache_list_ns(c, ns, &l), 0);
+                assert_int_equal(l.len, per_ns[n]);
+                for (size_t k = 0; k < l.len; k++) {
+                    int seen = 0;
+                    for (size_t i = 0; i < per_ns[n]; i++)
+                        seen += l.items[k] == cur[n][i];
+                    assert_int_equal(seen, 1);
+                }
+                kc_objlist_free(&l);
+            }
+            if (custom) {
+                char rv[16];
+                kc_objlist_t l = KC_OBJLIST_INIT;
+                snprintf(rv, sizeof(rv), "%d", round);
+                assert_int_equal(kc_cache_index_query(c, "by-rv", rv, &l), 0);
+                assert_int_equal(l.len, per_ns[0] + per_ns[1] + per_ns[2]);
+                kc_objlist_free(&l);
+            }
+            /* shrink the big namespace by deleting half, then grow it back */
+            if (round == 2) {
+                for (size_t i = 20; i < 40; i++) {
+                    kc_key_t k;
+                    kc_obj_key(cur[2][i], &k);
+                    assert_int_equal(kc_cache_delete(c, &k), 0);
+                    cur[2][i] = NULL;
+                }
+                per_ns[2] = 20;
+            } else if (round == 3) {
+                per_ns[2] = 40;
+            }
+        }
+        kc_cache_free(c);
+    }
+}
+
 static void test_replace_all(void **state)
 {
     (void)state;
@@ -1207,11 +1375,13 @@ int main(void)
         cmocka_unit_test(test_obj_escapes_and_cluster),
         cmocka_unit_test(test_obj_managed_fields_positions),
         cmocka_unit_test(test_obj_errors),
+        cmocka_unit_test(test_obj_prevalidated),
         cmocka_unit_test(test_cache_basic),
         cmocka_unit_test(test_cache_opts),
         cmocka_unit_test(test_cache_scope),
         cmocka_unit_test(test_namespaced_delete),
         cmocka_unit_test(test_indexes),
+        cmocka_unit_test(test_replace_keeps_ns_index),
         cmocka_unit_test(test_replace_all),
         cmocka_unit_test(test_memory_bound),
         cmocka_unit_test(test_alloc_failures),

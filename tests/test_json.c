@@ -416,6 +416,188 @@ static void test_scan_stream_and_iter(void **state)
     assert_string_equal(out, "{\"a b\":[1,\" x \\\" y \"]}");
 }
 
+/* kc_json_scan_ex: the whitespace report (what lets a validated object skip
+ * a second, minifying pass) and the depth limit. */
+static void test_scan_ex(void **state)
+{
+    static const struct {
+        const char *doc;
+        int ws;
+    } cases[] = {
+        { "{\"a\":[1,2,{\"b\":null}],\"c\":\"x y\\n \\\" z\"}", 0 },
+        { "  {\"a\":1}", 0 },               /* leading whitespace is not inside */
+        { "{\"a\": 1}", 1 },
+        { "{\"a\":1 }", 1 },
+        { "{ \"a\":1}", 1 },
+        { "{\"a\" :1}", 1 },
+        { "[1 ,2]", 1 },
+        { "[1,\n2]", 1 },
+        { "[[],{},\"\\u00e9\xc3\xa9\"]", 0 },
+        { "[\t]", 1 },
+        { "{\"k\":{\"l\":[[[\"\\t\"]]]}}", 0 },
+        { "\"only a string with spaces\"", 0 },
+    };
+    kc_json_span_t v;
+    kc_json_err_t e;
+    (void)state;
+
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        size_t pos = 0, len = strlen(cases[i].doc);
+        int ws = -1;
+        assert_int_equal(kc_json_scan_ex(cases[i].doc, len, &pos, KC_JSON_MAX_DEPTH, &v, &ws, &e),
+                         0);
+        assert_int_equal(pos, len);
+        if (ws != cases[i].ws)
+            fail_msg("case %zu (%s): has_ws %d, want %d", i, cases[i].doc, ws, cases[i].ws);
+        /* and the minifying pass agrees: unchanged exactly when no whitespace */
+        char out[128];
+        size_t olen;
+        assert_int_equal(kc_json_parse_doc_minify(cases[i].doc, len, out, &olen, NULL, &e), 0);
+        size_t lead = strspn(cases[i].doc, " \t\r\n");
+        assert_int_equal(olen == len - lead && memcmp(out, cases[i].doc + lead, olen) == 0,
+                         !cases[i].ws);
+    }
+    /* the depth limit counts the value itself */
+    size_t pos = 0;
+    assert_int_equal(kc_json_scan_ex("[[1]]", 5, &pos, 2, &v, NULL, &e), 0);
+    pos = 0;
+    assert_int_equal(kc_json_scan_ex("[[1]]", 5, &pos, 1, &v, NULL, &e), KC_EPARSE);
+    assert_string_equal(e.what, "nesting too deep");
+    assert_int_equal(e.offset, 1);
+    assert_int_equal(pos, 0);
+    pos = 0;
+    assert_int_equal(kc_json_scan_ex("7", 1, &pos, 0, &v, NULL, &e), 0);
+    pos = 0;
+    assert_int_equal(kc_json_scan_ex("{}", 2, &pos, 0, &v, NULL, &e), KC_EPARSE);
+    /* above the maximum is the maximum */
+    pos = 0;
+    assert_int_equal(kc_json_scan_ex("[]", 2, &pos, 100000, &v, NULL, &e), 0);
+    /* errors still say what and where */
+    pos = 0;
+    assert_int_equal(kc_json_scan_ex("{\"a\":\"\\q\"}", 10, &pos, 256, &v, NULL, &e), KC_EPARSE);
+    assert_string_equal(e.what, "invalid escape");
+    assert_int_equal(e.offset, 6);
+}
+
+/* kc_json_str_eqn / KC_JSON_STR_EQ_LIT against escapes: the length
+ * shortcuts must give what unescaping gives. */
+static void test_str_eqn(void **state)
+{
+    static const struct {
+        const char *span;   /* a string literal as JSON */
+        const char *lit;
+        size_t litlen;
+        int eq;
+    } cases[] = {
+        { "\"name\"", "name", 4, 1 },
+        { "\"name\"", "nam", 3, 0 },
+        { "\"name\"", "names", 5, 0 },
+        { "\"na\\u006de\"", "name", 4, 1 },
+        { "\"\\u006e\\u0061\\u006d\\u0065\"", "name", 4, 1 },
+        { "\"na\\u006de\"", "nime", 4, 0 },
+        { "\"na\\\\me\"", "na\\me", 5, 1 },
+        { "\"a\\\\\"", "a\\\\", 3, 0 },        /* same bytes, but it decodes to a\ */
+        { "\"a\\\\\"", "a\\", 2, 1 },
+        { "\"\\u00e9\"", "\xc3\xa9", 2, 1 },
+        { "\"\\ud83d\\ude00\"", "\xf0\x9f\x98\x80", 4, 1 },
+        { "\"\\ud83d\\ude00\"", "\xf0\x9f\x98", 3, 0 },
+        { "\"\"", "", 0, 1 },
+        { "\"\\\"\"", "\"", 1, 1 },
+    };
+    (void)state;
+
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        kc_json_span_t v;
+        kc_json_err_t e;
+        assert_int_equal(parse(cases[i].span, &v, &e), 0);
+        int got = kc_json_str_eqn(v, cases[i].lit, cases[i].litlen);
+        if (got != cases[i].eq)
+            fail_msg("case %zu: %s vs \"%s\": %d, want %d", i, cases[i].span, cases[i].lit, got,
+                     cases[i].eq);
+        assert_int_equal(kc_json__str_eq_inl(v, cases[i].lit, cases[i].litlen), cases[i].eq);
+        if (strlen(cases[i].lit) == cases[i].litlen)
+            assert_int_equal(kc_json_str_eq(v, cases[i].lit), cases[i].eq);
+    }
+    kc_json_span_t num = { "1", 1, KC_JSON_NUMBER };
+    assert_false(KC_JSON_STR_EQ_LIT(num, "1"));
+    kc_json_span_t k;
+    assert_int_equal(parse("\"metadata\"", &k, NULL), 0);
+    assert_true(KC_JSON_STR_EQ_LIT(k, "metadata"));
+    assert_false(KC_JSON_STR_EQ_LIT(k, "metadat"));
+}
+
+/* Open iterators and next_key/value/resume: one walk visits a member's
+ * members and finds its span; the results equal those of the closed API. */
+static void test_iter_open(void **state)
+{
+    const char *doc = "{\"kind\":\"X\",\"m\":{\"a\":1,\"l\":{\"x\":\"}\",\"y\":\"\\\"{\"},"
+                      "\"z\":[1,{\"q\":\"]\"},[]],\"e\":{}},\"after\":true}";
+    kc_json_span_t d, m, l, key, val;
+    kc_json_iter_t top, it, in;
+    const char *vp;
+    (void)state;
+
+    assert_int_equal(parse(doc, &d, NULL), 0);
+    assert_int_equal(kc_json_obj_get(d, "m", &m), 0);
+    assert_int_equal(kc_json_obj_get(m, "l", &l), 0);
+
+    assert_int_equal(kc_json_iter_init(&top, d), 0);
+    assert_int_equal(kc_json_iter_value(&top, &val), -EINVAL); /* nothing pending */
+    assert_int_equal(kc_json_iter_next_key(&top, &key, &vp), 1);
+    assert_true(kc_json_str_eq(key, "kind"));
+    /* not taken: the next call skips it */
+    assert_int_equal(kc_json_iter_next_key(&top, &key, &vp), 1);
+    assert_true(kc_json_str_eq(key, "m"));
+    assert_ptr_equal(vp, m.p);
+    assert_int_equal(kc_json_iter_init_at(&it, vp, d.p + d.len), 0);
+    assert_null(kc_json_iter_end(&it));
+    int n = 0;
+    while (kc_json_iter_next_key(&it, &key, &vp) == 1) {
+        n++;
+        if (kc_json_str_eq(key, "l")) {
+            int k = 0;
+            assert_int_equal(kc_json_iter_init_at(&in, vp, d.p + d.len), 0);
+            while (kc_json_iter_next(&in, &key, &val) == 1)
+                k++;
+            assert_int_equal(k, 2);
+            assert_ptr_equal(kc_json_iter_end(&in), l.p + l.len);
+            assert_int_equal(kc_json_iter_next(&in, &key, &val), 0); /* stays ended */
+            assert_int_equal(kc_json_iter_resume(&it, kc_json_iter_end(&in)), 0);
+            assert_int_equal(kc_json_iter_resume(&it, kc_json_iter_end(&in)), -EINVAL);
+        } else if (kc_json_str_eq(key, "z")) {
+            assert_int_equal(kc_json_iter_value(&it, &val), 0);
+            assert_int_equal(val.type, KC_JSON_ARRAY);
+            assert_int_equal(val.len, strlen("[1,{\"q\":\"]\"},[]]"));
+        } else if (kc_json_str_eq(key, "e")) {
+            assert_int_equal(kc_json_iter_init_at(&in, vp, d.p + d.len), 0);
+            assert_int_equal(kc_json_iter_next(&in, &key, &val), 0);
+            assert_ptr_equal(kc_json_iter_end(&in), vp + 2);
+        }
+    }
+    assert_int_equal(n, 4);
+    assert_ptr_equal(kc_json_iter_end(&it), m.p + m.len);
+    /* the outer iteration goes on after the member walked in place */
+    assert_int_equal(kc_json_iter_resume(&top, kc_json_iter_end(&it)), 0);
+    assert_int_equal(kc_json_iter_next(&top, &key, &val), 1);
+    assert_true(kc_json_str_eq(key, "after"));
+    assert_int_equal(val.type, KC_JSON_TRUE);
+    assert_int_equal(kc_json_iter_next(&top, &key, &val), 0);
+
+    /* an open iterator over a cut buffer: EPARSE, never a read past it */
+    for (size_t cut = 1; cut < m.len; cut++) {
+        char *b = malloc(cut);
+        assert_non_null(b);
+        memcpy(b, m.p, cut);
+        assert_int_equal(kc_json_iter_init_at(&it, b, b + cut), 0);
+        int rc;
+        while ((rc = kc_json_iter_next(&it, &key, &val)) == 1)
+            ;
+        assert_int_equal(rc, KC_EPARSE);
+        free(b);
+    }
+    assert_int_equal(kc_json_iter_init_at(&it, "x", doc + 1), -EINVAL);
+}
+
 /* Random mutations of a fixture must never crash the scanner (ASan checks
  * the reads) and must agree with cJSON on validity where cJSON is strict. */
 static void test_mutations(void **state)
@@ -479,6 +661,9 @@ int main(void)
         cmocka_unit_test(test_escapes_unescape),
         cmocka_unit_test(test_quote_roundtrip),
         cmocka_unit_test(test_scan_stream_and_iter),
+        cmocka_unit_test(test_scan_ex),
+        cmocka_unit_test(test_str_eqn),
+        cmocka_unit_test(test_iter_open),
         cmocka_unit_test(test_mutations),
     };
     return cmocka_run_group_tests_name("kc_json", tests, NULL, NULL);

@@ -15,6 +15,8 @@
 #include <string.h>
 
 #include "kc_client.h"
+#include "kc_cache.h"
+#include "kc_json.h"
 
 /* ------------------------------------------------------------------ */
 /* Allocation failures: fail_at / live (tests/support/kc_test_alloc.h). */
@@ -29,6 +31,7 @@ typedef struct rec_ev {
     size_t len;
     size_t line_no;
     const char *ptr;   /* where the object was when delivered */
+    unsigned flags;
 } rec_ev_t;
 
 typedef struct rec {
@@ -49,6 +52,7 @@ static int record(void *ud, const kc_watch_event_t *ev)
     e->len = ev->object_len;
     e->line_no = ev->line_no;
     e->ptr = ev->object;
+    e->flags = ev->flags;
     e->object = malloc(ev->object_len + 1);
     assert_non_null(e->object);
     memcpy(e->object, ev->object, ev->object_len);
@@ -333,6 +337,141 @@ static void expect_parse_error(const char *stream, size_t delivered, const char 
 
 #define GOOD "{\"type\":\"ADDED\",\"object\":{\"metadata\":{\"name\":\"x\"}}}\n"
 
+/* Build an object from bytes with and without kc_obj_opts_t.prevalidated:
+ * both must give the same stored JSON and metadata. */
+static void assert_same_obj(const char *json, size_t len)
+{
+    kc_obj_opts_t full = KC_OBJ_OPTS_INIT, pre = KC_OBJ_OPTS_INIT;
+    kc_obj_t *a = NULL, *b = NULL;
+    kc_errbuf_t eb = {0, ""};
+    size_t la, lb;
+
+    pre.prevalidated = 1;
+    if (kc_obj_new(json, len, &full, &a, &eb) != 0)
+        fail_msg("kc_obj_new: %s: %.*s", eb.msg, (int)len, json);
+    assert_int_equal(kc_obj_new(json, len, &pre, &b, &eb), 0);
+    const char *ja = kc_obj_json(a, &la), *jb = kc_obj_json(b, &lb);
+    assert_int_equal(la, lb);
+    assert_memory_equal(ja, jb, la);
+    assert_string_equal(kc_obj_namespace(a), kc_obj_namespace(b));
+    assert_string_equal(kc_obj_name(a), kc_obj_name(b));
+    assert_string_equal(kc_obj_uid(a), kc_obj_uid(b));
+    assert_string_equal(kc_obj_resource_version(a), kc_obj_resource_version(b));
+    assert_int_equal(kc_obj_label_count(a), kc_obj_label_count(b));
+    for (size_t i = 0; i < kc_obj_label_count(a); i++) {
+        const char *ka, *va, *kb, *vb;
+        assert_int_equal(kc_obj_label_at(a, i, &ka, &va), 0);
+        assert_int_equal(kc_obj_label_at(b, i, &kb, &vb), 0);
+        assert_string_equal(ka, kb);
+        assert_string_equal(va, vb);
+    }
+    assert_int_equal(kc_obj_owner_count(a), kc_obj_owner_count(b));
+    kc_obj_unref(a);
+    kc_obj_unref(b);
+}
+
+/* KC_WATCH_OBJECT_MINIFIED: set exactly when the object's bytes were
+ * validated by the decoder's scan and hold no insignificant whitespace;
+ * such bytes build the same cache object without the second pass. */
+static void test_minified_flag(void **state)
+{
+    static const struct {
+        const char *line;
+        int minified;
+    } cases[] = {
+        /* escapes, unicode (raw and escaped, a surrogate pair), nested
+         * arrays, strings holding whitespace and brackets */
+        { "{\"type\":\"ADDED\",\"object\":{\"kind\":\"ConfigMap\",\"metadata\":{\"name\":\"a\","
+          "\"namespace\":\"ns\",\"uid\":\"u-1\",\"resourceVersion\":\"7\",\"labels\":{\"k\\u0031\":"
+          "\"v \\\"q\\\" \\u00e9\xc3\xa9\",\"e\":\"\\ud83d\\ude00\"},\"managedFields\":[{\"a\":[[1,"
+          "2],[]]}]},\"data\":{\"x\":\"a b\\n{c}[d]\",\"n\":[[[-1.5e3,true,null]]]}}}\n", 1 },
+        /* whitespace around the envelope only */
+        { " { \"type\" : \"MODIFIED\" , \"object\":{\"metadata\":{\"name\":\"b\"}} }\n", 1 },
+        /* whitespace inside the object, at each kind of place */
+        { "{\"type\":\"ADDED\",\"object\":{ \"metadata\":{\"name\":\"c\"}}}\n", 0 },
+        { "{\"type\":\"ADDED\",\"object\":{\"metadata\" :{\"name\":\"c\"}}}\n", 0 },
+        { "{\"type\":\"ADDED\",\"object\":{\"metadata\":{\"name\":\"c\"} }}\n", 0 },
+        { "{\"type\":\"ADDED\",\"object\":{\"metadata\":{\"name\": \"c\"}}}\n", 0 },
+        { "{\"type\":\"ADDED\",\"object\":{\"metadata\":{\"name\":\"c\"},\r\"d\":[1]}}\n", 0 },
+        { "{\"type\":\"ADDED\",\"object\":{\"metadata\":{\"name\":\"c\"},\"d\":[1,\t2]}}\n", 0 },
+        { "{\"type\":\"DELETED\",\"object\":{\"metadata\":{\"name\":\"d\",\"labels\":{}}}}\r\n", 1 },
+    };
+    (void)state;
+
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        for (int parse = 0; parse < 2; parse++) {
+            rec_t r = {0};
+            kc_errbuf_t eb = {0, ""};
+            /* parse: the second event goes the cJSON way (the first
+             * callback parsed), which never sets the flag, unless the
+             * line has bytes outside printable ASCII ('\r' too: then
+             * the scan validates) */
+            int ascii = 1;
+            for (const char *c = cases[i].line; *c && *c != '\n'; c++)
+                if ((unsigned char)*c >= 0x80 || (unsigned char)*c < 0x20)
+                    ascii = 0;
+            char stream[2048];
+            snprintf(stream, sizeof(stream), "%s%s", cases[i].line, cases[i].line);
+            r.parse = parse;
+            if (feed_pieces(0, stream, strlen(stream), NULL, 0, &r, &eb) != 0)
+                fail_msg("case %zu (parse %d): %s", i, parse, eb.msg);
+            assert_int_equal(r.n, 2);
+            for (size_t j = 0; j < 2; j++) {
+                int want = parse && j == 1 && ascii ? 0 : cases[i].minified;
+                if ((r.ev[j].flags & KC_WATCH_OBJECT_MINIFIED) != (want ? KC_WATCH_OBJECT_MINIFIED : 0u))
+                    fail_msg("case %zu event %zu (parse %d): flags %u, want minified %d", i, j,
+                             parse, r.ev[j].flags, want);
+                if (r.ev[j].flags & KC_WATCH_OBJECT_MINIFIED)
+                    assert_same_obj(r.ev[j].object, r.ev[j].len);
+            }
+            rec_reset(&r);
+        }
+    }
+    /* malformed bytes inside the object are still refused, where they are */
+    expect_parse_error(GOOD "{\"type\":\"ADDED\",\"object\":{\"metadata\":{\"name\":\"x\"},\"d\":"
+                            "[1,[2,]]}}\n", 1, "line 2, byte 112", "not JSON: value expected");
+    expect_parse_error(GOOD "{\"type\":\"ADDED\",\"object\":{\"metadata\":{\"name\":\"x\"} \"d\":1}}\n",
+                       1, "line 2, byte 102", "not JSON: ',' or '}' expected");
+    expect_parse_error(GOOD "{\"type\":\"ADDED\",\"object\":{\"metadata\":{\"name\":\"x\"},1:2}}\n", 1,
+                       "line 2, byte 102", "not JSON: member name (string) expected");
+    expect_parse_error(GOOD "{\"type\":\"ADDED\",\"object\":{\"metadata\"{}}}\n", 1,
+                       "line 2, byte 88", "not JSON: ':' expected after member name");
+    expect_parse_error(GOOD "{\"type\":\"ADDED\",\"object\":{\"metadata\":{\"name\":\"\xc3\"}}}\n", 1,
+                       "line 2", "not JSON: invalid UTF-8 in string");
+    expect_parse_error(GOOD "{\"type\":\"ADDED\",\"object\":{\"metadata\":[]}}\n", 1, "line 2",
+                       "ADDED event object without \"metadata\"");
+    /* the first "metadata" is the one that counts */
+    expect_parse_error(GOOD "{\"type\":\"ADDED\",\"object\":{\"metadata\":null,\"metadata\":{}}}\n",
+                       1, "line 2", "ADDED event object without \"metadata\"");
+    /* nesting: the object counts as one level, as when it was scanned
+     * whole; the deepest accepted object is one kc_obj_new accepts too */
+    for (int extra = 0; extra < 2; extra++) {
+        char deep[1200];
+        size_t n = 0;
+        int depth = KC_JSON_MAX_DEPTH - 1 + extra; /* arrays inside the object */
+        n += (size_t)snprintf(deep + n, sizeof(deep) - n,
+                              "{\"type\":\"ADDED\",\"object\":{\"metadata\":{\"name\":\"x\"},\"d\":");
+        for (int k = 0; k < depth; k++)
+            deep[n++] = '[';
+        for (int k = 0; k < depth; k++)
+            deep[n++] = ']';
+        n += (size_t)snprintf(deep + n, sizeof(deep) - n, "}}\n");
+        rec_t r = {0};
+        kc_errbuf_t eb = {0, ""};
+        int rc = feed_pieces(0, deep, n, NULL, 0, &r, &eb);
+        if (extra) {
+            assert_int_equal(rc, KC_EPARSE);
+            assert_non_null(strstr(eb.msg, "nesting too deep"));
+        } else {
+            assert_int_equal(rc, 0);
+            assert_int_equal(r.n, 1);
+            assert_true(r.ev[0].flags & KC_WATCH_OBJECT_MINIFIED);
+            assert_same_obj(r.ev[0].object, r.ev[0].len);
+        }
+        rec_reset(&r);
+    }
+}
+
 static void test_malformed_lines(void **state)
 {
     (void)state;
@@ -598,6 +737,7 @@ int main(void)
         cmocka_unit_test(test_callback_stops),
         cmocka_unit_test(test_event_parse_and_status),
         cmocka_unit_test(test_status_fixture),
+        cmocka_unit_test(test_minified_flag),
         cmocka_unit_test(test_mutations),
         cmocka_unit_test(test_alloc_failures),
     };
