@@ -1297,6 +1297,34 @@ static int poison_no_ns(void *ud, kc_obj_t *in, kc_obj_t **out)
     return kc_obj_new(json, strlen(json), NULL, out, NULL);
 }
 
+/* Waits (up to 5 s) until the informer has counted an error whose message
+ * holds what; fails the test, printing the last error, if it never does. */
+static void wait_informer_error(kc_informer_t *inf, const char *what)
+{
+    kc_informer_state_t st;
+    int seen = 0;
+
+    for (int i = 0; i < 500 && !seen; i++) {
+        sleep_ms(10);
+        assert_int_equal(kc_informer_state(inf, &st), 0);
+        seen = st.errors > 0 && strstr(st.last_error_msg, what) != NULL;
+    }
+    if (!seen)
+        fprintf(stderr, "last error: %s\n", st.last_error_msg);
+    assert_true(seen);
+}
+
+/* ns/name is in the informer's cache (present) or not. */
+static void assert_cached(kc_informer_t *inf, const char *ns, const char *name, int present)
+{
+    kc_key_t k;
+    kc_obj_t *obj = NULL;
+
+    assert_int_equal(kc_key_init(&k, ns, name), 0);
+    assert_int_equal(kc_cache_get(kc_informer_cache(inf), &k, &obj), present ? 0 : KC_ENOTFOUND);
+    kc_obj_unref(obj);
+}
+
 /* A live event the cache refuses, applied on the watch applier thread:
  * the events before it are applied, the watch fails with a message naming
  * the object, and it is retried from the last applied resourceVersion, so
@@ -1305,11 +1333,7 @@ static void test_informer_watch_refused_object(void **state)
 {
     env_t e;
     kc_informer_opts_t o = test_opts(11);
-    kc_informer_state_t st;
     kc_informer_t *a;
-    kc_key_t k;
-    kc_obj_t *obj;
-    int seen = 0;
 
     (void)state;
     env_start(&e, NULL);
@@ -1322,19 +1346,9 @@ static void test_informer_watch_refused_object(void **state)
     fa_put(&e, "t", "a1", "1");
     fa_put(&e, "t", "poison", "1");
     fa_put(&e, "t", "a2", "1");
-    for (int i = 0; i < 500 && !seen; i++) {
-        sleep_ms(10);
-        assert_int_equal(kc_informer_state(a, &st), 0);
-        seen = st.errors > 0 && strstr(st.last_error_msg, "\"/poison\" has no metadata.namespace");
-    }
-    if (!seen)
-        fprintf(stderr, "last error: %s\n", st.last_error_msg);
-    assert_true(seen);
-    assert_int_equal(kc_key_init(&k, "t", "a1"), 0);
-    assert_int_equal(kc_cache_get(kc_informer_cache(a), &k, &obj), 0);
-    kc_obj_unref(obj);
-    assert_int_equal(kc_key_init(&k, "t", "a2"), 0);
-    assert_int_equal(kc_cache_get(kc_informer_cache(a), &k, &obj), KC_ENOTFOUND);
+    wait_informer_error(a, "\"/poison\" has no metadata.namespace");
+    assert_cached(a, "t", "a1", 1);
+    assert_cached(a, "t", "a2", 0);
     assert_int_equal(kc_cache_len(kc_informer_cache(a)), 2);
     kc_informer_free(a);
     env_stop(&e);
@@ -1348,11 +1362,8 @@ static void test_informer_watch_bad_object(void **state)
 {
     env_t e;
     kc_informer_opts_t o = test_opts(12);
-    kc_informer_state_t st;
     kc_informer_t *a;
-    kc_key_t k;
-    kc_obj_t *obj;
-    int seen = 0, rc;
+    int rc;
 
     (void)state;
     env_start(&e, NULL);
@@ -1373,23 +1384,10 @@ static void test_informer_watch_bad_object(void **state)
         skip();
     }
     fa_put(&e, "t", "a2", "1");
-    for (int i = 0; i < 500 && !seen; i++) {
-        sleep_ms(10);
-        assert_int_equal(kc_informer_state(a, &st), 0);
-        seen = st.errors > 0 &&
-               strstr(st.last_error_msg, "metadata.labels[\"app\"]: expected string") != NULL;
-    }
-    if (!seen)
-        fprintf(stderr, "last error: %s\n", st.last_error_msg);
-    assert_true(seen);
-    assert_int_equal(kc_key_init(&k, "t", "a0"), 0);
-    assert_int_equal(kc_cache_get(kc_informer_cache(a), &k, &obj), 0);
-    kc_obj_unref(obj);
-    assert_int_equal(kc_key_init(&k, "t", "a1"), 0);
-    assert_int_equal(kc_cache_get(kc_informer_cache(a), &k, &obj), 0);
-    kc_obj_unref(obj);
-    assert_int_equal(kc_key_init(&k, "t", "a2"), 0);
-    assert_int_equal(kc_cache_get(kc_informer_cache(a), &k, &obj), KC_ENOTFOUND);
+    wait_informer_error(a, "metadata.labels[\"app\"]: expected string");
+    assert_cached(a, "t", "a0", 1);
+    assert_cached(a, "t", "a1", 1);
+    assert_cached(a, "t", "a2", 0);
     kc_informer_free(a);
     env_stop(&e);
 }

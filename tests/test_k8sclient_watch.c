@@ -21,6 +21,7 @@
 /* ------------------------------------------------------------------ */
 /* Allocation failures: fail_at / live (tests/support/kc_test_alloc.h). */
 #include "kc_test_alloc.h"
+#include "kc_test_obj.h"
 
 #define STREAM_FILE "tests/data/k8sclient/watch_stream.jsonl"
 #define MAX_EV 64
@@ -344,28 +345,12 @@ static void assert_same_obj(const char *json, size_t len)
     kc_obj_opts_t full = KC_OBJ_OPTS_INIT, pre = KC_OBJ_OPTS_INIT;
     kc_obj_t *a = NULL, *b = NULL;
     kc_errbuf_t eb = {0, ""};
-    size_t la, lb;
 
     pre.prevalidated = 1;
     if (kc_obj_new(json, len, &full, &a, &eb) != 0)
         fail_msg("kc_obj_new: %s: %.*s", eb.msg, (int)len, json);
     assert_int_equal(kc_obj_new(json, len, &pre, &b, &eb), 0);
-    const char *ja = kc_obj_json(a, &la), *jb = kc_obj_json(b, &lb);
-    assert_int_equal(la, lb);
-    assert_memory_equal(ja, jb, la);
-    assert_string_equal(kc_obj_namespace(a), kc_obj_namespace(b));
-    assert_string_equal(kc_obj_name(a), kc_obj_name(b));
-    assert_string_equal(kc_obj_uid(a), kc_obj_uid(b));
-    assert_string_equal(kc_obj_resource_version(a), kc_obj_resource_version(b));
-    assert_int_equal(kc_obj_label_count(a), kc_obj_label_count(b));
-    for (size_t i = 0; i < kc_obj_label_count(a); i++) {
-        const char *ka, *va, *kb, *vb;
-        assert_int_equal(kc_obj_label_at(a, i, &ka, &va), 0);
-        assert_int_equal(kc_obj_label_at(b, i, &kb, &vb), 0);
-        assert_string_equal(ka, kb);
-        assert_string_equal(va, vb);
-    }
-    assert_int_equal(kc_obj_owner_count(a), kc_obj_owner_count(b));
+    assert_obj_same(a, b);
     kc_obj_unref(a);
     kc_obj_unref(b);
 }
