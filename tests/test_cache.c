@@ -934,7 +934,7 @@ static void test_replace_keeps_ns_index(void **state)
                 char ns[16];
                 snprintf(ns, sizeof(ns), "ns-%d", n);
                 for (size_t i = 0; i < per_ns[n]; i++) {
-                    char name[16], rv[16];
+                    char name[32], rv[32];
                     snprintf(name, sizeof(name), "o-%zu", i);
                     snprintf(rv, sizeof(rv), "%d", round);
                     kc_obj_t *o = mkobj(ns, name, rv, NULL, NULL), *old = NULL;
