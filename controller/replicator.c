@@ -4,9 +4,9 @@
  * kc_controller.h for the rules).
  *
  * One controller per kind, keyed by the SOURCE's "ns/name".  Events map to
- * source keys: a source (annotation present, or present before an update)
- * enqueues itself; a copy (managed-by label) enqueues the source named in
- * its replicated-from annotation; a namespace event enqueues every source
+ * source keys: every Secret or ConfigMap that is not one of our copies
+ * enqueues itself (it is, or may have been, a source); a copy (managed-by
+ * label) enqueues the source named in its replicated-from annotation; a namespace event enqueues every source
  * of the kind.  Reconcile computes the set of target namespaces from the
  * caches and converges: create missing copies, update differing ones
  * (PUT with the cached resourceVersion, so a concurrent replacement fails
@@ -194,8 +194,8 @@ static void index_source_name(const kc_obj_t *o, void *ud, kc_index_emit_cb emit
     }
 }
 
-/* Secret/ConfigMap event -> source keys: the object itself if it is a
- * source, the source named by a copy, and every source with the object's
+/* Secret/ConfigMap event -> source keys: the object itself unless it is
+ * one of our copies, the source named by a copy, and every source with the object's
  * name (a foreign object or another source's copy in a target namespace
  * may just have gone, freeing the name). */
 static void map_object(void *ud, kc_obj_t *obj, kc_emit_key_cb emit, void *ctx)
@@ -205,14 +205,17 @@ static void map_object(void *ud, kc_obj_t *obj, kc_emit_key_cb emit, void *ctx)
     char *v = NULL;
     kc_key_t kk;
 
-    if (kc_obj_annotation(obj, KC_REPLICATE_TO_ANNOTATION, &v) == 0) {
-        free(v);
-        v = NULL;
-        if (source_ns_allowed(k, kc_obj_namespace(obj))) {
-            kc_obj_key(obj, &kk);
-            kc_key_format(&kk, key, sizeof(key));
-            emit(ctx, key);
-        }
+    /* The object itself unless it is one of our copies, annotated or not:
+     * it is a source, or may have been one a moment ago.  The handler's
+     * events coalesce (after a pending Delete only the final state is
+     * kept: Delete(a), Add(b), Delete(b) arrives as Delete(a)), so the
+     * annotation may be missing from every object the handler is given
+     * while copies made from the state between still exist.  A key that is
+     * not a source costs its reconcile a cache lookup and an index query. */
+    if (!is_copy(obj) && source_ns_allowed(k, kc_obj_namespace(obj))) {
+        kc_obj_key(obj, &kk);
+        kc_key_format(&kk, key, sizeof(key));
+        emit(ctx, key);
     }
     if (is_ours(obj) && kc_obj_annotation(obj, KC_REPLICATED_FROM_ANNOTATION, &v) == 0) {
         if (kc_key_parse(&kk, v) == 0 && source_ns_allowed(k, kk.ns))
