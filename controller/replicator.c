@@ -202,8 +202,11 @@ static void map_object(void *ud, kc_obj_t *obj, kc_emit_key_cb emit, void *ctx)
 {
     kind_t *k = ud;
     char key[KC_KEY_STR_MAX];
-    char *v = NULL;
+    char *from = NULL;
     kc_key_t kk;
+    /* one of our copies (as is_copy decides), reading the annotation once */
+    int copy = is_ours(obj) &&
+               kc_obj_annotation(obj, KC_REPLICATED_FROM_ANNOTATION, &from) == 0;
 
     /* The object itself unless it is one of our copies, annotated or not:
      * it is a source, or may have been one a moment ago.  The handler's
@@ -212,15 +215,15 @@ static void map_object(void *ud, kc_obj_t *obj, kc_emit_key_cb emit, void *ctx)
      * annotation may be missing from every object the handler is given
      * while copies made from the state between still exist.  A key that is
      * not a source costs its reconcile a cache lookup and an index query. */
-    if (!is_copy(obj) && source_ns_allowed(k, kc_obj_namespace(obj))) {
+    if (!copy && source_ns_allowed(k, kc_obj_namespace(obj))) {
         kc_obj_key(obj, &kk);
         kc_key_format(&kk, key, sizeof(key));
         emit(ctx, key);
     }
-    if (is_ours(obj) && kc_obj_annotation(obj, KC_REPLICATED_FROM_ANNOTATION, &v) == 0) {
-        if (kc_key_parse(&kk, v) == 0 && source_ns_allowed(k, kk.ns))
-            emit(ctx, v);
-        free(v);
+    if (copy) {
+        if (kc_key_parse(&kk, from) == 0 && source_ns_allowed(k, kk.ns))
+            emit(ctx, from);
+        free(from);
     }
     kc_objlist_t l = KC_OBJLIST_INIT;
     if (kc_cache_index_query(k->cache, IDX_SOURCE_NAME, kc_obj_name(obj), &l) == 0) {
