@@ -173,6 +173,14 @@ int kc_obj_controller_ref(const kc_obj_t *o, kc_owner_ref_t *out);
  * Thread-safe. */
 int kc_obj_annotation(const kc_obj_t *o, const char *key, char **out);
 
+/* The object without the named top-level members (fields: a NULL-ended
+ * list of keys, e.g. { "data", "binaryData", NULL }), for transforms that
+ * keep only what a controller reads.  The rest of the JSON, the metadata
+ * and the accessors' answers are unchanged.  On 0, *out is a new
+ * reference: to o itself when it holds none of the fields, else to a new
+ * object.  -EINVAL, -ENOMEM.  Thread-safe. */
+int kc_obj_without_fields(kc_obj_t *o, const char *const *fields, kc_obj_t **out);
+
 /* A new cJSON tree of the whole stored object (the caller cJSON_Delete()s
  * it), or NULL when out of memory.  Thread-safe. */
 struct cJSON *kc_obj_parse(const kc_obj_t *o);

@@ -18,6 +18,7 @@
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <limits.h>
+#include <stdbool.h>
 #include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -799,6 +800,68 @@ int kc_obj_annotation(const kc_obj_t *o, const char *key, char **out)
         kc_json_obj_get(ann, key, &v) < 0 || v.type != KC_JSON_STRING)
         return KC_ENOTFOUND;
     return kc_json_str_dup(v, out);
+}
+
+static bool field_listed(kc_json_span_t key, const char *const *fields)
+{
+    for (size_t i = 0; fields[i]; i++)
+        if (kc_json_str_eq(key, fields[i]) == 1)
+            return true;
+    return false;
+}
+
+int kc_obj_without_fields(kc_obj_t *o, const char *const *fields, kc_obj_t **out)
+{
+    kc_json_span_t top = { o ? o->data + o->json_off : NULL, o ? o->json_len : 0,
+                           KC_JSON_OBJECT };
+    kc_obj_opts_t oo = KC_OBJ_OPTS_INIT;
+    kc_json_iter_t it;
+    kc_json_span_t k, v;
+    char small[8192], *buf = NULL, *w;
+    bool cut = false;
+    int rc;
+
+    if (!o || !fields || !out)
+        return -EINVAL;
+    *out = NULL;
+    /* Most objects hold none of the fields: find out before copying. */
+    kc_json_iter_init(&it, top);
+    while ((rc = kc_json_iter_next(&it, &k, &v)) == 1)
+        if (field_listed(k, fields)) {
+            cut = true;
+            break;
+        }
+    if (rc < 0)
+        return rc;   /* cannot happen: the stored JSON was validated */
+    if (!cut) {
+        *out = kc_obj_ref(o);
+        return 0;
+    }
+    /* Copy the other members, minified as they are: the result stays one
+     * validated, minified document, so kc_obj_new need not scan it again. */
+    buf = o->json_len <= sizeof(small) ? small : malloc(o->json_len);
+    if (!buf)
+        return -ENOMEM;
+    w = buf;
+    *w++ = '{';
+    kc_json_iter_init(&it, top);
+    while (kc_json_iter_next(&it, &k, &v) == 1) {
+        if (field_listed(k, fields))
+            continue;
+        if (w != buf + 1)
+            *w++ = ',';
+        size_t n = (size_t)(v.p + v.len - k.p);   /* "key":value */
+        memcpy(w, k.p, n);
+        w += n;
+    }
+    *w++ = '}';
+    oo.keep_managed_fields = 1;   /* o's own choice was made when it was built */
+    oo.max_size = (size_t)INT32_MAX;
+    oo.prevalidated = 1;
+    rc = kc_obj_new(buf, (size_t)(w - buf), &oo, out, NULL);
+    if (buf != small)
+        free(buf);
+    return rc;
 }
 
 struct cJSON *kc_obj_parse(const kc_obj_t *o)

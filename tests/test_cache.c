@@ -496,6 +496,68 @@ static void test_obj_prevalidated(void **state)
     assert_null(x);
 }
 
+/* kc_obj_without_fields: top-level members only, wherever they are; the
+ * metadata and the accessors unchanged; no copy when nothing is cut. */
+static void test_obj_without_fields(void **state)
+{
+    static const char *const payload[] = { "data", "binaryData", "stringData", NULL };
+    static const struct { const char *in, *want; } t[] = {
+        { "{\"data\":{\"k\":\"v\"},\"metadata\":{\"name\":\"n\"}}",
+          "{\"metadata\":{\"name\":\"n\"}}" },
+        { "{\"kind\":\"ConfigMap\",\"data\":{\"k\":\"v\"},\"metadata\":{\"name\":\"n\"},"
+          "\"binaryData\":{\"b\":\"AA==\"}}",
+          "{\"kind\":\"ConfigMap\",\"metadata\":{\"name\":\"n\"}}" },
+        { "{\"metadata\":{\"name\":\"n\"},\"type\":\"Opaque\",\"data\":null}",
+          "{\"metadata\":{\"name\":\"n\"},\"type\":\"Opaque\"}" },
+        /* an escaped key is the same key */
+        { "{\"metadata\":{\"name\":\"n\"},\"d\\u0061ta\":[1,{\"data\":2}],\"z\":1}",
+          "{\"metadata\":{\"name\":\"n\"},\"z\":1}" },
+    };
+    (void)state;
+    for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
+        kc_obj_t *o = NULL, *c = NULL;
+        assert_int_equal(kc_obj_new(t[i].in, strlen(t[i].in), NULL, &o, NULL), 0);
+        assert_int_equal(kc_obj_without_fields(o, payload, &c), 0);
+        assert_ptr_not_equal(c, o);
+        assert_string_equal(kc_obj_json(c, NULL), t[i].want);
+        assert_string_equal(kc_obj_name(c), "n");
+        kc_obj_unref(o);
+        kc_obj_unref(c);
+    }
+
+    /* a fixture with everything set: same metadata, labels, owners */
+    char *j = patched_fixture("core.v1.Secret.json", "team-a", "s1", "42");
+    kc_obj_t *o = NULL, *c = NULL, *again = NULL;
+    assert_int_equal(kc_obj_new(j, strlen(j), NULL, &o, NULL), 0);
+    assert_non_null(strstr(kc_obj_json(o, NULL), "\"data\":{"));
+    assert_int_equal(kc_obj_without_fields(o, payload, &c), 0);
+    assert_null(strstr(kc_obj_json(c, NULL), "\"data\":{"));
+    assert_string_equal(kc_obj_namespace(c), "team-a");
+    assert_string_equal(kc_obj_resource_version(c), "42");
+    assert_string_equal(kc_obj_uid(c), kc_obj_uid(o));
+    assert_int_equal(kc_obj_label_count(c), kc_obj_label_count(o));
+    assert_int_equal(kc_obj_owner_count(c), kc_obj_owner_count(o));
+    assert_true(kc_obj_mem_size(c) < kc_obj_mem_size(o));
+    {
+        cJSON *t0 = kc_obj_parse(o), *t1 = kc_obj_parse(c);
+        assert_non_null(t1);
+        for (int f = 0; payload[f]; f++)
+            cJSON_DeleteItemFromObjectCaseSensitive(t0, payload[f]);
+        assert_true(cJSON_Compare(t0, t1, 1));
+        cJSON_Delete(t0);
+        cJSON_Delete(t1);
+    }
+    /* nothing left to cut: the same object, one more reference */
+    assert_int_equal(kc_obj_without_fields(c, payload, &again), 0);
+    assert_ptr_equal(again, c);
+    kc_obj_unref(again);
+    kc_obj_unref(c);
+    kc_obj_unref(o);
+    cJSON_free(j);
+
+    assert_int_equal(kc_obj_without_fields(NULL, payload, &c), -EINVAL);
+}
+
 static void test_obj_errors(void **state)
 {
     static const struct { const char *json; int rc; const char *msg; } t[] = {
@@ -1352,6 +1414,7 @@ int main(void)
         cmocka_unit_test(test_obj_managed_fields_positions),
         cmocka_unit_test(test_obj_errors),
         cmocka_unit_test(test_obj_prevalidated),
+        cmocka_unit_test(test_obj_without_fields),
         cmocka_unit_test(test_cache_basic),
         cmocka_unit_test(test_cache_opts),
         cmocka_unit_test(test_cache_scope),
