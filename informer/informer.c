@@ -275,6 +275,7 @@ static int make_obj(kc_informer_t *inf, const char *json, size_t len, int preval
     /* validated once: by the watch decoder or the page's scan, which also
      * found the bytes minified (kc_obj_opts_t.prevalidated) */
     oo.prevalidated = prevalidated;
+    oo.pack_min = inf->o.pack_min;
     rc = kc_obj_new(json, len, &oo, &obj, eb);
     if (rc != 0)
         return rc;
@@ -816,7 +817,7 @@ static int pipe_push(wpipe_t *p, int type, size_t line_no, kc_obj_t *obj, char *
     size_t len;
     int err;
 
-    kc_obj_json(obj, &len);
+    len = kc_obj_json_len(obj);
     kc__mu_lock(&p->mu);
     while (p->err == 0 && (p->n >= PIPE_MAX || (p->n > 0 && p->bytes + len > PIPE_BYTES))) {
         pthread_cond_signal(&p->work); /* ends a nap: the queue is full */
