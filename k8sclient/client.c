@@ -1230,8 +1230,14 @@ static void set_common_opts(kc_client_t *c, CURL *e, const cred_t *cr, char *err
         curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 2L);
     }
     if (cfg->ca.data) {
+        /* The kubeconfig's CA is the only trust anchor, as for client-go.
+         * The blob replaces libcurl's default CA file, but not its default
+         * CA directory: Debian's libcurl4 (what libkcache.so links) is
+         * built with /etc/ssl/certs, and would otherwise also trust every
+         * public CA there for the API server's name. */
         struct curl_blob b = {cfg->ca.data, cfg->ca.len, CURL_BLOB_NOCOPY};
         curl_easy_setopt(e, CURLOPT_CAINFO_BLOB, &b);
+        curl_easy_setopt(e, CURLOPT_CAPATH, NULL);
     }
     if (c->connect_to)
         curl_easy_setopt(e, CURLOPT_CONNECT_TO, c->connect_to);
