@@ -3,7 +3,10 @@
  * newline-terminated JSON events.  Each watcher keeps a position (the last
  * revision it has considered) in the global history and pulls the events
  * after it; every object is serialised once, when it is stored, and the
- * same bytes are copied into each watcher's TLS stream.  Selector
+ * same bytes are copied into each watcher's TLS stream.  A backlog can also
+ * be rendered ahead (fa_watch_prerender_all, bench_server's burst): the
+ * same bytes in one block that pump then hands over in slices by
+ * reference, the watcher's position already past them.  Selector
  * transitions follow the real cacher: starts matching -> ADDED, stops
  * matching -> DELETED with the previous content at the event's revision.
  *
