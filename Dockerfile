@@ -22,7 +22,7 @@ RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
         build-essential pkg-config make \
         libcurl4-openssl-dev libcjson-dev libyaml-dev libssl-dev libevent-dev \
-        libnghttp2-dev zlib1g-dev dpkg-dev \
+        libnghttp2-dev zlib1g-dev liblz4-dev dpkg-dev \
         libcmocka-dev openssl python3 python3-kubernetes \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src

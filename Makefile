@@ -46,7 +46,7 @@ ALL_CFLAGS = $(KC_CFLAGS) $(PKG_CFLAGS) $(CFLAGS)
 # (PKG_LIBS).
 DEPS_DIR := build/deps
 CURL_LIB := $(DEPS_DIR)/curl/lib/libcurl.a
-STATIC_DEP_LIBS := -lnghttp2 -levent_openssl -levent_pthreads -levent -lyaml -lssl -lcrypto -lz
+STATIC_DEP_LIBS := -lnghttp2 -levent_openssl -levent_pthreads -levent -lyaml -lssl -lcrypto -lz -llz4
 LIBS = $(CURL_LIB) -Wl,-Bstatic $(STATIC_DEP_LIBS) -Wl,-Bdynamic \
 	-Wl,--as-needed -lcjson -lcmocka -Wl,--no-as-needed -pthread
 

@@ -352,7 +352,7 @@ static void bytes_per_object(const char *file, int keep_mf, size_t n)
         kc_obj_t *o = NULL;
         if (kc_obj_new(j, strlen(j), &oo, &o, NULL) != 0)
             exit(1);
-        kc_obj_json(o, &stored);
+        stored = kc_obj_json_len(o);
         kc_cache_add(c, o);
         kc_obj_unref(o);
         cJSON_free(j);

@@ -16,9 +16,13 @@
  *   ns \0 name \0 uid \0 rv \0
  *   labels:  (key \0 value \0) * nlabels
  *   owners:  (apiVersion \0 kind \0 name \0 uid \0 flags-byte) * nowners
- *   json \0
- * Offsets are from data.  Everything but refs is written once, before the
- * object is published, and never changes. */
+ *   json \0                          (unpacked)
+ *   or, KC__OBJ_PACKED: padding to 8, then a kc__packed_t and the LZ4
+ *   block of the json (json_len bytes once decompressed)
+ * Offsets are from data.  Everything but refs and kc__packed_t.unpacked is
+ * written once, before the object is published, and never changes;
+ * unpacked goes once from NULL to the decompressed JSON (compare-and-swap)
+ * and is freed with the object. */
 struct kc_obj {
     atomic_uint refs;
     uint32_t json_len;
@@ -33,7 +37,14 @@ struct kc_obj {
 /* Bytes before data[] (sizeof may add tail padding we do not need). */
 #define KC__OBJ_HDR offsetof(struct kc_obj, data)
 
+typedef struct kc__packed {
+    _Atomic(char *) unpacked;   /* NULL until kc_obj_json needs the JSON */
+    uint32_t packed_len;        /* bytes of the LZ4 block that follows */
+    char block[];
+} kc__packed_t;
+
 #define KC__OBJ_DELETING 1u
+#define KC__OBJ_PACKED 2u
 #define KC__OWNER_CONTROLLER 1u
 #define KC__OWNER_BLOCK 2u
 

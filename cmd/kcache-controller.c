@@ -348,6 +348,9 @@ int main(int argc, char **argv)
            kc_config_server(cfg));
 
     io.log = log;
+    /* the factory serves only the replicator: other objects' data is never
+     * read, so it is not kept (kc_replicator_transform) */
+    io.transform = kc_replicator_transform;
     rc = kc_informer_factory_new(client, &io, &fac);
     if (rc != 0) {
         kc_log(&log, KC_LOG_ERROR, "main", "informer factory: %s", kc_strerror(rc));

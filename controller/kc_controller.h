@@ -504,6 +504,15 @@ int kc_replicator_add_to(kc_replicator_t *r, kc_manager_t *m);
 /* Free; after the manager that runs its controllers was freed (or, if
  * never added, frees the controllers too).  NULL accepted. */
 void kc_replicator_free(kc_replicator_t *r);
+/* A kc_transform_cb for the informer factory that serves the replicator
+ * (kc_informer_opts_t.transform; ud unused): sources (replicate-to
+ * annotation) and the replicator's copies are stored whole; every other
+ * object loses its top-level data, binaryData and stringData, which the
+ * replicator never reads, so a cluster's Secrets are not all held in
+ * memory.  Objects without those fields (Namespaces) pass unchanged.  Set
+ * it only when no other controller sharing the factory reads the data of
+ * Secrets or ConfigMaps; kcache-controller sets it.  Thread-safe. */
+int kc_replicator_transform(void *ud, struct kc_obj *in, struct kc_obj **out);
 /* Does namespace ns match the annotation value (comma-separated names and
  * globs, blanks around items ignored)?  Thread-safe. */
 bool kc_replicator_match(const char *annotation, const char *ns);

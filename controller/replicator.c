@@ -19,6 +19,12 @@
  * replicated-from == this source's key.  So two sources with the same name
  * in different namespaces never touch each other's copies.
  *
+ * What the caches keep: kc_replicator_transform, the factory's transform
+ * in kcache-controller, keeps sources and copies whole and only the
+ * metadata of every other Secret and ConfigMap (their data is never read,
+ * so it is neither held in memory nor kept alive in a core dump).  An
+ * object that becomes a source arrives whole in its watch event.
+ *
  * Caches get two indexes (added before the informers start): "kcache-copy-of"
  * (replicated-from value of our copies) and "kcache-source" ("1" for
  * objects carrying the replicate-to annotation).
@@ -149,6 +155,24 @@ static bool is_copy(const kc_obj_t *o)
         return false;
     free(from);
     return true;
+}
+
+/* ------------------------------------------------------------------ */
+/* what the caches keep                                                 */
+
+int kc_replicator_transform(void *ud, kc_obj_t *in, kc_obj_t **out)
+{
+    static const char *const payload[] = { "data", "binaryData", "stringData", NULL };
+    char *to = NULL;
+
+    (void)ud;
+    /* Sources are copied and copies compared: both are kept whole. */
+    if (is_copy(in) || kc_obj_annotation(in, KC_REPLICATE_TO_ANNOTATION, &to) == 0) {
+        free(to);
+        *out = kc_obj_ref(in);
+        return 0;
+    }
+    return kc_obj_without_fields(in, payload, out);
 }
 
 /* ------------------------------------------------------------------ */

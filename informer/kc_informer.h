@@ -130,11 +130,14 @@ typedef struct kc_informer_opts {
     size_t handler_backlog_max;      /* pending keys per handler; 65536 */
     uint64_t seed;                   /* jitter seed; 0: from clock+address */
     kc_logger_t log;
+    size_t pack_min;                 /* kc_obj_opts_t.pack_min of the stored
+                                      * objects: JSON of this many bytes or
+                                      * more kept compressed; 2048; 0: never */
 } kc_informer_opts_t;
 
 #define KC_INFORMER_OPTS_INIT                                                \
     { NULL, NULL, NULL, NULL, 500, 0.0, 0, 60000, 800, 30000, 120000, 300,   \
-      600, NULL, 0, NULL, NULL, 65536, 0, KC_LOGGER_INIT }
+      600, NULL, 0, NULL, NULL, 65536, 0, KC_LOGGER_INIT, KC_OBJ_PACK_MIN_DEFAULT }
 
 /* ----------------------------------------------------------------- state */
 

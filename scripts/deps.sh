@@ -9,7 +9,7 @@ out=${1:?usage: deps.sh OUT.mk}
 mods=(libcurl:libcurl4-openssl-dev libcjson:libcjson-dev yaml-0.1:libyaml-dev
       openssl:libssl-dev libevent:libevent-dev libevent_openssl:libevent-dev
       libevent_pthreads:libevent-dev cmocka:libcmocka-dev
-      libnghttp2:libnghttp2-dev zlib:zlib1g-dev)
+      libnghttp2:libnghttp2-dev zlib:zlib1g-dev liblz4:liblz4-dev)
 # commands the build and the tests use -> Debian package (dpkg-source
 # unpacks the curl source package, scripts/build-curl.sh)
 cmds=(pkg-config:pkg-config timeout:coreutils openssl:openssl python3:python3

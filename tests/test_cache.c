@@ -9,6 +9,7 @@
 
 #include <cjson/cJSON.h>
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -494,6 +495,202 @@ static void test_obj_prevalidated(void **state)
     assert_int_equal(kc_obj_new(badmd, strlen(badmd), &pre, &x, &e2), KC_EPARSE);
     assert_non_null(strstr(e2.msg, "metadata: expected object, got array"));
     assert_null(x);
+}
+
+/* kc_obj_without_fields: top-level members only, wherever they are; the
+ * metadata and the accessors unchanged; no copy when nothing is cut. */
+static void test_obj_without_fields(void **state)
+{
+    static const char *const payload[] = { "data", "binaryData", "stringData", NULL };
+    static const struct { const char *in, *want; } t[] = {
+        { "{\"data\":{\"k\":\"v\"},\"metadata\":{\"name\":\"n\"}}",
+          "{\"metadata\":{\"name\":\"n\"}}" },
+        { "{\"kind\":\"ConfigMap\",\"data\":{\"k\":\"v\"},\"metadata\":{\"name\":\"n\"},"
+          "\"binaryData\":{\"b\":\"AA==\"}}",
+          "{\"kind\":\"ConfigMap\",\"metadata\":{\"name\":\"n\"}}" },
+        { "{\"metadata\":{\"name\":\"n\"},\"type\":\"Opaque\",\"data\":null}",
+          "{\"metadata\":{\"name\":\"n\"},\"type\":\"Opaque\"}" },
+        /* an escaped key is the same key */
+        { "{\"metadata\":{\"name\":\"n\"},\"d\\u0061ta\":[1,{\"data\":2}],\"z\":1}",
+          "{\"metadata\":{\"name\":\"n\"},\"z\":1}" },
+    };
+    (void)state;
+    for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
+        kc_obj_t *o = NULL, *c = NULL;
+        assert_int_equal(kc_obj_new(t[i].in, strlen(t[i].in), NULL, &o, NULL), 0);
+        assert_int_equal(kc_obj_without_fields(o, payload, &c), 0);
+        assert_ptr_not_equal(c, o);
+        assert_string_equal(kc_obj_json(c, NULL), t[i].want);
+        assert_string_equal(kc_obj_name(c), "n");
+        kc_obj_unref(o);
+        kc_obj_unref(c);
+    }
+
+    /* a fixture with everything set: same metadata, labels, owners */
+    char *j = patched_fixture("core.v1.Secret.json", "team-a", "s1", "42");
+    kc_obj_t *o = NULL, *c = NULL, *again = NULL;
+    assert_int_equal(kc_obj_new(j, strlen(j), NULL, &o, NULL), 0);
+    assert_non_null(strstr(kc_obj_json(o, NULL), "\"data\":{"));
+    assert_int_equal(kc_obj_without_fields(o, payload, &c), 0);
+    assert_null(strstr(kc_obj_json(c, NULL), "\"data\":{"));
+    assert_string_equal(kc_obj_namespace(c), "team-a");
+    assert_string_equal(kc_obj_resource_version(c), "42");
+    assert_string_equal(kc_obj_uid(c), kc_obj_uid(o));
+    assert_int_equal(kc_obj_label_count(c), kc_obj_label_count(o));
+    assert_int_equal(kc_obj_owner_count(c), kc_obj_owner_count(o));
+    assert_true(kc_obj_mem_size(c) < kc_obj_mem_size(o));
+    {
+        cJSON *t0 = kc_obj_parse(o), *t1 = kc_obj_parse(c);
+        assert_non_null(t1);
+        for (int f = 0; payload[f]; f++)
+            cJSON_DeleteItemFromObjectCaseSensitive(t0, payload[f]);
+        assert_true(cJSON_Compare(t0, t1, 1));
+        cJSON_Delete(t0);
+        cJSON_Delete(t1);
+    }
+    /* nothing left to cut: the same object, one more reference */
+    assert_int_equal(kc_obj_without_fields(c, payload, &again), 0);
+    assert_ptr_equal(again, c);
+    kc_obj_unref(again);
+    kc_obj_unref(c);
+    kc_obj_unref(o);
+    cJSON_free(j);
+
+    assert_int_equal(kc_obj_without_fields(NULL, payload, &c), -EINVAL);
+}
+
+/* kc_obj_opts_t.pack_min: a large object is kept LZ4-compressed and reads
+ * back byte for byte; small or incompressible ones are stored as they are;
+ * the first kc_obj_json unpacks once, for every thread at once. */
+typedef struct unpack_race {
+    kc_obj_t *o;
+    pthread_barrier_t *go;
+    const char *seen;
+} unpack_race_t;
+
+static void *unpack_racer(void *arg)
+{
+    unpack_race_t *r = arg;
+
+    pthread_barrier_wait(r->go);
+    r->seen = kc_obj_json(r->o, NULL);
+    return NULL;
+}
+
+static void test_obj_packed(void **state)
+{
+    (void)state;
+    char *j = patched_fixture("core.v1.Pod.json", "team-a", "web-1", "7");
+    size_t len = strlen(j);
+    kc_obj_opts_t plain = KC_OBJ_OPTS_INIT, pre = KC_OBJ_OPTS_INIT;
+    kc_obj_t *p = NULL, *u = NULL, *q = NULL;
+    char *a1 = NULL, *a2 = NULL;
+
+    plain.pack_min = 0;
+    assert_int_equal(kc_obj_new(j, len, NULL, &p, NULL), 0);   /* the default packs */
+    assert_int_equal(kc_obj_new(j, len, &plain, &u, NULL), 0);
+    assert_true(kc_obj_packed(p));
+    assert_false(kc_obj_packed(u));
+    assert_int_equal(kc_obj_json_len(p), kc_obj_json_len(u));
+    /* the real Pod (every field set) packs to well under half */
+    size_t packed_size = kc_obj_mem_size(p);
+    assert_true(packed_size * 2 < kc_obj_mem_size(u));
+    /* metadata, annotations and cJSON trees without unpacking */
+    assert_int_equal(kc_obj_annotation(p, "annotationsKey", &a1), 0);
+    assert_int_equal(kc_obj_annotation(u, "annotationsKey", &a2), 0);
+    assert_string_equal(a1, a2);
+    {
+        cJSON *tp = kc_obj_parse(p), *tu = kc_obj_parse(u);
+        assert_non_null(tp);
+        assert_true(cJSON_Compare(tp, tu, 1));
+        cJSON_Delete(tp);
+        cJSON_Delete(tu);
+    }
+    {
+        static const char *const spec[] = { "spec", NULL };
+        kc_obj_t *wp = NULL, *wu = NULL;
+        assert_int_equal(kc_obj_without_fields(p, spec, &wp), 0);
+        assert_int_equal(kc_obj_without_fields(u, spec, &wu), 0);
+        assert_obj_same(wp, wu);
+        kc_obj_unref(wp);
+        kc_obj_unref(wu);
+    }
+    assert_int_equal(kc_obj_mem_size(p), packed_size);   /* still packed only */
+    /* kc_obj_json: the same bytes, unpacked once and kept (and counted) */
+    assert_obj_same(p, u);
+    const char *first = kc_obj_json(p, NULL);
+    assert_ptr_equal(kc_obj_json(p, NULL), first);
+    assert_true(kc_obj_mem_size(p) > packed_size + kc_obj_json_len(p));
+
+    /* prevalidated bytes pack the same */
+    char *min = malloc(len);
+    size_t mlen = 0;
+    kc_json_span_t doc;
+    assert_non_null(min);
+    assert_int_equal(kc_json_parse_doc_minify(j, len, min, &mlen, &doc, NULL), 0);
+    pre.prevalidated = 1;
+    assert_int_equal(kc_obj_new(min, mlen, &pre, &q, NULL), 0);
+    assert_true(kc_obj_packed(q));
+    assert_obj_same(q, u);
+    kc_obj_unref(q);
+
+    /* every thread asking at once gets the one copy */
+    {
+        enum { N = 8 };
+        pthread_t t[N];
+        pthread_barrier_t go;
+        unpack_race_t r[N];
+        assert_int_equal(kc_obj_new(min, mlen, &pre, &q, NULL), 0);
+        pthread_barrier_init(&go, NULL, N);
+        for (int i = 0; i < N; i++) {
+            r[i] = (unpack_race_t){ q, &go, NULL };
+            assert_int_equal(pthread_create(&t[i], NULL, unpack_racer, &r[i]), 0);
+        }
+        for (int i = 0; i < N; i++)
+            pthread_join(t[i], NULL);
+        pthread_barrier_destroy(&go);
+        for (int i = 0; i < N; i++) {
+            assert_non_null(r[i].seen);
+            assert_ptr_equal(r[i].seen, r[0].seen);
+        }
+        assert_string_equal(r[0].seen, kc_obj_json(u, NULL));
+        kc_obj_unref(q);
+    }
+    free(min);
+
+    /* below pack_min, or not worth it: stored as it is */
+    const char *small = "{\"metadata\":{\"name\":\"s\"},\"data\":{\"k\":\"vvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvv\"}}";
+    kc_obj_opts_t tiny = KC_OBJ_OPTS_INIT;
+    tiny.pack_min = 16;
+    assert_int_equal(kc_obj_new(small, strlen(small), NULL, &q, NULL), 0);
+    assert_false(kc_obj_packed(q));
+    kc_obj_unref(q);
+    assert_int_equal(kc_obj_new(small, strlen(small), &tiny, &q, NULL), 0);
+    assert_true(kc_obj_packed(q));   /* the repeated v's pack */
+    assert_string_equal(kc_obj_json(q, NULL), small);
+    kc_obj_unref(q);
+    {
+        /* 4 KiB of pseudo-random base64: LZ4 saves nothing worth keeping */
+        char *rnd = malloc(4200);
+        uint64_t x = 88172645463325252ull;
+        int w = snprintf(rnd, 4200, "{\"metadata\":{\"name\":\"r\"},\"data\":{\"k\":\"");
+        for (int i = 0; i < 4096; i++) {
+            x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+            rnd[w++] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"[x & 63];
+        }
+        w += snprintf(rnd + w, 4200 - (size_t)w, "\"}}");
+        assert_int_equal(kc_obj_new(rnd, (size_t)w, NULL, &q, NULL), 0);
+        assert_false(kc_obj_packed(q));
+        assert_memory_equal(kc_obj_json(q, NULL), rnd, (size_t)w);
+        kc_obj_unref(q);
+        free(rnd);
+    }
+
+    free(a1);
+    free(a2);
+    kc_obj_unref(p);
+    kc_obj_unref(u);
+    cJSON_free(j);
 }
 
 static void test_obj_errors(void **state)
@@ -1352,6 +1549,8 @@ int main(void)
         cmocka_unit_test(test_obj_managed_fields_positions),
         cmocka_unit_test(test_obj_errors),
         cmocka_unit_test(test_obj_prevalidated),
+        cmocka_unit_test(test_obj_without_fields),
+        cmocka_unit_test(test_obj_packed),
         cmocka_unit_test(test_cache_basic),
         cmocka_unit_test(test_cache_opts),
         cmocka_unit_test(test_cache_scope),

@@ -255,6 +255,7 @@ static void env_up(env_t *e)
     assert_int_equal(kc_config_load(&co, &e->cfg, &eb), 0);
     assert_int_equal(kc_client_new(e->cfg, NULL, &e->client, &eb), 0);
     assert_int_equal(kc_metrics_new(&e->metrics), 0);
+    io.transform = kc_replicator_transform;   /* as kcache-controller runs it */
     assert_int_equal(kc_informer_factory_new(e->client, &io, &e->fac), 0);
     ro.client = e->client;
     ro.informers = e->fac;
@@ -289,6 +290,22 @@ static void env_down(env_t *e)
     kc_fakeapi_free(e->fa);
     unlink(e->kubeconfig);
     rmdir(e->dir);
+}
+
+/* What the replicator's cache holds for ns/name: 1 whole (with "data"),
+ * 0 without its data, -1 not cached (yet). */
+static int cached_whole(env_t *e, const kc_resource_t *res, const char *ns, const char *name)
+{
+    kc_informer_t *inf = NULL;
+    kc_obj_t *o = NULL;
+    int whole;
+
+    assert_int_equal(kc_informer_factory_get(e->fac, res, NULL, NULL, NULL, &inf), 0);
+    if (kc_cache_get_nsname(kc_informer_cache(inf), ns, name, &o) != 0)
+        return -1;
+    whole = strstr(kc_obj_json(o, NULL), "\"data\":{") != NULL;
+    kc_obj_unref(o);
+    return whole;
 }
 
 static void test_match(void **state)
@@ -363,6 +380,13 @@ static void test_replicator_end_to_end(void **state)
         cJSON_Delete(o);
     }
 
+    /* kc_replicator_transform: the source and its copies are cached whole,
+     * the foreign object (neither) without its data */
+    assert_int_equal(cached_whole(&e, &kc_res_secrets, "src", "tls"), 1);
+    WAIT_FOR(cached_whole(&e, &kc_res_secrets, "team-a", "tls") == 1, 10000);
+    assert_int_equal(cached_whole(&e, &kc_res_secrets, "team-c", "tls"), 0);
+    assert_int_equal(cached_whole(&e, &kc_res_configmaps, "src", "shared"), 1);
+
     /* the foreign object is left alone; the conflict is reported */
     WAIT_FOR(kc_fakeapi_count(e.fa, "events", "team-c") >= 1, 10000);
     {
@@ -424,6 +448,19 @@ static void test_replicator_end_to_end(void **state)
     foreign_after = NULL;
     assert_int_equal(kc_fakeapi_get_json(e.fa, "secrets", "team-c", "tls", &foreign_after), 0);
     assert_string_equal(foreign_before, foreign_after);
+
+    /* an object cached without its data becomes a source: its watch event
+     * brings it whole, and the copy carries the data */
+    apply(&e, "configmaps",
+          "{\"apiVersion\":\"v1\",\"kind\":\"ConfigMap\",\"metadata\":{\"name\":\"late\","
+          "\"namespace\":\"src\"},\"data\":{\"k\":\"late\"}}");
+    WAIT_FOR(cached_whole(&e, &kc_res_configmaps, "src", "late") == 0, 10000);
+    apply(&e, "configmaps",
+          "{\"apiVersion\":\"v1\",\"kind\":\"ConfigMap\",\"metadata\":{\"name\":\"late\","
+          "\"namespace\":\"src\",\"annotations\":{\"kcache.io/replicate-to\":\"team-b\"}},"
+          "\"data\":{\"k\":\"late\"}}");
+    WAIT_FOR(copy_is(&e, "configmaps", "team-b", "late", "src/late", "k", "late"), 10000);
+    assert_int_equal(cached_whole(&e, &kc_res_configmaps, "src", "late"), 1);
 
     /* the standing conflict (re-checked every 500 ms here) was reported once */
     assert_int_equal(kc_fakeapi_count(e.fa, "events", "team-c"), 1);
