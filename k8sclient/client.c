@@ -82,6 +82,7 @@
 #define MAX_IDLE_EASY 64
 #define QUEUE_MAX (1u << 20)
 #define CHUNK_SIZE (64u << 10)
+#define SPARE_MAX 4            /* drained chunks a busy transfer keeps for reuse */
 #define MAX_ERROR_BODY (64u << 10)
 #define EXEC_TIMEOUT_MS 60000
 #define EXEC_EXPIRY_LEEWAY_S 5.0
@@ -765,7 +766,8 @@ typedef struct xfer {
     pthread_cond_t cv;
     chunk_t *head;             /* protected by mu: bytes not yet taken by the caller */
     chunk_t *tail;             /* protected by mu */
-    chunk_t *spare;            /* protected by mu: one drained chunk kept for reuse */
+    chunk_t *spare;            /* protected by mu: drained chunks kept for reuse */
+    size_t nspare;             /* protected by mu: how many (at most SPARE_MAX) */
     size_t queued;             /* protected by mu: bytes in head..tail */
     long code;                 /* protected by mu: response code of the queued bytes */
     int paused;                /* protected by mu: the write callback returned PAUSE */
@@ -1066,7 +1068,8 @@ static size_t on_write(char *p, size_t size, size_t nmemb, void *ud)
     if (ch == NULL || ch->cap - ch->len < n) {
         if (x->spare && x->spare->cap >= n) {
             ch = x->spare;
-            x->spare = NULL;
+            x->spare = ch->next;
+            x->nspare--;
         } else {
             size_t cap = n > CHUNK_SIZE ? n : CHUNK_SIZE;
             ch = malloc(sizeof(*ch) + cap);
@@ -1272,9 +1275,12 @@ static void set_common_opts(kc_client_t *c, CURL *e, const cred_t *cr, char *err
 }
 
 /* Caller thread: wait (in slices, so cancel and the idle guard are looked
- * at) until x has bytes or is done. mu held. */
-static void xfer_wait(xfer_t *x)
+ * at) until x has bytes or is done. mu held.  Returns ETIMEDOUT when a
+ * whole slice passed without a signal. */
+static int xfer_wait(xfer_t *x)
 {
+    int rc;
+
     struct timespec ts;
 
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -1284,8 +1290,9 @@ static void xfer_wait(xfer_t *x)
         ts.tv_nsec -= 1000000000L;
     }
     x->waiting = 1;
-    pthread_cond_timedwait(&x->cv, &x->mu, &ts);
+    rc = pthread_cond_timedwait(&x->cv, &x->mu, &ts);
     x->waiting = 0;
+    return rc;
 }
 
 /* Caller thread: run x on the hub until it is done, feeding its bytes to
@@ -1302,7 +1309,7 @@ static int xfer_run(kc_client_t *c, xfer_t *x, const req_t *rq, sink_t *s, int *
     int gave_up = 0;
 
     for (;;) {
-        chunk_t *ch;
+        chunk_t *ch, *idle_spares = NULL;
         int done, resume = 0;
 
         lock(&x->mu);
@@ -1323,7 +1330,13 @@ static int xfer_run(kc_client_t *c, xfer_t *x, const req_t *rq, sink_t *s, int *
                     continue;
                 }
             }
-            xfer_wait(x);
+            if (xfer_wait(x) == ETIMEDOUT && x->nspare > 1 && idle_spares == NULL) {
+                /* quiet for a slice: an idle watch keeps one chunk, as
+                 * little memory as before the spares */
+                idle_spares = x->spare->next;
+                x->spare->next = NULL;
+                x->nspare = 1;
+            }
         }
         ch = x->head;
         x->head = x->tail = NULL;
@@ -1335,6 +1348,7 @@ static int xfer_run(kc_client_t *c, xfer_t *x, const req_t *rq, sink_t *s, int *
             resume = 1;
         }
         unlock(&x->mu);
+        chunks_free(idle_spares);
         if (resume) {
             drained_ns = kc_now_ns();
             hub_request(c, x, WANT_RESUME);
@@ -1354,18 +1368,20 @@ static int xfer_run(kc_client_t *c, xfer_t *x, const req_t *rq, sink_t *s, int *
             unlock(&x->mu);
             hub_request(c, x, WANT_ABORT);
         }
-        /* keep one drained chunk for the hub to fill again */
+        /* keep drained chunks for the hub to fill again: a chunk freed
+         * here and allocated again on the hub costs the allocator's trim
+         * (madvise) and a page fault per page on a busy stream */
         if (ch) {
-            chunk_t *rest = ch->next;
-            ch->next = NULL;
             lock(&x->mu);
-            if (x->spare == NULL) {
+            while (ch && x->nspare < SPARE_MAX) {
+                chunk_t *next = ch->next;
+                ch->next = x->spare;
                 x->spare = ch;
-                ch = NULL;
+                x->nspare++;
+                ch = next;
             }
             unlock(&x->mu);
-            free(ch);
-            chunks_free(rest);
+            chunks_free(ch);
         }
         /* the hub sets done after its last byte: all were taken above */
         if (done)

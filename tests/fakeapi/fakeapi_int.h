@@ -356,6 +356,9 @@ void fa_http_restart(fa_server_t *s);
 void fa_watch_start(fa_server_t *s, struct evhttp_request *req, const fa_res_t *r,
                     const char *ns, struct evkeyvalq *q);
 void fa_watch_pump_all(fa_server_t *s);
+/* Render every plain watcher's backlog ahead of streaming (bench_server's
+ * burst); watch.c. */
+void fa_watch_prerender_all(fa_server_t *s);
 void fa_watch_close_all(fa_server_t *s, int abrupt);
 
 /* table.c: a meta.k8s.io/v1 Table of objs (new string) */

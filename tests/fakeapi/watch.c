@@ -3,7 +3,10 @@
  * newline-terminated JSON events.  Each watcher keeps a position (the last
  * revision it has considered) in the global history and pulls the events
  * after it; every object is serialised once, when it is stored, and the
- * same bytes are copied into each watcher's TLS stream.  Selector
+ * same bytes are copied into each watcher's TLS stream.  A backlog can also
+ * be rendered ahead (fa_watch_prerender_all, bench_server's burst): the
+ * same bytes in one block that pump then hands over in slices by
+ * reference, the watcher's position already past them.  Selector
  * transitions follow the real cacher: starts matching -> ADDED, stops
  * matching -> DELETED with the previous content at the event's revision.
  *
@@ -50,8 +53,33 @@ struct fa_watcher {
     int ending;                  /* end the stream after the current chunk */
     int cutting;
     struct event *timeout_ev, *pre_ev, *bm_ev, *stall_ev, *cut_ev;
+    struct fa_rendered *rendered;  /* backlog rendered ahead (fa_watch_prerender_all) */
+    size_t rendered_off;         /* its bytes already handed to the connection */
     fa_watcher_t *prev, *next;
 };
+
+/* A watcher's backlog rendered ahead of streaming (fa_watch_prerender_all):
+ * the exact bytes pump would write for those events, one contiguous block
+ * that pump hands to the connection slice by slice by reference (no copy);
+ * each slice holds a reference until libevent has written it. */
+typedef struct fa_rendered {
+    int refs;                    /* loop thread only */
+    size_t len;
+    char data[];
+} fa_rendered_t;
+
+static void rendered_unref(fa_rendered_t *r)
+{
+    if (r && --r->refs == 0)
+        free(r);
+}
+
+static void rendered_slice_done(const void *data, size_t len, void *arg)
+{
+    (void)data;
+    (void)len;
+    rendered_unref(arg);
+}
 
 static void unlink_free(fa_watcher_t *w)
 {
@@ -74,6 +102,7 @@ static void unlink_free(fa_watcher_t *w)
         event_free(w->stall_ev);
     if (w->cut_ev)
         event_free(w->cut_ev);
+    rendered_unref(w->rendered);
     fa_objv_free(&w->init);
     fa_selector_free(&w->sel);
     free(w->ns);
@@ -275,6 +304,68 @@ static int event_fault(fa_watcher_t *w, struct evbuffer *b, int type, fa_obj_t *
     return 0;
 }
 
+/* What history event e means to watcher w: the object to send and its
+ * event type (*type), or NULL when w is not told about it. */
+static fa_obj_t *pick(fa_watcher_t *w, fa_event_t *e, int *type)
+{
+    if (e->res != w->r)
+        return NULL;
+    int cur = ns_ok(w, e->obj) && fa_selector_match(&w->sel, e->obj);
+    int prev = e->prev && ns_ok(w, e->prev) && fa_selector_match(&w->sel, e->prev);
+    if (e->type == FA_ADDED) {
+        *type = FA_ADDED;
+        return cur ? e->obj : NULL;
+    }
+    if (e->type == FA_DELETED) {
+        *type = FA_DELETED;
+        return prev || cur ? e->obj : NULL;
+    }
+    if (cur) {
+        *type = prev ? FA_MODIFIED : FA_ADDED;
+        return e->obj;
+    }
+    *type = FA_DELETED;
+    return prev ? prev_at_rv(e) : NULL;
+}
+
+/* Hand the next slices of w's rendered backlog to its connection, up to
+ * FA_WATCH_HIGH bytes queued, each slice ending at an event's newline (one
+ * chunk per slice, as pump makes them).  Returns 1 while some is left. */
+static int send_rendered(fa_watcher_t *w)
+{
+    fa_rendered_t *r = w->rendered;
+    size_t out = evbuffer_get_length(conn_output(w));
+
+    while (r != NULL && out < FA_WATCH_HIGH) {
+        const char *p = r->data + w->rendered_off;
+        size_t left = r->len - w->rendered_off, n = left;
+        if (n > FA_WATCH_HIGH - out) {
+            const char *nl = memrchr(p, '\n', FA_WATCH_HIGH - out);
+            if (nl == NULL) /* one event longer than the room: all of it */
+                nl = memchr(p + (FA_WATCH_HIGH - out), '\n', left - (FA_WATCH_HIGH - out));
+            n = nl ? (size_t)(nl - p) + 1 : left;
+        }
+        struct evbuffer *b = evbuffer_new();
+        if (!b)
+            return 1;
+        r->refs++;
+        if (evbuffer_add_reference(b, p, n, rendered_slice_done, r) != 0) {
+            r->refs--;
+            evbuffer_free(b);
+            return 1;
+        }
+        evhttp_send_reply_chunk_with_cb(w->req, b, drain_cb, w);
+        evbuffer_free(b);
+        out += n;
+        w->rendered_off += n;
+        if (w->rendered_off == r->len) {
+            rendered_unref(r);
+            w->rendered = r = NULL;
+        }
+    }
+    return r != NULL;
+}
+
 static void pump(fa_watcher_t *w)
 {
     fa_server_t *s = w->s;
@@ -284,6 +375,8 @@ static void pump(fa_watcher_t *w)
 
     if (w->stalled || w->cutting)
         return;
+    if (w->rendered && send_rendered(w))
+        return; /* the rest when the connection has drained */
     if (w->init_i >= w->init.n && !w->end_bookmark_pending && w->pos < st->compacted_rv) {
         /* fell out of the history window: the client must re-watch */
         end_stream(w);
@@ -318,26 +411,11 @@ static void pump(fa_watcher_t *w)
         if (idx >= st->hcount)
             break;
         fa_event_t *e = fa_hist_at(st, idx++);
+        int type;
+        fa_obj_t *o;
         w->pos = e->rv;
-        if (e->res != w->r)
-            continue;
-        int cur = ns_ok(w, e->obj) && fa_selector_match(&w->sel, e->obj);
-        int prev = e->prev && ns_ok(w, e->prev) && fa_selector_match(&w->sel, e->prev);
-        if (e->type == FA_ADDED) {
-            if (cur)
-                stop = event_fault(w, b, FA_ADDED, e->obj);
-        } else if (e->type == FA_DELETED) {
-            if (prev || cur)
-                stop = event_fault(w, b, FA_DELETED, e->obj);
-        } else if (cur && prev) {
-            stop = event_fault(w, b, FA_MODIFIED, e->obj);
-        } else if (cur) {
-            stop = event_fault(w, b, FA_ADDED, e->obj);
-        } else if (prev) {
-            fa_obj_t *p = prev_at_rv(e);
-            if (p)
-                stop = event_fault(w, b, FA_DELETED, p);
-        }
+        if ((o = pick(w, e, &type)) != NULL)
+            stop = event_fault(w, b, type, o);
     }
     if (stop == 2) {
         evbuffer_free(b);
@@ -381,7 +459,8 @@ static void bookmark_cb(evutil_socket_t fd, short what, void *arg)
     fa_watcher_t *w = arg;
     (void)fd;
     (void)what;
-    if (w->stalled || w->cutting || w->init_i < w->init.n || w->end_bookmark_pending)
+    if (w->stalled || w->cutting || w->init_i < w->init.n || w->end_bookmark_pending ||
+        w->rendered)
         return;
     if (w->s->store.rv <= w->start_rv)
         return;
@@ -575,6 +654,57 @@ http_error:
             evbuffer_free(b);
         free(j);
     }
+}
+
+/* Render w's backlog (every history event after its position that it is
+ * told about) into one block, exactly as pump would write it, and move its
+ * position past them; pump then streams the block without touching the
+ * objects again.  Only for a plain watch: JSON events, past its initial
+ * state, with no fault configured and no rendered block pending (anything
+ * else keeps streaming event by event). */
+static void prerender(fa_watcher_t *w)
+{
+    fa_server_t *s = w->s;
+    fa_store_t *st = &s->store;
+    const kc_fakeapi_faults_t *f = &s->faults;
+    size_t first = fa_hist_first_after(st, w->pos), idx, len = 0, n = 0;
+    fa_rendered_t *r;
+    int type;
+    fa_obj_t *o;
+
+    if (w->table || w->rendered || w->stalled || w->cutting || w->ending ||
+        w->init_i < w->init.n || w->end_bookmark_pending || f->p_cut_mid_event > 0 ||
+        f->close_watch_after_events > 0 || f->p_close_watch > 0 || f->p_stall > 0 ||
+        first >= st->hcount)
+        return;
+    for (idx = first; idx < st->hcount; idx++)
+        if ((o = pick(w, fa_hist_at(st, idx), &type)) != NULL)
+            len += strlen(w->r->ev_prefix[type]) + o->len - 1 + 2;
+    if (len == 0 || (r = malloc(sizeof(*r) + len)) == NULL)
+        return;
+    r->refs = 1;
+    r->len = len;
+    for (idx = first; idx < st->hcount; idx++) {
+        fa_event_t *e = fa_hist_at(st, idx);
+        w->pos = e->rv;
+        if ((o = pick(w, e, &type)) == NULL)
+            continue;
+        size_t pl = strlen(w->r->ev_prefix[type]);
+        memcpy(r->data + n, w->r->ev_prefix[type], pl);
+        memcpy(r->data + n + pl, o->body + 1, o->len - 1);
+        memcpy(r->data + n + pl + o->len - 1, "}\n", 2);
+        n += pl + o->len - 1 + 2;
+        w->events++;
+        s->cnt.watch_events++;
+    }
+    w->rendered = r;
+    w->rendered_off = 0;
+}
+
+void fa_watch_prerender_all(fa_server_t *s)
+{
+    for (fa_watcher_t *w = s->watchers; w; w = w->next)
+        prerender(w);
 }
 
 void fa_watch_pump_all(fa_server_t *s)
