@@ -1125,89 +1125,6 @@ static void test_watch_replay(void **state)
     efree(&e);
 }
 
-/* bench_server's burst: changes applied in one go on the loop thread, then
- * each watcher's backlog rendered into one block and streamed by
- * reference.  The stream must be byte for byte what the event-by-event
- * pump sends a watch from the same revision. */
-typedef struct watch_thread {
-    char path[256];
-    events_t e;
-} watch_thread_t;
-
-static void *watch_thread_main(void *arg)
-{
-    watch_thread_t *w = arg;
-    watch_collect(w->path, &w->e);
-    return NULL;
-}
-
-static int burst_prerendered(fa_server_t *s, void *arg)
-{
-    kc_fakeapi_load_t l = KC_FAKEAPI_LOAD_INIT;
-    int rc;
-
-    l.namespaces = 3;
-    l.names = 20;
-    rc = fa_load_churn(s, &l, *(size_t *)arg);
-    if (rc == 0)
-        fa_watch_prerender_all(s);
-    return rc;
-}
-
-static void test_watch_prerendered(void **state)
-{
-    kc_fakeapi_opts_t o = KC_FAKEAPI_OPTS_INIT;
-    kc_fakeapi_load_t l = KC_FAKEAPI_LOAD_INIT;
-    kc_fakeapi_counters_t c;
-    watch_thread_t live;
-    events_t replay = {0};
-    pthread_t t;
-    size_t n = 600;   /* > 256 KiB of events: several slices */
-    char rv0[32];
-    (void)state;
-
-    o.history_window = 100000;
-    start(&o);
-    l.namespaces = 3;
-    l.names = 20;
-    assert_int_equal(kc_fakeapi_preload(srv, &l, 60), 0);
-    snprintf(rv0, sizeof(rv0), "%s", rv_now());
-    memset(&live, 0, sizeof(live));
-    snprintf(live.path, sizeof(live.path),
-             "/api/v1/configmaps?watch=1&resourceVersion=%s&timeoutSeconds=3", rv0);
-    assert_int_equal(pthread_create(&t, NULL, watch_thread_main, &live), 0);
-    for (int i = 0; i < 500; i++) {
-        assert_int_equal(kc_fakeapi_get_counters(srv, &c), 0);
-        if (c.watches_open == 1)
-            break;
-        usleep(10000);
-    }
-    assert_int_equal(c.watches_open, 1);
-    assert_int_equal(kc_fakeapi_reset_counters(srv), 0);
-    assert_int_equal(fa_call((fa_server_t *)srv, burst_prerendered, &n), 0);
-    /* rendered (and counted) before anything is streamed */
-    assert_int_equal(kc_fakeapi_get_counters(srv, &c), 0);
-    uint64_t rendered = c.watch_events;
-    pthread_join(t, NULL);
-
-    /* the same revision afterwards: streamed event by event */
-    snprintf(live.path, sizeof(live.path),
-             "/api/v1/configmaps?watch=1&resourceVersion=%s&timeoutSeconds=1", rv0);
-    watch_collect(live.path, &replay);
-    assert_int_equal(live.e.r.code, 200);
-    assert_int_equal(live.e.r.cc, CURLE_OK);
-    assert_true(live.e.r.len > 256 * 1024);
-    assert_int_equal(live.e.r.len, replay.r.len);
-    assert_memory_equal(live.e.r.body, replay.r.body, replay.r.len);
-    assert_int_equal(live.e.r.body[live.e.r.len - 1], '\n');
-    size_t lines = 0;
-    for (size_t i = 0; i < live.e.r.len; i++)
-        lines += live.e.r.body[i] == '\n';
-    assert_int_equal(rendered, lines);
-    efree(&live.e);
-    efree(&replay);
-}
-
 static void test_history_window_410(void **state)
 {
     kc_fakeapi_opts_t o = KC_FAKEAPI_OPTS_INIT;
@@ -1794,6 +1711,70 @@ static void wait_watches(uint64_t n)
         usleep(10000);
     }
     fail_msg("watches_open stayed %" PRIu64 ", wanted %" PRIu64, c.watches_open, n);
+}
+
+/* bench_server's burst: changes applied in one go on the loop thread, then
+ * each watcher's backlog rendered into one block and streamed by
+ * reference.  The stream must be byte for byte what the event-by-event
+ * pump sends a watch from the same revision. */
+static int burst_prerendered(fa_server_t *s, void *arg)
+{
+    kc_fakeapi_load_t l = KC_FAKEAPI_LOAD_INIT;
+    int rc;
+
+    l.namespaces = 3;
+    l.names = 20;
+    rc = fa_load_churn(s, &l, *(size_t *)arg);
+    if (rc == 0)
+        fa_watch_prerender_all(s);
+    return rc;
+}
+
+static void test_watch_prerendered(void **state)
+{
+    kc_fakeapi_opts_t o = KC_FAKEAPI_OPTS_INIT;
+    kc_fakeapi_load_t l = KC_FAKEAPI_LOAD_INIT;
+    kc_fakeapi_counters_t c;
+    bg_watch_t live;
+    events_t replay = {0};
+    size_t n = 600;   /* > 256 KiB of events: several slices */
+    char rv0[32];
+    (void)state;
+
+    o.history_window = 100000;
+    start(&o);
+    l.namespaces = 3;
+    l.names = 20;
+    assert_int_equal(kc_fakeapi_preload(srv, &l, 60), 0);
+    snprintf(rv0, sizeof(rv0), "%s", rv_now());
+    memset(&live, 0, sizeof(live));
+    snprintf(live.path, sizeof(live.path),
+             "/api/v1/configmaps?watch=1&resourceVersion=%s&timeoutSeconds=3", rv0);
+    assert_int_equal(pthread_create(&live.t, NULL, bg_main, &live), 0);
+    wait_watches(1);
+    assert_int_equal(kc_fakeapi_reset_counters(srv), 0);
+    assert_int_equal(fa_call((fa_server_t *)srv, burst_prerendered, &n), 0);
+    /* rendered (and counted) before anything is streamed */
+    assert_int_equal(kc_fakeapi_get_counters(srv, &c), 0);
+    uint64_t rendered = c.watch_events;
+    pthread_join(live.t, NULL);
+
+    /* the same revision afterwards: streamed event by event */
+    snprintf(live.path, sizeof(live.path),
+             "/api/v1/configmaps?watch=1&resourceVersion=%s&timeoutSeconds=1", rv0);
+    watch_collect(live.path, &replay);
+    assert_int_equal(live.e.r.code, 200);
+    assert_int_equal(live.e.r.cc, CURLE_OK);
+    assert_true(live.e.r.len > 256 * 1024);
+    assert_int_equal(live.e.r.len, replay.r.len);
+    assert_memory_equal(live.e.r.body, replay.r.body, replay.r.len);
+    assert_int_equal(live.e.r.body[live.e.r.len - 1], '\n');
+    size_t lines = 0;
+    for (size_t i = 0; i < live.e.r.len; i++)
+        lines += live.e.r.body[i] == '\n';
+    assert_int_equal(rendered, lines);
+    efree(&live.e);
+    efree(&replay);
 }
 
 static void test_live_watch_and_restart(void **state)
