@@ -110,9 +110,10 @@ typedef struct kc_obj_opts {
     /* JSON of at least this many bytes (as stored: minified, without
      * managedFields) is kept LZ4-compressed when that saves at least an
      * eighth; 0: never.  Default 2048: Pods, Deployments and large
-     * ConfigMaps take about half the memory, at ~1-2 µs per KB to pack and
-     * (once, when kc_obj_json is first called for the object) to unpack;
-     * the metadata accessors never unpack. */
+     * ConfigMaps take less memory (a real Pod about a quarter of its JSON),
+     * at ~0.5 µs per KB to pack and less to unpack (once, when kc_obj_json
+     * is first called for the object); the metadata accessors never
+     * unpack. */
     size_t pack_min;
 } kc_obj_opts_t;
 

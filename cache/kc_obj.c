@@ -734,7 +734,6 @@ out:
 /* ------------------------------------------------------------------ */
 /* objects */
 
-
 static kc__packed_t *packed_of(const kc_obj_t *o)
 {
     /* the one field written after publication is atomic */
@@ -809,22 +808,21 @@ void kc_obj_key(const kc_obj_t *o, kc_key_t *out)
 
 const char *kc_obj_json(const kc_obj_t *o, size_t *len)
 {
+    char *tmp, *seen = NULL;
+    const char *j = json_view(o, &tmp);
+
     if (len)
         *len = o->json_len;
-    if (!(o->flags & KC__OBJ_PACKED))
-        return o->data + o->json_off;
-    kc__packed_t *pp = packed_of(o);
-    char *u = atomic_load_explicit(&pp->unpacked, memory_order_acquire), *seen = NULL;
-    if (u)
-        return u;
-    if (!(u = unpack(o)))
-        return NULL;
-    if (!atomic_compare_exchange_strong_explicit(&pp->unpacked, &seen, u, memory_order_acq_rel,
-                                                 memory_order_acquire)) {
-        free(u);   /* another thread published its copy first */
+    if (!tmp)
+        return j;   /* stored bytes, the copy already kept, or NULL (no memory) */
+    /* a fresh decompression: keep it with the object, unless another
+     * thread published its copy first */
+    if (!atomic_compare_exchange_strong_explicit(&packed_of(o)->unpacked, &seen, tmp,
+                                                 memory_order_acq_rel, memory_order_acquire)) {
+        free(tmp);
         return seen;
     }
-    return u;
+    return tmp;
 }
 
 size_t kc_obj_json_len(const kc_obj_t *o) { return o->json_len; }
@@ -960,10 +958,11 @@ int kc_obj_without_fields(kc_obj_t *o, const char *const *fields, kc_obj_t **out
             break;
         }
     if (rc < 0 || !cut) {   /* rc < 0 cannot happen: the stored JSON was validated */
-        if (rc >= 0)
-            *out = kc_obj_ref(o);
         free(tmp);
-        return rc < 0 ? rc : 0;
+        if (rc < 0)
+            return rc;
+        *out = kc_obj_ref(o);
+        return 0;
     }
     /* Copy the other members, minified as they are: the result stays one
      * validated, minified document, so kc_obj_new need not scan it again. */

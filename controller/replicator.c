@@ -146,6 +146,17 @@ static bool is_ours(const kc_obj_t *o)
     return v != NULL && strcmp(v, KC_MANAGED_BY_VALUE) == 0;
 }
 
+/* A source: it carries the replicate-to annotation. */
+static bool is_source(const kc_obj_t *o)
+{
+    char *to = NULL;
+
+    if (kc_obj_annotation(o, KC_REPLICATE_TO_ANNOTATION, &to) != 0)
+        return false;
+    free(to);
+    return true;
+}
+
 /* One of our copies: our label and a replicated-from annotation. */
 static bool is_copy(const kc_obj_t *o)
 {
@@ -163,12 +174,10 @@ static bool is_copy(const kc_obj_t *o)
 int kc_replicator_transform(void *ud, kc_obj_t *in, kc_obj_t **out)
 {
     static const char *const payload[] = { "data", "binaryData", "stringData", NULL };
-    char *to = NULL;
 
     (void)ud;
     /* Sources are copied and copies compared: both are kept whole. */
-    if (is_copy(in) || kc_obj_annotation(in, KC_REPLICATE_TO_ANNOTATION, &to) == 0) {
-        free(to);
+    if (is_copy(in) || is_source(in)) {
         *out = kc_obj_ref(in);
         return 0;
     }
@@ -193,13 +202,9 @@ static void index_copy(const kc_obj_t *o, void *ud, kc_index_emit_cb emit, void 
 
 static void index_source(const kc_obj_t *o, void *ud, kc_index_emit_cb emit, void *ctx)
 {
-    char *to = NULL;
-
     (void)ud;
-    if (kc_obj_annotation(o, KC_REPLICATE_TO_ANNOTATION, &to) == 0) {
+    if (is_source(o))
         emit(ctx, "1");
-        free(to);
-    }
 }
 
 static bool source_ns_allowed(kind_t *k, const char *ns)
@@ -209,13 +214,9 @@ static bool source_ns_allowed(kind_t *k, const char *ns)
 
 static void index_source_name(const kc_obj_t *o, void *ud, kc_index_emit_cb emit, void *ctx)
 {
-    char *to = NULL;
-
     (void)ud;
-    if (kc_obj_annotation(o, KC_REPLICATE_TO_ANNOTATION, &to) == 0) {
+    if (is_source(o))
         emit(ctx, kc_obj_name(o));
-        free(to);
-    }
 }
 
 /* Secret/ConfigMap event -> source keys: the object itself unless it is
