@@ -1330,12 +1330,13 @@ static int xfer_run(kc_client_t *c, xfer_t *x, const req_t *rq, sink_t *s, int *
                     continue;
                 }
             }
-            if (xfer_wait(x) == ETIMEDOUT && x->nspare > 1 && idle_spares == NULL) {
-                /* quiet for a slice: an idle watch keeps one chunk, as
-                 * little memory as before the spares */
-                idle_spares = x->spare->next;
-                x->spare->next = NULL;
-                x->nspare = 1;
+            if (xfer_wait(x) == ETIMEDOUT && x->nspare > 0 && idle_spares == NULL) {
+                /* quiet for a slice: an idle watch keeps no chunk (the
+                 * hub allocates one for its next bytes), so a program
+                 * with many informers does not hold 64 KiB per watch */
+                idle_spares = x->spare;
+                x->spare = NULL;
+                x->nspare = 0;
             }
         }
         ch = x->head;
