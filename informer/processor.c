@@ -52,7 +52,11 @@
  * delivered at once; the latency this adds is at most NAP_NS, and only
  * right after a busy moment.  Delivered entries go back to a small free
  * list (POOL_MAX) for the next pushes, so no allocation is made per event
- * in steady state.
+ * in steady state.  The key table grows with the backlog (a handler that
+ * lags behind a large list may have up to backlog_max keys pending: 65,536
+ * by default, a 512 KiB table); once a batch that large is taken the table
+ * is empty, and it goes back to TAB_MIN buckets rather than keeping that
+ * size for the informer's lifetime.
  *
  * Locking.  One mutex protects the table, the queue, the free list, the
  * flags and the counters.  The delivery thread locks, unlinks the whole
@@ -69,6 +73,8 @@
 #define WAKE_BATCH 256     /* pending entries that end a nap early */
 #define POOL_MAX 512       /* free entries kept for reuse */
 #define KEY_MIN 48         /* key bytes an entry is made with at least */
+#define TAB_MIN 64         /* key table buckets to start with */
+#define TAB_KEEP 1024      /* a drained table larger than this shrinks to TAB_MIN */
 
 typedef struct pend {
     struct pend *hnext;        /* hash chain */
@@ -144,7 +150,7 @@ int kc__proc_new(const kc_handler_t *h, size_t backlog_max, const kc_logger_t *l
     p->h = *h;
     p->backlog_max = backlog_max ? backlog_max : 1;
     p->log = log;
-    p->tab_size = 64;
+    p->tab_size = TAB_MIN;
     p->tab = calloc(p->tab_size, sizeof(*p->tab));
     if (p->tab == NULL)
         goto fail_tab;
@@ -430,10 +436,27 @@ static void deliver(kc__proc_t *p, pend_t *e)
     }
 }
 
+/* With the table empty (mu held): after a large backlog, swap it for a
+ * small one; returns the big one for the caller to free after unlocking
+ * (NULL: kept).  Best effort: without memory the big table stays. */
+static pend_t **shrink_drained(kc__proc_t *p)
+{
+    pend_t **old = p->tab, **nt;
+
+    if (p->count != 0 || p->tab_size <= TAB_KEEP)
+        return NULL;
+    nt = calloc(TAB_MIN, sizeof(*nt));
+    if (nt == NULL)
+        return NULL;
+    p->tab = nt;
+    p->tab_size = TAB_MIN;
+    return old;
+}
+
 static void *proc_main(void *arg)
 {
     kc__proc_t *p = arg;
-    pend_t *batch, *e, *spill;
+    pend_t *batch, *e, *spill, **old_tab;
     int nap = 0;
 
     kc__mu_lock(&p->mu);
@@ -475,9 +498,11 @@ static void *proc_main(void *arg)
         }
         p->qhead = p->qtail = NULL;
         p->count = 0;
+        old_tab = shrink_drained(p);
         p->delivering = 1;
         pthread_cond_broadcast(&p->room);
         kc__mu_unlock(&p->mu);
+        free(old_tab);
 
         /* no lock held from here: the handler may block or call the cache */
         for (e = batch; e; e = e->qnext) {

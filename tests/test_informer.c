@@ -418,6 +418,57 @@ static void test_proc_backlog_bound(void **state)
     pf_finish(&f, "A gate/x 1|A ns/k0 7|A ns/k1 7|A ns/k2 7|A ns/k3 7|A ns/k4 7|A ns/k5 7");
 }
 
+/* A backlog far larger than the key table's resting size (the processor
+ * grows its table to it, and gives it back once the batch is taken): every
+ * event is delivered, in order, and so are the events pushed after it,
+ * which grow the table anew. */
+static void test_proc_large_backlog_drains(void **state)
+{
+    enum { N = 3000 };
+    proc_fixture_t f;
+    kc_handler_stats_t st;
+    kc_obj_t **v1 = calloc(N, sizeof(*v1)), **v2 = calloc(N, sizeof(*v2));
+    char *expect = calloc(1, (size_t)N * 40 + 16), *w;
+    char name[16];
+
+    (void)state;
+    assert_non_null(v1);
+    assert_non_null(v2);
+    assert_non_null(expect);
+    pf_start(&f, 2 * N);
+    w = expect + sprintf(expect, "A gate/x 1");
+    for (int i = 0; i < N; i++) {
+        snprintf(name, sizeof(name), "k%d", i);
+        v1[i] = mkobj("ns", name, "1");
+        assert_int_equal(kc__proc_add(f.p, v1[i]), 0);
+        w += sprintf(w, "|A ns/%s 1", name);
+    }
+    kc__proc_stats(f.p, &st);
+    assert_int_equal(st.pending, N);
+    rec_open_gate(&f.rec);
+    assert_int_equal(kc__proc_wait_idle(f.p, 10000), 0);
+    for (int i = 0; i < N; i++) {
+        snprintf(name, sizeof(name), "k%d", i);
+        v2[i] = mkobj("ns", name, "2");
+        assert_int_equal(kc__proc_update(f.p, v1[i], v2[i]), 0);
+        w += sprintf(w, "|U ns/%s 1>2", name);
+    }
+    assert_int_equal(kc__proc_wait_idle(f.p, 10000), 0);
+    kc__proc_stats(f.p, &st);
+    assert_int_equal(st.adds, N + 1);
+    assert_int_equal(st.updates, N);
+    assert_int_equal(st.pending, 0);
+    assert_true(st.pending_hwm >= N);
+    pf_finish(&f, expect);
+    for (int i = 0; i < N; i++) {
+        kc_obj_unref(v1[i]);
+        kc_obj_unref(v2[i]);
+    }
+    free(v1);
+    free(v2);
+    free(expect);
+}
+
 /* Stopping releases a pusher that waits for room. */
 static void test_proc_stop_releases_pusher(void **state)
 {
@@ -1667,6 +1718,7 @@ int main(void)
         cmocka_unit_test(test_proc_coalesce_rules),
         cmocka_unit_test(test_proc_keys_by_namespace),
         cmocka_unit_test(test_proc_backlog_bound),
+        cmocka_unit_test(test_proc_large_backlog_drains),
         cmocka_unit_test(test_proc_stop_releases_pusher),
         cmocka_unit_test(test_proc_random_replay),
         cmocka_unit_test(test_informer_list_watch_basic),
