@@ -54,7 +54,8 @@ CHARTED = {("informer", n) for n in ("sync_time", "sync_cpu", "events_per_s", "p
 # Sanity counts, not performance: left out of the ratio chart.
 NO_RATIO_CHART = {"objects", "churn_events", "reconciles", "rss_synced", "heap_per_object",
                   "churn_coalesced", "cache_bytes_per_object", "cached_per_json",
-                  "cached_per_minified", "ns_per_op", "cjson_parse_per_s", "events_vs_cjson"}
+                  "cached_per_minified", "ns_per_op", "cjson_parse_per_s", "events_vs_cjson",
+                  "server_cpu_per_event"}
 
 # kcache's bars are always this colour; peers take the next ones.
 COLOURS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd"]

@@ -171,6 +171,11 @@ churn_cmd() { # RESOURCE N
     fi
 }
 
+record() { # BENCH IMPL WORKLOAD NAME VALUE UNIT RUN
+    printf '{"bench":"%s","impl":"%s","workload":"%s","name":"%s","value":%s,"unit":"%s","run":%s}\n' \
+        "$@" >> "$RECORDS"
+}
+
 # run_logged NAME CMD...: run with a log file, report failure without exiting.
 run_logged() {
     local name=$1; shift
@@ -263,6 +268,15 @@ if want informer; then
                     informer_peer "$res" "$n" "$run" "${who#peer:}"
                 fi
                 stop_server
+                # the server's own CPU per event while it streamed the burst
+                # (bench_server prints it on exit): its share of the 2 cores
+                srv_s=$(awk '/of the loop thread.s CPU per event/ {printf "%.9f", $2 / 1e6; exit}' "$TMP/server.err")
+                case $who in
+                    kcache:500) impl=kcache ;; kcache:0) impl=kcache-unpaged ;;
+                    kcache:*) impl=kcache-page${who#kcache:} ;;
+                    peer:off) impl=client-go ;; *) impl=client-go-watchlist ;;
+                esac
+                [ -n "$srv_s" ] && record informer "$impl" "$res-$n" server_cpu_per_event "$srv_s" s "$run"
             done
         done
     done
@@ -281,10 +295,6 @@ wait_idle() { # PID TIMEOUT: idle = at most 2 clock ticks of CPU in SETTLE s
         [ $((b - a)) -le 2 ] && return 0
     done
     return 1
-}
-record() { # BENCH IMPL WORKLOAD NAME VALUE UNIT RUN
-    printf '{"bench":"%s","impl":"%s","workload":"%s","name":"%s","value":%s,"unit":"%s","run":%s}\n' \
-        "$@" >> "$RECORDS"
 }
 free_port() {
     python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
