@@ -7,7 +7,7 @@
  *
  * Signals are blocked in every thread and taken by one thread with
  * sigtimedwait, which only asks the manager to stop; between signals it
- * returns freed heap to the system (malloc_trim) after the caches sync.
+ * returns freed heap to the system (kc_heap_trim) after the caches sync.
  */
 #include "kc_cache.h"
 #include "kc_client.h"
@@ -17,7 +17,6 @@
 
 #include <errno.h>
 #include <getopt.h>
-#include <malloc.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -243,9 +242,8 @@ typedef struct sigctx {
  * free by then but sit inside glibc's arenas) and as the initial
  * reconciles finish: every second for the first TRIM_EARLY_S seconds
  * after the sync, then once a minute (relists and bursts free memory the
- * same way).  malloc_trim costs well under a millisecond on a heap of
- * this size.  It is process-global allocator state, so the program calls
- * it, never the library. */
+ * same way).  kc_heap_trim (malloc_trim) costs well under a millisecond on
+ * a heap of this size.  (The informer also trims once after each list.) */
 #define TRIM_EARLY_S 30
 #define TRIM_EVERY_S 60
 
@@ -265,7 +263,7 @@ static void *signal_main(void *arg)
             continue;
         since_ready++;
         if (since_ready <= TRIM_EARLY_S || since_ready % TRIM_EVERY_S == 0)
-            malloc_trim(0);
+            kc_heap_trim();
     }
     if (sig == SIGUSR1)
         return NULL;

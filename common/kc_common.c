@@ -8,6 +8,7 @@
 
 #include <curl/curl.h>
 #include <errno.h>
+#include <malloc.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -112,6 +113,25 @@ uint64_t kc_now_ns(void)
 
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/* Under ASan or TSan glibc's allocator is not the one in use, and
+ * malloc_trim would initialise it from whichever thread calls first, which
+ * glibc does not make thread-safe: two first calls racing (two informers
+ * ending their lists together) trip glibc's assertion at thread exit. */
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define KC_SANITIZED 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
+#define KC_SANITIZED 1
+#endif
+#endif
+
+void kc_heap_trim(void)
+{
+#if defined(__GLIBC__) && !defined(KC_SANITIZED)
+    malloc_trim(0);
+#endif
 }
 
 double kc_wall_time(void)

@@ -118,6 +118,14 @@ uint64_t kc_now_ns(void);
 /* Wall clock, seconds since the epoch, as a double.  Thread-safe. */
 double kc_wall_time(void);
 
+/* Hand memory the process has freed back to the system: glibc keeps freed
+ * blocks in its arenas, in holes between live ones, and returns only a
+ * free top of each heap (malloc_trim(0) walks the arenas and releases the
+ * free pages inside them: about a millisecond per 100 MB of heap, with
+ * each arena locked in turn).  A no-op without glibc, and in sanitizer
+ * builds, whose allocators replace glibc's.  Thread-safe. */
+void kc_heap_trim(void);
+
 #ifdef __cplusplus
 }
 #endif

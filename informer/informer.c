@@ -41,7 +41,6 @@
 #include "informer_int.h"
 
 #include <errno.h>
-#include <malloc.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -342,17 +341,14 @@ static void diff_cb(void *ud, kc_diff_t kind, kc_obj_t *old, kc_obj_t *obj)
 }
 
 /* After a list: hand the memory it used only while it ran (page bodies,
- * the items array, the decoder's buffers) back to the system.  glibc keeps
- * freed memory in its arenas, in holes between the objects the list
- * stored, and returns only a free top of each heap: without this a process
- * would keep a list's peak (a page per 500 objects, or the whole response
- * of an unpaged list) resident for as long as it runs.  Once per list:
- * walking the arenas costs about a millisecond per 100 MB of heap. */
+ * the items array, the decoder's buffers) back to the system.  They were
+ * freed into holes between the objects the list stored, which glibc keeps
+ * resident: without this a process would keep a list's peak (a page per
+ * 500 objects, or the whole response of an unpaged list) for as long as it
+ * runs.  Once per list (kc_heap_trim: about a millisecond per 100 MB). */
 static void release_list_memory(void)
 {
-#ifdef __GLIBC__
-    malloc_trim(0);
-#endif
+    kc_heap_trim();
 }
 
 /* Store a complete list and emit its diff.  Takes the references in

@@ -31,7 +31,6 @@
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <inttypes.h>
-#include <malloc.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -585,7 +584,7 @@ int main(int argc, char **argv)
             if (el >= duration)
                 break;
             if (rss_warm < 0 && el >= warm) {
-                malloc_trim(0);
+                kc_heap_trim();
                 rss_warm = rss_kb();
             }
             if (el - last >= 30) {
@@ -628,7 +627,7 @@ int main(int argc, char **argv)
         if (!converged || d1 || d2 || d3 || d4 || d5)
             failures++;
     }
-    malloc_trim(0);
+    kc_heap_trim();
     rss_end = rss_kb();
 
     /* counts */
