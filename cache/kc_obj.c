@@ -201,6 +201,8 @@ struct meta {
     int deleting;
     int64_t generation;
     size_t nlabels, nowners;
+    unsigned plain;          /* bit (1u << KC_JSON_META_x): the string is known
+                              * to hold no escape (noted by a scan) */
     size_t strings;          /* bytes of data[] before the JSON */
     size_t labels_strings;   /* of which the labels' */
     /* the first LABELS_KEPT labels' spans and unescaped lengths, noted by
@@ -479,6 +481,79 @@ static int scan_metadata(kc_json_span_t top, struct meta *m, kc_errbuf_t *eb)
     return 0;
 }
 
+/* Fill *m from what the caller's validating scan of json[0..len) noted
+ * (kc_obj_opts_t.meta) instead of walking metadata: 1 when done, 0 when
+ * the note does not describe these bytes or anything about it is not the
+ * plain success case (a field of the wrong type, no name, a bad generation
+ * or owner reference).  Then scan_metadata reads the bytes and reports
+ * exactly as without the note; the checks here are the same (want_string,
+ * parse_generation, scan_owners), so both paths give the same object. */
+static int meta_take(const kc_json_meta_t *s, const char *json, size_t len, struct meta *m)
+{
+    kc_json_span_t *str[4] = { &m->name, &m->ns, &m->uid, &m->rv };
+    unsigned seen = s->seen;
+
+    if (!s->usable || s->obj != json || s->obj_len != len)
+        return 0;
+    memset(m, 0, offsetof(struct meta, lk)); /* lk..lvl: written before read */
+    for (int f = KC_JSON_META_NAME; f <= KC_JSON_META_RV; f++) {
+        if (!(seen & (1u << f)) || s->f[f].type == KC_JSON_NULL)
+            continue;
+        if (s->f[f].type != KC_JSON_STRING)
+            return 0;
+        *str[f] = s->f[f];
+        if (!(s->esc & (1u << f)))
+            m->plain |= 1u << f;
+    }
+    if (!m->name.p)
+        return 0;
+    if ((seen & (1u << KC_JSON_META_GENERATION)) &&
+        parse_generation(s->f[KC_JSON_META_GENERATION], &m->generation, NULL) < 0)
+        return 0;
+    if (seen & (1u << KC_JSON_META_DELETION)) {
+        kc_json_type_t t = s->f[KC_JSON_META_DELETION].type;
+        if (t == KC_JSON_STRING)
+            m->deleting = 1;
+        else if (t != KC_JSON_NULL)
+            return 0;
+    }
+    if (seen & (1u << KC_JSON_META_LABELS)) {
+        kc_json_span_t v = s->f[KC_JSON_META_LABELS];
+        if (v.type == KC_JSON_OBJECT) {
+            m->labels = v;
+            m->nlabels = s->nlabels;   /* at most KC_JSON_META_LABELS_MAX */
+            for (size_t i = 0; i < m->nlabels; i++) {
+                long a = (s->lk_esc >> i) & 1 ? kc_json_str_len(s->lk[i]) : (long)s->lk[i].len - 2;
+                long b = (s->lv_esc >> i) & 1 ? kc_json_str_len(s->lv[i]) : (long)s->lv[i].len - 2;
+                if (a < 0 || b < 0)
+                    return 0;
+                m->lk[i] = s->lk[i];
+                m->lv[i] = s->lv[i];
+                m->lkl[i] = (size_t)a;
+                m->lvl[i] = (size_t)b;
+                m->strings += (size_t)a + (size_t)b + 2;
+            }
+        } else if (v.type != KC_JSON_NULL) {
+            return 0;
+        }
+    }
+    if (seen & (1u << KC_JSON_META_OWNERS)) {
+        kc_json_span_t v = s->f[KC_JSON_META_OWNERS];
+        if (v.type == KC_JSON_ARRAY)
+            m->owners = v;
+        else if (v.type != KC_JSON_NULL)
+            return 0;
+    }
+    if (s->mf_key.p) {
+        m->has_mf = 1;
+        m->mf_key = s->mf_key;
+        m->mf_val = s->mf_val;
+    }
+    if (m->owners.p && scan_owners(m, NULL) < 0)
+        return 0;
+    return 1;
+}
+
 static int put_str(kc_json_span_t s, char **w, char *limit);
 
 /* Like put_str for a string span whose unescaped length n is known: a
@@ -508,6 +583,19 @@ static int put_str(kc_json_span_t s, char **w, char *limit)
     if (rc < 0)
         return rc;
     *w += strlen(*w) + 1;
+    return 0;
+}
+
+/* kc_json_str_unescape of a string span into dst[cap], which for one
+ * known to hold no escape (plain) is a copy. */
+static int plain_copy(kc_json_span_t s, unsigned plain, char *dst, size_t cap)
+{
+    if (!plain)
+        return kc_json_str_unescape(s, dst, cap);
+    if (s.len - 2 >= cap)
+        return -ERANGE;
+    memcpy(dst, s.p + 1, s.len - 2);
+    dst[s.len - 2] = '\0';
     return 0;
 }
 
@@ -575,26 +663,31 @@ int kc_obj_new(const char *json, size_t len, const kc_obj_opts_t *opts, kc_obj_t
         }
         doc = min;
     }
-    rc = scan_metadata(top, &m, eb);
-    if (rc < 0)
-        goto out;
+    /* metadata: as the caller's scan noted it, else one walk */
+    if (!(doc == json && opts->meta && meta_take(opts->meta, json, len, &m))) {
+        rc = scan_metadata(top, &m, eb);
+        if (rc < 0)
+            goto out;
+    }
 
     /* Names: validated before the object is allocated. */
-    if (kc_json_str_unescape(m.name, name, sizeof(name)) < 0 ||
+    if (plain_copy(m.name, m.plain & (1u << KC_JSON_META_NAME), name, sizeof(name)) < 0 ||
         kc_name_validate(name, KC_NAME_PATH_SEGMENT) < 0) {
         rc = kc_errf(eb, KC_EBADNAME, "metadata.name: invalid name");
         goto out;
     }
     ns[0] = '\0';
-    if (m.ns.p && (kc_json_str_unescape(m.ns, ns, sizeof(ns)) < 0 ||
+    if (m.ns.p && (plain_copy(m.ns, m.plain & (1u << KC_JSON_META_NAMESPACE), ns, sizeof(ns)) < 0 ||
                    (ns[0] && kc_namespace_validate(ns) < 0))) {
         rc = kc_errf(eb, KC_EBADNAME, "metadata.namespace: invalid namespace \"%.63s\"", ns);
         goto out;
     }
 
     size_t ns_len = strlen(ns), name_len = strlen(name);
-    long uid_sz = str_size(m.uid, "metadata.uid", eb);
-    long rv_sz = str_size(m.rv, "metadata.resourceVersion", eb);
+    long uid_sz = m.plain & (1u << KC_JSON_META_UID) ? (long)m.uid.len - 1
+                : str_size(m.uid, "metadata.uid", eb);
+    long rv_sz = m.plain & (1u << KC_JSON_META_RV) ? (long)m.rv.len - 1
+               : str_size(m.rv, "metadata.resourceVersion", eb);
     if (uid_sz < 0 || rv_sz < 0) {
         rc = KC_EPARSE;
         goto out;
