@@ -69,7 +69,8 @@ static inline const char *skip_ws(const char *p, const char *end)
 /* skip_ws that notes in *ws whether there was any. */
 static inline const char *ws_skip(const char *p, const char *end, int *ws)
 {
-    if (p < end && is_ws((unsigned char)*p)) {
+    /* every whitespace byte is <= ' ': the usual token fails the first test */
+    if (p < end && UNLIKELY((unsigned char)*p <= ' ') && is_ws((unsigned char)*p)) {
         *ws = 1;
         p = skip_ws(p + 1, end);
     }
@@ -104,13 +105,14 @@ static inline const unsigned char *find_special(const unsigned char *p,
 #if defined(__SSE2__)
     const __m128i vq = _mm_set1_epi8('"');
     const __m128i vb = _mm_set1_epi8('\\');
-    const __m128i v1f = _mm_set1_epi8(0x1f);
+    const __m128i sp = _mm_set1_epi8(0x20);
 
+    /* A signed compare with 0x20 finds both control characters and bytes
+     * >= 0x80 (negative as signed). */
     while (end - p >= 16) {
         __m128i v = _mm_loadu_si128((const __m128i *)(const void *)p);
         __m128i m = _mm_or_si128(_mm_cmpeq_epi8(v, vq), _mm_cmpeq_epi8(v, vb));
-        m = _mm_or_si128(m, _mm_cmpeq_epi8(_mm_max_epu8(v, v1f), v1f));
-        unsigned mask = (unsigned)_mm_movemask_epi8(m) | (unsigned)_mm_movemask_epi8(v);
+        unsigned mask = (unsigned)_mm_movemask_epi8(_mm_or_si128(m, _mm_cmplt_epi8(v, sp)));
         if (mask)
             return p + __builtin_ctz(mask);
         p += 16;
@@ -535,16 +537,17 @@ member_value(const char *p, const char *end, struct scan_err *e, unsigned depth,
 
     if (LIKELY(p < end && *p == '"')) {
         q = scan_string(p, end, e, esc);
+        v->type = KC_JSON_STRING;
     } else {
         int w = 0;
         q = scan_value(p, end, e, depth, &w);
         *ws |= w;
+        v->type = q ? type_of(*p) : KC_JSON_INVALID;
     }
     if (!q)
         return NULL;
     v->p = p;
     v->len = (size_t)(q - p);
-    v->type = type_of(*p);
     return q;
 }
 
@@ -747,6 +750,37 @@ fail:
 }
 
 #undef FAIL
+
+int kc_json_scan_string(const char *buf, size_t len, size_t *pos, kc_json_span_t *out,
+                        kc_json_err_t *err)
+{
+    struct scan_err e = { NULL, NULL };
+    const char *p, *q;
+
+    if (!buf || !pos || *pos >= len || buf[*pos] != '"') {
+        if (err) {
+            err->offset = pos ? *pos : 0;
+            err->what = "string expected";
+        }
+        return -EINVAL;
+    }
+    p = buf + *pos;
+    q = scan_string(p, buf + len, &e, NULL);
+    if (!q) {
+        if (err) {
+            err->offset = (size_t)(e.at - buf);
+            err->what = e.what;
+        }
+        return KC_EPARSE;
+    }
+    if (out) {
+        out->p = p;
+        out->len = (size_t)(q - p);
+        out->type = KC_JSON_STRING;
+    }
+    *pos = (size_t)(q - buf);
+    return 0;
+}
 
 int kc_json_scan(const char *buf, size_t len, size_t *pos, kc_json_span_t *out,
                  kc_json_err_t *err)

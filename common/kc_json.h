@@ -116,6 +116,14 @@ int kc_json_scan_object_meta(const char *buf, size_t len, size_t *pos, unsigned 
                              kc_json_span_t *out, int *has_ws, kc_json_meta_t *meta,
                              kc_json_err_t *err);
 
+/* kc_json_scan for a value known to start with '"' at buf[*pos] (no
+ * leading whitespace): validates one string, the cheap way for member
+ * names.  Returns 0 (*out filled, *pos past the closing quote) or
+ * KC_EPARSE (err filled, *pos unchanged); -EINVAL when buf[*pos] is not
+ * '"'.  Thread-safe. */
+int kc_json_scan_string(const char *buf, size_t len, size_t *pos, kc_json_span_t *out,
+                        kc_json_err_t *err);
+
 /* Parse a whole document: one value and nothing but whitespace around it. */
 int kc_json_parse_doc(const char *buf, size_t len, kc_json_span_t *out,
                       kc_json_err_t *err);

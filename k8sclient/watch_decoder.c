@@ -130,21 +130,20 @@ static int fail(kc_watch_decoder_t *d, kc_errbuf_t *eb, int code, size_t byte,
 
 static int type_of(kc_json_span_t s, kc_watch_type_t *t)
 {
-    static const struct {
-        const char *name;
-        kc_watch_type_t t;
-    } types[] = {
-        {"ADDED", KC_WATCH_ADDED},       {"MODIFIED", KC_WATCH_MODIFIED},
-        {"DELETED", KC_WATCH_DELETED},   {"BOOKMARK", KC_WATCH_BOOKMARK},
-        {"ERROR", KC_WATCH_ERROR},
-    };
-
-    for (size_t i = 0; i < sizeof(types) / sizeof(types[0]); i++)
-        if (kc_json_str_eq(s, types[i].name)) {
-            *t = types[i].t;
-            return 0;
-        }
-    return -1;
+    /* KC_JSON_STR_EQ_LIT: one length test per miss, escapes handled */
+    if (KC_JSON_STR_EQ_LIT(s, "MODIFIED"))
+        *t = KC_WATCH_MODIFIED;
+    else if (KC_JSON_STR_EQ_LIT(s, "ADDED"))
+        *t = KC_WATCH_ADDED;
+    else if (KC_JSON_STR_EQ_LIT(s, "DELETED"))
+        *t = KC_WATCH_DELETED;
+    else if (KC_JSON_STR_EQ_LIT(s, "BOOKMARK"))
+        *t = KC_WATCH_BOOKMARK;
+    else if (KC_JSON_STR_EQ_LIT(s, "ERROR"))
+        *t = KC_WATCH_ERROR;
+    else
+        return -1;
+    return 0;
 }
 
 /* 1 if every byte of p[0..n) is printable ASCII (0x20..0x7f).  Such an
@@ -212,7 +211,7 @@ static int envelope(kc_watch_decoder_t *d, const char *line, size_t len, size_t 
                 jerr.what = "expected a member name";
                 goto not_json;
             }
-            if (kc_json_scan(line, len, &pos, &key, &jerr) != 0)
+            if (kc_json_scan_string(line, len, &pos, &key, &jerr) != 0)
                 goto not_json;
             pos = skip_ws(line, pos, len);
             if (pos >= len || line[pos] != ':') {
@@ -240,7 +239,9 @@ static int envelope(kc_watch_decoder_t *d, const char *line, size_t len, size_t 
                     goto not_json;
                 has_meta = om->has_metadata;
             } else {
-                if (kc_json_scan(line, len, &pos, &val, &jerr) != 0)
+                pos = skip_ws(line, pos, len);
+                if (pos < len && line[pos] == '"' ? kc_json_scan_string(line, len, &pos, &val, &jerr)
+                                                  : kc_json_scan(line, len, &pos, &val, &jerr))
                     goto not_json;
                 if (type.p == NULL && KC_JSON_STR_EQ_LIT(key, "type"))
                     type = val;
