@@ -6,7 +6,13 @@
  * kc_json in one pass (skipped when the caller vouches for bytes a scan
  * already validated and found minified: kc_obj_opts_t.prevalidated), reads
  * the metadata it needs with kc_json's iterator in one walk over metadata
- * (no cJSON tree on this path), then makes one allocation: header,
+ * (no cJSON tree on this path), or, when the caller's validating scan of
+ * the same bytes noted the metadata members already (kc_obj_opts_t.meta,
+ * the watch decoder's kc_json_scan_object_meta), takes them from those
+ * notes without walking metadata at all (meta_take: only for notes that
+ * describe exactly these bytes and the plain success case; everything else
+ * takes the walk, so both give the same object or error), then makes one
+ * allocation: header,
  * unescaped metadata strings and the minified JSON (cache_int.h shows the
  * layout), LZ4-compressed when it is large (kc_obj_opts_t.pack_min).
  * Nothing here locks: objects are shared between threads only through the

@@ -11,6 +11,12 @@
  * U+10FFFF).  \u escapes must be well-formed and surrogates paired, so every
  * string kc_json_scan accepts can be unescaped into valid UTF-8.
  *
+ * kc_json_scan_object_meta validates an object with the same grammar,
+ * member by member (member_next, member_value, the same messages), so that
+ * it can note the Kubernetes metadata members a cache object keeps on the
+ * way (kc_json_meta_t); values it does not note go through the same
+ * scan_value, with the nesting limit reduced by the levels above them.
+ *
  * The iterator and kc_json_obj_get run over spans that kc_json_scan already
  * validated, so they only skip: they match brackets and find closing quotes
  * without re-validating.  They never read outside the span, so a span that
