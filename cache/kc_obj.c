@@ -47,13 +47,9 @@ static int is_lower_alnum(unsigned char c)
     return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
 }
 
-int kc_namespace_validate(const char *ns)
+/* kc_namespace_validate of ns[0..n) (no NUL inside). */
+static int ns_valid_n(const char *ns, size_t n)
 {
-    size_t n;
-
-    if (!ns)
-        return KC_EBADNAME;
-    n = strlen(ns);
     if (n == 0 || n > KC_NS_MAX)
         return KC_EBADNAME;
     if (!is_lower_alnum((unsigned char)ns[0]) || !is_lower_alnum((unsigned char)ns[n - 1]))
@@ -62,6 +58,11 @@ int kc_namespace_validate(const char *ns)
         if (!is_lower_alnum((unsigned char)ns[i]) && ns[i] != '-')
             return KC_EBADNAME;
     return 0;
+}
+
+int kc_namespace_validate(const char *ns)
+{
+    return ns ? ns_valid_n(ns, strlen(ns)) : KC_EBADNAME;
 }
 
 static int subdomain_ok(const char *s, size_t n)
@@ -90,20 +91,16 @@ static int subdomain_ok(const char *s, size_t n)
     return 1;
 }
 
-int kc_name_validate(const char *name, kc_name_rule_t rule)
+/* kc_name_validate of name[0..n) (no NUL inside). */
+static int name_valid_n(const char *name, size_t n, kc_name_rule_t rule)
 {
-    size_t n;
-
-    if (!name)
-        return KC_EBADNAME;
-    n = strlen(name);
     if (n == 0 || n > KC_NAME_MAX)
         return KC_EBADNAME;
     switch (rule) {
     case KC_NAME_DNS1123_SUBDOMAIN:
         return subdomain_ok(name, n) ? 0 : KC_EBADNAME;
     case KC_NAME_PATH_SEGMENT:
-        if (strcmp(name, ".") == 0 || strcmp(name, "..") == 0)
+        if ((n == 1 && name[0] == '.') || (n == 2 && name[0] == '.' && name[1] == '.'))
             return KC_EBADNAME;
         for (size_t i = 0; i < n; i++) {
             unsigned char c = (unsigned char)name[i];
@@ -113,6 +110,11 @@ int kc_name_validate(const char *name, kc_name_rule_t rule)
         return 0;
     }
     return KC_EBADNAME;
+}
+
+int kc_name_validate(const char *name, kc_name_rule_t rule)
+{
+    return name ? name_valid_n(name, strlen(name), rule) : KC_EBADNAME;
 }
 
 int kc_key_init_rule(kc_key_t *k, const char *ns, const char *name, kc_name_rule_t rule)
@@ -565,7 +567,7 @@ static int put_str(kc_json_span_t s, char **w, char *limit);
 /* Like put_str for a string span whose unescaped length n is known: a
  * string without escapes (the usual case) is copied as it is, since every
  * escape decodes to fewer bytes than it takes. */
-static int put_len(kc_json_span_t s, size_t n, char **w, char *limit)
+static inline int put_len(kc_json_span_t s, size_t n, char **w, char *limit)
 {
     if (s.p && n == s.len - 2) {
         if ((size_t)(limit - *w) < n + 1)
@@ -593,15 +595,20 @@ static int put_str(kc_json_span_t s, char **w, char *limit)
 }
 
 /* kc_json_str_unescape of a string span into dst[cap], which for one
- * known to hold no escape (plain) is a copy. */
-static int plain_copy(kc_json_span_t s, unsigned plain, char *dst, size_t cap)
+ * known to hold no escape (plain) is a copy; *n gets the length (the
+ * string holds no NUL: unescaping refuses \u0000, the scan raw ones). */
+static int plain_copy(kc_json_span_t s, unsigned plain, char *dst, size_t cap, size_t *n)
 {
-    if (!plain)
-        return kc_json_str_unescape(s, dst, cap);
+    if (!plain) {
+        int rc = kc_json_str_unescape(s, dst, cap);
+        *n = rc == 0 ? strlen(dst) : 0;
+        return rc;
+    }
     if (s.len - 2 >= cap)
         return -ERANGE;
     memcpy(dst, s.p + 1, s.len - 2);
     dst[s.len - 2] = '\0';
+    *n = s.len - 2;
     return 0;
 }
 
@@ -677,19 +684,21 @@ int kc_obj_new(const char *json, size_t len, const kc_obj_opts_t *opts, kc_obj_t
     }
 
     /* Names: validated before the object is allocated. */
-    if (plain_copy(m.name, m.plain & (1u << KC_JSON_META_NAME), name, sizeof(name)) < 0 ||
-        kc_name_validate(name, KC_NAME_PATH_SEGMENT) < 0) {
+    size_t ns_len = 0, name_len = 0;
+    if (plain_copy(m.name, m.plain & (1u << KC_JSON_META_NAME), name, sizeof(name),
+                   &name_len) < 0 ||
+        name_valid_n(name, name_len, KC_NAME_PATH_SEGMENT) < 0) {
         rc = kc_errf(eb, KC_EBADNAME, "metadata.name: invalid name");
         goto out;
     }
     ns[0] = '\0';
-    if (m.ns.p && (plain_copy(m.ns, m.plain & (1u << KC_JSON_META_NAMESPACE), ns, sizeof(ns)) < 0 ||
-                   (ns[0] && kc_namespace_validate(ns) < 0))) {
+    if (m.ns.p && (plain_copy(m.ns, m.plain & (1u << KC_JSON_META_NAMESPACE), ns, sizeof(ns),
+                              &ns_len) < 0 ||
+                   (ns_len && ns_valid_n(ns, ns_len) < 0))) {
         rc = kc_errf(eb, KC_EBADNAME, "metadata.namespace: invalid namespace \"%.63s\"", ns);
         goto out;
     }
 
-    size_t ns_len = strlen(ns), name_len = strlen(name);
     long uid_sz = m.plain & (1u << KC_JSON_META_UID) ? (long)m.uid.len - 1
                 : str_size(m.uid, "metadata.uid", eb);
     long rv_sz = m.plain & (1u << KC_JSON_META_RV) ? (long)m.rv.len - 1
