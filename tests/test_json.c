@@ -819,6 +819,49 @@ static void test_scan_object_meta(void **state)
         assert_int_equal(m.usable, nl == 32);
         assert_int_equal(m.nlabels, (size_t)nl);
     }
+    /* kc_json_scan_string: one string, validated as kc_json_scan would */
+    static const struct { const char *in; int rc; size_t off; const char *what; } st[] = {
+        { "\"type\":1", 0, 6, NULL },
+        { "\"a\\u00e9\\n\"", 0, 11, NULL },
+        { "\"\"", 0, 2, NULL },
+        { "\"abc", KC_EPARSE, 4, "unterminated string" },
+        { "\"a\\x\"", KC_EPARSE, 2, "invalid escape" },
+        { "\"a\x01\"", KC_EPARSE, 2, "control character in string" },
+        { "\"\xc3\x28\"", KC_EPARSE, 1, "invalid UTF-8 in string" },
+        { "\"\\uD800\"", KC_EPARSE, 1, "unpaired UTF-16 surrogate" },
+        { "abc", -EINVAL, 0, "string expected" },
+        { " \"a\"", -EINVAL, 0, "string expected" },
+    };
+    for (size_t i = 0; i < sizeof(st) / sizeof(st[0]); i++) {
+        size_t len = strlen(st[i].in), p1 = 0;
+        char *copy = malloc(len);   /* exact size: ASan catches over-reads */
+        assert_non_null(copy);
+        memcpy(copy, st[i].in, len);
+        e.offset = 9999;
+        e.what = NULL;
+        int rc = kc_json_scan_string(copy, len, &p1, &v, &e);
+        if (rc != st[i].rc)
+            fail_msg("scan_string %s: rc %d, want %d", st[i].in, rc, st[i].rc);
+        if (rc == 0) {
+            assert_int_equal(p1, st[i].off);
+            assert_int_equal(v.type, KC_JSON_STRING);
+            assert_ptr_equal(v.p, copy);
+            assert_int_equal(v.len, st[i].off);
+            /* the same as kc_json_scan */
+            size_t p2 = 0;
+            kc_json_span_t v2;
+            assert_int_equal(kc_json_scan(copy, len, &p2, &v2, &e), 0);
+            assert_int_equal(p2, p1);
+        } else {
+            assert_int_equal(p1, 0);
+            assert_int_equal(e.offset, st[i].off);
+            assert_string_equal(e.what, st[i].what);
+        }
+        free(copy);
+    }
+    pos = 5;
+    assert_int_equal(kc_json_scan_string("\"abc\"", 5, &pos, &v, &e), -EINVAL);
+
     /* anything but an object is an error */
     pos = 0;
     assert_int_equal(kc_json_scan_object_meta("[1]", 3, &pos, KC_JSON_MAX_DEPTH, &v, NULL, &m,
