@@ -722,7 +722,8 @@ int kc_json_scan_object_meta(const char *buf, size_t len, size_t *pos, unsigned 
         if (r == 0)
             break;
         first = 0;
-        if (!md_seen && KC_JSON_STR_EQ_LIT(key, "metadata")) {
+        if (!md_seen && (kesc ? KC_JSON_STR_EQ_LIT(key, "metadata")
+                              : key.len == 10 && memcmp(key.p + 1, "metadata", 8) == 0)) {
             md_seen = 1;   /* the first "metadata" is the one that counts */
             if (p < end && *p == '{') {
                 p = scan_meta(p, end, e, max_depth - 1, &ws, meta);
