@@ -34,7 +34,10 @@ static int parse(const char *s, kc_json_span_t *v, kc_json_err_t *e)
  * input that starts with an object. */
 static void check_meta_agrees(const char *buf, size_t len, unsigned max_depth)
 {
-    size_t lead = strspn(buf, " \t\r\n");
+    size_t lead = 0;   /* buf need not be NUL-terminated */
+    while (lead < len && (buf[lead] == ' ' || buf[lead] == '\t' || buf[lead] == '\r' ||
+                          buf[lead] == '\n'))
+        lead++;
     if (lead >= len || buf[lead] != '{')
         return;
     size_t p1 = 0, p2 = 0;
