@@ -479,37 +479,42 @@ static inline __attribute__((always_inline)) int
 member_next(const char **pp, const char *end, int first, int *ws, struct scan_err *e,
             kc_json_span_t *key, int *kesc)
 {
-    const char *p = ws_skip(*pp, end, ws), *q;
+    const char *p = *pp, *q;
 
-    if (!first) {
-        if (UNLIKELY(p >= end)) {
-            e->at = end;
-            e->what = "unexpected end of input in container";
-            return -1;
-        }
-        if (*p == '}') {
+    if (!first && LIKELY(end - p >= 2 && p[0] == ',' && p[1] == '"')) {
+        p++;   /* minified: ,"name" */
+    } else {
+        p = ws_skip(p, end, ws);
+        if (!first) {
+            if (UNLIKELY(p >= end)) {
+                e->at = end;
+                e->what = "unexpected end of input in container";
+                return -1;
+            }
+            if (*p == '}') {
+                *pp = p + 1;
+                return 0;
+            }
+            if (UNLIKELY(*p != ',')) {
+                e->at = p;
+                e->what = "',' or '}' expected";
+                return -1;
+            }
+            p = ws_skip(p + 1, end, ws);
+        } else if (p < end && *p == '}') {
             *pp = p + 1;
             return 0;
         }
-        if (UNLIKELY(*p != ',')) {
-            e->at = p;
-            e->what = "',' or '}' expected";
+        if (UNLIKELY(p >= end)) {
+            e->at = end;
+            e->what = "unexpected end of input: member name expected";
             return -1;
         }
-        p = ws_skip(p + 1, end, ws);
-    } else if (p < end && *p == '}') {
-        *pp = p + 1;
-        return 0;
-    }
-    if (UNLIKELY(p >= end)) {
-        e->at = end;
-        e->what = "unexpected end of input: member name expected";
-        return -1;
-    }
-    if (UNLIKELY(*p != '"')) {
-        e->at = p;
-        e->what = "member name (string) expected";
-        return -1;
+        if (UNLIKELY(*p != '"')) {
+            e->at = p;
+            e->what = "member name (string) expected";
+            return -1;
+        }
     }
     *kesc = 0;
     q = scan_string(p, end, e, kesc);
@@ -518,18 +523,23 @@ member_next(const char **pp, const char *end, int first, int *ws, struct scan_er
     key->p = p;
     key->len = (size_t)(q - p);
     key->type = KC_JSON_STRING;
-    p = ws_skip(q, end, ws);
-    if (UNLIKELY(p >= end)) {
-        e->at = end;
-        e->what = "unexpected end of input: ':' expected";
-        return -1;
+    if (LIKELY(q < end && *q == ':')) {
+        p = q + 1;   /* minified: "name": */
+    } else {
+        p = ws_skip(q, end, ws);
+        if (UNLIKELY(p >= end)) {
+            e->at = end;
+            e->what = "unexpected end of input: ':' expected";
+            return -1;
+        }
+        if (UNLIKELY(*p != ':')) {
+            e->at = p;
+            e->what = "':' expected after member name";
+            return -1;
+        }
+        p++;
     }
-    if (UNLIKELY(*p != ':')) {
-        e->at = p;
-        e->what = "':' expected after member name";
-        return -1;
-    }
-    *pp = ws_skip(p + 1, end, ws);
+    *pp = ws_skip(p, end, ws);
     return 1;
 }
 
