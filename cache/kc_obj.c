@@ -329,10 +329,12 @@ static int scan_owner(kc_json_span_t el, size_t idx, struct owner_spans *os, kc_
         for (int f = 0; f < 4; f++) {
             if (!kc_json_str_eqn(k, owner_fields[f], owner_field_len[f]))
                 continue;
-            snprintf(field, sizeof(field), "metadata.ownerReferences[%zu].%s", idx,
-                     owner_fields[f]);
-            if (v.type != KC_JSON_STRING && v.type != KC_JSON_NULL)
+            if (v.type != KC_JSON_STRING && v.type != KC_JSON_NULL) {
+                /* the field's name is formatted only for the message */
+                snprintf(field, sizeof(field), "metadata.ownerReferences[%zu].%s", idx,
+                         owner_fields[f]);
                 return type_err(eb, field, "string", v);
+            }
             if (v.type == KC_JSON_STRING)
                 os->f[f] = v;
         }
