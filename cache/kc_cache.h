@@ -115,11 +115,18 @@ typedef struct kc_obj_opts {
      * is first called for the object); the metadata accessors never
      * unpack. */
     size_t pack_min;
+    /* With prevalidated: what the caller's own validating scan of exactly
+     * these bytes noted about their metadata (kc_json_scan_object_meta,
+     * e.g. kc_watch_event_t.meta), or NULL.  kc_obj_new then reads the
+     * metadata members from it instead of walking metadata again; it is
+     * used only when it describes json[0..len) itself and says it is
+     * usable, else ignored.  Borrowed for the call. */
+    const struct kc_json_meta *meta;
 } kc_obj_opts_t;
 
 #define KC_OBJ_MAX_SIZE_DEFAULT ((size_t)16 << 20)
 #define KC_OBJ_PACK_MIN_DEFAULT ((size_t)2048)
-#define KC_OBJ_OPTS_INIT { 0, KC_OBJ_MAX_SIZE_DEFAULT, 0, KC_OBJ_PACK_MIN_DEFAULT }
+#define KC_OBJ_OPTS_INIT { 0, KC_OBJ_MAX_SIZE_DEFAULT, 0, KC_OBJ_PACK_MIN_DEFAULT, NULL }
 
 /* Build an object from one JSON document json[0..len) (copies it; the
  * input need not be NUL-terminated).  The JSON is validated (unless

@@ -6,7 +6,13 @@
  * kc_json in one pass (skipped when the caller vouches for bytes a scan
  * already validated and found minified: kc_obj_opts_t.prevalidated), reads
  * the metadata it needs with kc_json's iterator in one walk over metadata
- * (no cJSON tree on this path), then makes one allocation: header,
+ * (no cJSON tree on this path), or, when the caller's validating scan of
+ * the same bytes noted the metadata members already (kc_obj_opts_t.meta,
+ * the watch decoder's kc_json_scan_object_meta), takes them from those
+ * notes without walking metadata at all (meta_take: only for notes that
+ * describe exactly these bytes and the plain success case; everything else
+ * takes the walk, so both give the same object or error), then makes one
+ * allocation: header,
  * unescaped metadata strings and the minified JSON (cache_int.h shows the
  * layout), LZ4-compressed when it is large (kc_obj_opts_t.pack_min).
  * Nothing here locks: objects are shared between threads only through the
@@ -41,13 +47,9 @@ static int is_lower_alnum(unsigned char c)
     return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
 }
 
-int kc_namespace_validate(const char *ns)
+/* kc_namespace_validate of ns[0..n) (no NUL inside). */
+static int ns_valid_n(const char *ns, size_t n)
 {
-    size_t n;
-
-    if (!ns)
-        return KC_EBADNAME;
-    n = strlen(ns);
     if (n == 0 || n > KC_NS_MAX)
         return KC_EBADNAME;
     if (!is_lower_alnum((unsigned char)ns[0]) || !is_lower_alnum((unsigned char)ns[n - 1]))
@@ -56,6 +58,11 @@ int kc_namespace_validate(const char *ns)
         if (!is_lower_alnum((unsigned char)ns[i]) && ns[i] != '-')
             return KC_EBADNAME;
     return 0;
+}
+
+int kc_namespace_validate(const char *ns)
+{
+    return ns ? ns_valid_n(ns, strlen(ns)) : KC_EBADNAME;
 }
 
 static int subdomain_ok(const char *s, size_t n)
@@ -84,20 +91,16 @@ static int subdomain_ok(const char *s, size_t n)
     return 1;
 }
 
-int kc_name_validate(const char *name, kc_name_rule_t rule)
+/* kc_name_validate of name[0..n) (no NUL inside). */
+static int name_valid_n(const char *name, size_t n, kc_name_rule_t rule)
 {
-    size_t n;
-
-    if (!name)
-        return KC_EBADNAME;
-    n = strlen(name);
     if (n == 0 || n > KC_NAME_MAX)
         return KC_EBADNAME;
     switch (rule) {
     case KC_NAME_DNS1123_SUBDOMAIN:
         return subdomain_ok(name, n) ? 0 : KC_EBADNAME;
     case KC_NAME_PATH_SEGMENT:
-        if (strcmp(name, ".") == 0 || strcmp(name, "..") == 0)
+        if ((n == 1 && name[0] == '.') || (n == 2 && name[0] == '.' && name[1] == '.'))
             return KC_EBADNAME;
         for (size_t i = 0; i < n; i++) {
             unsigned char c = (unsigned char)name[i];
@@ -107,6 +110,11 @@ int kc_name_validate(const char *name, kc_name_rule_t rule)
         return 0;
     }
     return KC_EBADNAME;
+}
+
+int kc_name_validate(const char *name, kc_name_rule_t rule)
+{
+    return name ? name_valid_n(name, strlen(name), rule) : KC_EBADNAME;
 }
 
 int kc_key_init_rule(kc_key_t *k, const char *ns, const char *name, kc_name_rule_t rule)
@@ -201,6 +209,8 @@ struct meta {
     int deleting;
     int64_t generation;
     size_t nlabels, nowners;
+    unsigned plain;          /* bit (1u << KC_JSON_META_x): the string is known
+                              * to hold no escape (noted by a scan) */
     size_t strings;          /* bytes of data[] before the JSON */
     size_t labels_strings;   /* of which the labels' */
     /* the first LABELS_KEPT labels' spans and unescaped lengths, noted by
@@ -319,10 +329,12 @@ static int scan_owner(kc_json_span_t el, size_t idx, struct owner_spans *os, kc_
         for (int f = 0; f < 4; f++) {
             if (!kc_json_str_eqn(k, owner_fields[f], owner_field_len[f]))
                 continue;
-            snprintf(field, sizeof(field), "metadata.ownerReferences[%zu].%s", idx,
-                     owner_fields[f]);
-            if (v.type != KC_JSON_STRING && v.type != KC_JSON_NULL)
+            if (v.type != KC_JSON_STRING && v.type != KC_JSON_NULL) {
+                /* the field's name is formatted only for the message */
+                snprintf(field, sizeof(field), "metadata.ownerReferences[%zu].%s", idx,
+                         owner_fields[f]);
                 return type_err(eb, field, "string", v);
+            }
             if (v.type == KC_JSON_STRING)
                 os->f[f] = v;
         }
@@ -479,12 +491,85 @@ static int scan_metadata(kc_json_span_t top, struct meta *m, kc_errbuf_t *eb)
     return 0;
 }
 
+/* Fill *m from what the caller's validating scan of json[0..len) noted
+ * (kc_obj_opts_t.meta) instead of walking metadata: 1 when done, 0 when
+ * the note does not describe these bytes or anything about it is not the
+ * plain success case (a field of the wrong type, no name, a bad generation
+ * or owner reference).  Then scan_metadata reads the bytes and reports
+ * exactly as without the note; the checks here are the same (want_string,
+ * parse_generation, scan_owners), so both paths give the same object. */
+static int meta_take(const kc_json_meta_t *s, const char *json, size_t len, struct meta *m)
+{
+    kc_json_span_t *str[4] = { &m->name, &m->ns, &m->uid, &m->rv };
+    unsigned seen = s->seen;
+
+    if (!s->usable || s->obj != json || s->obj_len != len)
+        return 0;
+    memset(m, 0, offsetof(struct meta, lk)); /* lk..lvl: written before read */
+    for (int f = KC_JSON_META_NAME; f <= KC_JSON_META_RV; f++) {
+        if (!(seen & (1u << f)) || s->f[f].type == KC_JSON_NULL)
+            continue;
+        if (s->f[f].type != KC_JSON_STRING)
+            return 0;
+        *str[f] = s->f[f];
+        if (!(s->esc & (1u << f)))
+            m->plain |= 1u << f;
+    }
+    if (!m->name.p)
+        return 0;
+    if ((seen & (1u << KC_JSON_META_GENERATION)) &&
+        parse_generation(s->f[KC_JSON_META_GENERATION], &m->generation, NULL) < 0)
+        return 0;
+    if (seen & (1u << KC_JSON_META_DELETION)) {
+        kc_json_type_t t = s->f[KC_JSON_META_DELETION].type;
+        if (t == KC_JSON_STRING)
+            m->deleting = 1;
+        else if (t != KC_JSON_NULL)
+            return 0;
+    }
+    if (seen & (1u << KC_JSON_META_LABELS)) {
+        kc_json_span_t v = s->f[KC_JSON_META_LABELS];
+        if (v.type == KC_JSON_OBJECT) {
+            m->labels = v;
+            m->nlabels = s->nlabels;   /* at most KC_JSON_META_LABELS_MAX */
+            for (size_t i = 0; i < m->nlabels; i++) {
+                long a = (s->lk_esc >> i) & 1 ? kc_json_str_len(s->lk[i]) : (long)s->lk[i].len - 2;
+                long b = (s->lv_esc >> i) & 1 ? kc_json_str_len(s->lv[i]) : (long)s->lv[i].len - 2;
+                if (a < 0 || b < 0)
+                    return 0;
+                m->lk[i] = s->lk[i];
+                m->lv[i] = s->lv[i];
+                m->lkl[i] = (size_t)a;
+                m->lvl[i] = (size_t)b;
+                m->strings += (size_t)a + (size_t)b + 2;
+            }
+        } else if (v.type != KC_JSON_NULL) {
+            return 0;
+        }
+    }
+    if (seen & (1u << KC_JSON_META_OWNERS)) {
+        kc_json_span_t v = s->f[KC_JSON_META_OWNERS];
+        if (v.type == KC_JSON_ARRAY)
+            m->owners = v;
+        else if (v.type != KC_JSON_NULL)
+            return 0;
+    }
+    if (s->mf_key.p) {
+        m->has_mf = 1;
+        m->mf_key = s->mf_key;
+        m->mf_val = s->mf_val;
+    }
+    if (m->owners.p && scan_owners(m, NULL) < 0)
+        return 0;
+    return 1;
+}
+
 static int put_str(kc_json_span_t s, char **w, char *limit);
 
 /* Like put_str for a string span whose unescaped length n is known: a
  * string without escapes (the usual case) is copied as it is, since every
  * escape decodes to fewer bytes than it takes. */
-static int put_len(kc_json_span_t s, size_t n, char **w, char *limit)
+static inline int put_len(kc_json_span_t s, size_t n, char **w, char *limit)
 {
     if (s.p && n == s.len - 2) {
         if ((size_t)(limit - *w) < n + 1)
@@ -508,6 +593,24 @@ static int put_str(kc_json_span_t s, char **w, char *limit)
     if (rc < 0)
         return rc;
     *w += strlen(*w) + 1;
+    return 0;
+}
+
+/* kc_json_str_unescape of a string span into dst[cap], which for one
+ * known to hold no escape (plain) is a copy; *n gets the length (the
+ * string holds no NUL: unescaping refuses \u0000, the scan raw ones). */
+static int plain_copy(kc_json_span_t s, unsigned plain, char *dst, size_t cap, size_t *n)
+{
+    if (!plain) {
+        int rc = kc_json_str_unescape(s, dst, cap);
+        *n = rc == 0 ? strlen(dst) : 0;
+        return rc;
+    }
+    if (s.len - 2 >= cap)
+        return -ERANGE;
+    memcpy(dst, s.p + 1, s.len - 2);
+    dst[s.len - 2] = '\0';
+    *n = s.len - 2;
     return 0;
 }
 
@@ -575,26 +678,33 @@ int kc_obj_new(const char *json, size_t len, const kc_obj_opts_t *opts, kc_obj_t
         }
         doc = min;
     }
-    rc = scan_metadata(top, &m, eb);
-    if (rc < 0)
-        goto out;
+    /* metadata: as the caller's scan noted it, else one walk */
+    if (!(doc == json && opts->meta && meta_take(opts->meta, json, len, &m))) {
+        rc = scan_metadata(top, &m, eb);
+        if (rc < 0)
+            goto out;
+    }
 
     /* Names: validated before the object is allocated. */
-    if (kc_json_str_unescape(m.name, name, sizeof(name)) < 0 ||
-        kc_name_validate(name, KC_NAME_PATH_SEGMENT) < 0) {
+    size_t ns_len = 0, name_len = 0;
+    if (plain_copy(m.name, m.plain & (1u << KC_JSON_META_NAME), name, sizeof(name),
+                   &name_len) < 0 ||
+        name_valid_n(name, name_len, KC_NAME_PATH_SEGMENT) < 0) {
         rc = kc_errf(eb, KC_EBADNAME, "metadata.name: invalid name");
         goto out;
     }
     ns[0] = '\0';
-    if (m.ns.p && (kc_json_str_unescape(m.ns, ns, sizeof(ns)) < 0 ||
-                   (ns[0] && kc_namespace_validate(ns) < 0))) {
+    if (m.ns.p && (plain_copy(m.ns, m.plain & (1u << KC_JSON_META_NAMESPACE), ns, sizeof(ns),
+                              &ns_len) < 0 ||
+                   (ns_len && ns_valid_n(ns, ns_len) < 0))) {
         rc = kc_errf(eb, KC_EBADNAME, "metadata.namespace: invalid namespace \"%.63s\"", ns);
         goto out;
     }
 
-    size_t ns_len = strlen(ns), name_len = strlen(name);
-    long uid_sz = str_size(m.uid, "metadata.uid", eb);
-    long rv_sz = str_size(m.rv, "metadata.resourceVersion", eb);
+    long uid_sz = m.plain & (1u << KC_JSON_META_UID) ? (long)m.uid.len - 1
+                : str_size(m.uid, "metadata.uid", eb);
+    long rv_sz = m.plain & (1u << KC_JSON_META_RV) ? (long)m.rv.len - 1
+               : str_size(m.rv, "metadata.resourceVersion", eb);
     if (uid_sz < 0 || rv_sz < 0) {
         rc = KC_EPARSE;
         goto out;

@@ -11,6 +11,12 @@
  * U+10FFFF).  \u escapes must be well-formed and surrogates paired, so every
  * string kc_json_scan accepts can be unescaped into valid UTF-8.
  *
+ * kc_json_scan_object_meta validates an object with the same grammar,
+ * member by member (member_next, member_value, the same messages), so that
+ * it can note the Kubernetes metadata members a cache object keeps on the
+ * way (kc_json_meta_t); values it does not note go through the same
+ * scan_value, with the nesting limit reduced by the levels above them.
+ *
  * The iterator and kc_json_obj_get run over spans that kc_json_scan already
  * validated, so they only skip: they match brackets and find closing quotes
  * without re-validating.  They never read outside the span, so a span that
@@ -69,7 +75,8 @@ static inline const char *skip_ws(const char *p, const char *end)
 /* skip_ws that notes in *ws whether there was any. */
 static inline const char *ws_skip(const char *p, const char *end, int *ws)
 {
-    if (p < end && is_ws((unsigned char)*p)) {
+    /* every whitespace byte is <= ' ': the usual token fails the first test */
+    if (p < end && UNLIKELY((unsigned char)*p <= ' ') && is_ws((unsigned char)*p)) {
         *ws = 1;
         p = skip_ws(p + 1, end);
     }
@@ -104,13 +111,14 @@ static inline const unsigned char *find_special(const unsigned char *p,
 #if defined(__SSE2__)
     const __m128i vq = _mm_set1_epi8('"');
     const __m128i vb = _mm_set1_epi8('\\');
-    const __m128i v1f = _mm_set1_epi8(0x1f);
+    const __m128i sp = _mm_set1_epi8(0x20);
 
+    /* A signed compare with 0x20 finds both control characters and bytes
+     * >= 0x80 (negative as signed). */
     while (end - p >= 16) {
         __m128i v = _mm_loadu_si128((const __m128i *)(const void *)p);
         __m128i m = _mm_or_si128(_mm_cmpeq_epi8(v, vq), _mm_cmpeq_epi8(v, vb));
-        m = _mm_or_si128(m, _mm_cmpeq_epi8(_mm_max_epu8(v, v1f), v1f));
-        unsigned mask = (unsigned)_mm_movemask_epi8(m) | (unsigned)_mm_movemask_epi8(v);
+        unsigned mask = (unsigned)_mm_movemask_epi8(_mm_or_si128(m, _mm_cmplt_epi8(v, sp)));
         if (mask)
             return p + __builtin_ctz(mask);
         p += 16;
@@ -177,9 +185,10 @@ struct scan_err {
 #define FAIL(where, msg) do { e->at = (const char *)(where); e->what = (msg); return NULL; } while (0)
 
 /* Validate a string whose opening quote is at p.  Returns the byte after
- * the closing quote, or NULL with *e filled. */
+ * the closing quote, or NULL with *e filled.  esc (a constant NULL in most
+ * callers, so that the test disappears) is set to 1 at an escape. */
 static inline __attribute__((always_inline)) const char *
-scan_string(const char *start, const char *endc, struct scan_err *e)
+scan_string(const char *start, const char *endc, struct scan_err *e, int *esc)
 {
     const unsigned char *p = (const unsigned char *)start + 1;
     const unsigned char *end = (const unsigned char *)endc;
@@ -192,6 +201,8 @@ scan_string(const char *start, const char *endc, struct scan_err *e)
         if (LIKELY(c == '"'))
             return (const char *)p + 1;
         if (c == '\\') {
+            if (esc)
+                *esc = 1;
             if (end - p < 2)
                 FAIL(end, "unterminated string");
             switch (p[1]) {
@@ -368,7 +379,7 @@ value:
         }
         goto value;
     case '"':
-        p = scan_string(p, end, e);
+        p = scan_string(p, end, e, NULL);
         if (!p)
             return NULL;
         EMITN(start, p - start);
@@ -428,7 +439,7 @@ key:
     if (*p != '"')
         FAIL(p, "member name (string) expected");
     start = p;
-    p = scan_string(p, end, e);
+    p = scan_string(p, end, e, NULL);
     if (!p)
         return NULL;
     EMITN(start, p - start);
@@ -456,7 +467,337 @@ static const char *scan_value_min(const char *p, const char *end, struct scan_er
     return scan_value_t(p, end, e, outp, KC_JSON_MAX_DEPTH, NULL);
 }
 
+/* ---- validating an object member by member, noting its metadata ---- */
+
+/* The next member of an object validated member by member.  *pp is just
+ * after its '{' (first) or after the previous member's value.  Returns 1
+ * with the name in *key (*kesc: it holds an escape) and *pp at the value's
+ * first byte (after whitespace); 0 with *pp after the closing '}'; NULL's
+ * counterpart -1 with *e filled.  Same grammar and messages as
+ * scan_value_t's object states. */
+static inline __attribute__((always_inline)) int
+member_next(const char **pp, const char *end, int first, int *ws, struct scan_err *e,
+            kc_json_span_t *key, int *kesc)
+{
+    const char *p = *pp, *q;
+
+    if (!first && LIKELY(end - p >= 2 && p[0] == ',' && p[1] == '"')) {
+        p++;   /* minified: ,"name" */
+    } else {
+        p = ws_skip(p, end, ws);
+        if (!first) {
+            if (UNLIKELY(p >= end)) {
+                e->at = end;
+                e->what = "unexpected end of input in container";
+                return -1;
+            }
+            if (*p == '}') {
+                *pp = p + 1;
+                return 0;
+            }
+            if (UNLIKELY(*p != ',')) {
+                e->at = p;
+                e->what = "',' or '}' expected";
+                return -1;
+            }
+            p = ws_skip(p + 1, end, ws);
+        } else if (p < end && *p == '}') {
+            *pp = p + 1;
+            return 0;
+        }
+        if (UNLIKELY(p >= end)) {
+            e->at = end;
+            e->what = "unexpected end of input: member name expected";
+            return -1;
+        }
+        if (UNLIKELY(*p != '"')) {
+            e->at = p;
+            e->what = "member name (string) expected";
+            return -1;
+        }
+    }
+    *kesc = 0;
+    q = scan_string(p, end, e, kesc);
+    if (!q)
+        return -1;
+    key->p = p;
+    key->len = (size_t)(q - p);
+    key->type = KC_JSON_STRING;
+    if (LIKELY(q < end && *q == ':')) {
+        p = q + 1;   /* minified: "name": */
+    } else {
+        p = ws_skip(q, end, ws);
+        if (UNLIKELY(p >= end)) {
+            e->at = end;
+            e->what = "unexpected end of input: ':' expected";
+            return -1;
+        }
+        if (UNLIKELY(*p != ':')) {
+            e->at = p;
+            e->what = "':' expected after member name";
+            return -1;
+        }
+        p++;
+    }
+    *pp = ws_skip(p, end, ws);
+    return 1;
+}
+
+/* Validate the value at p (a member's, after whitespace) into *v with
+ * depth levels allowed counting itself; a string's escape sets *esc. */
+static inline __attribute__((always_inline)) const char *
+member_value(const char *p, const char *end, struct scan_err *e, unsigned depth, int *ws,
+             kc_json_span_t *v, int *esc)
+{
+    const char *q;
+
+    if (LIKELY(p < end && *p == '"')) {
+        q = scan_string(p, end, e, esc);
+        v->type = KC_JSON_STRING;
+    } else {
+        int w = 0;
+        q = scan_value(p, end, e, depth, &w);
+        *ws |= w;
+        v->type = q ? type_of(*p) : KC_JSON_INVALID;
+    }
+    if (!q)
+        return NULL;
+    v->p = p;
+    v->len = (size_t)(q - p);
+    return q;
+}
+
+/* metadata.labels, the object at p, with depth levels allowed (counting
+ * itself): validated, each member noted. */
+static const char *scan_labels_meta(const char *p, const char *end, struct scan_err *e,
+                                    unsigned depth, int *ws, kc_json_meta_t *m)
+{
+    kc_json_span_t key, v;
+    size_t n = 0;
+    int kesc, vesc;
+
+    if (depth == 0)
+        FAIL(p, "nesting too deep");
+    p++;
+    for (;;) {
+        int r = member_next(&p, end, n == 0, ws, e, &key, &kesc);
+        if (r < 0)
+            return NULL;
+        if (r == 0)
+            break;
+        vesc = 0;
+        p = member_value(p, end, e, depth - 1, ws, &v, &vesc);
+        if (!p)
+            return NULL;
+        if (v.type != KC_JSON_STRING)
+            m->usable = 0;   /* kc_obj_new names the error */
+        if (n < KC_JSON_META_LABELS_MAX) {
+            m->lk[n] = key;
+            m->lv[n] = v;
+            m->lk_esc |= (uint32_t)kesc << n;
+            m->lv_esc |= (uint32_t)vesc << n;
+        }
+        n++;
+    }
+    if (n > KC_JSON_META_LABELS_MAX)
+        m->usable = 0;
+    m->nlabels = n;
+    return p;
+}
+
+#define META_MF KC_JSON_META_NFIELDS   /* managedFields, in meta_field's answer */
+
+/* Which noted metadata member a name (without escapes) is, or -1. */
+static inline int meta_field(const char *k, size_t n)
+{
+#define IS(lit) (n == sizeof(lit) - 1 && memcmp(k, lit, sizeof(lit) - 1) == 0)
+    switch (n ? k[0] : 0) {
+    case 'n':
+        return IS("name") ? KC_JSON_META_NAME : IS("namespace") ? KC_JSON_META_NAMESPACE : -1;
+    case 'u': return IS("uid") ? KC_JSON_META_UID : -1;
+    case 'r': return IS("resourceVersion") ? KC_JSON_META_RV : -1;
+    case 'g': return IS("generation") ? KC_JSON_META_GENERATION : -1;
+    case 'd': return IS("deletionTimestamp") ? KC_JSON_META_DELETION : -1;
+    case 'l': return IS("labels") ? KC_JSON_META_LABELS : -1;
+    case 'o': return IS("ownerReferences") ? KC_JSON_META_OWNERS : -1;
+    case 'm': return IS("managedFields") ? META_MF : -1;
+    default: return -1;
+    }
+#undef IS
+}
+
+/* The metadata object at p, with depth levels allowed (counting itself):
+ * validated member by member, the members kc_json_meta_t holds noted. */
+static const char *scan_meta(const char *p, const char *end, struct scan_err *e,
+                             unsigned depth, int *ws, kc_json_meta_t *m)
+{
+    kc_json_span_t key, v;
+    int first = 1, kesc, vesc;
+
+    if (depth == 0)
+        FAIL(p, "nesting too deep");
+    m->usable = 1;
+    m->has_metadata = 1;
+    p++;
+    for (;;) {
+        int r = member_next(&p, end, first, ws, e, &key, &kesc);
+        if (r < 0)
+            return NULL;
+        if (r == 0)
+            break;
+        first = 0;
+        /* an escaped name could spell any member: not summarised */
+        int f = kesc ? -1 : meta_field(key.p + 1, key.len - 2);
+        if (kesc)
+            m->usable = 0;
+        if (f == KC_JSON_META_LABELS && p < end && *p == '{' &&
+            !(m->seen & (1u << KC_JSON_META_LABELS))) {
+            const char *q = scan_labels_meta(p, end, e, depth - 1, ws, m);
+            if (!q)
+                return NULL;
+            m->f[f].p = p;
+            m->f[f].len = (size_t)(q - p);
+            m->f[f].type = KC_JSON_OBJECT;
+            m->seen |= 1u << f;
+            p = q;
+            continue;
+        }
+        vesc = 0;
+        p = member_value(p, end, e, depth - 1, ws, &v, &vesc);
+        if (!p)
+            return NULL;
+        if (f < 0)
+            continue;
+        if (f == META_MF) {
+            if (!m->mf_key.p) {   /* the first counts, as for kc_obj_new */
+                m->mf_key = key;
+                m->mf_val = v;
+            }
+            continue;
+        }
+        if (m->seen & (1u << f))
+            m->usable = 0;   /* twice: kc_obj_new decides which one counts */
+        m->seen |= 1u << f;
+        m->esc |= (unsigned)vesc << f;
+        m->f[f] = v;
+    }
+    return p;
+}
+
+int kc_json_scan_object_meta(const char *buf, size_t len, size_t *pos, unsigned max_depth,
+                             kc_json_span_t *out, int *has_ws, kc_json_meta_t *meta,
+                             kc_json_err_t *err)
+{
+    const char *end = buf + len, *p, *start;
+    struct scan_err se = { NULL, NULL }, *e = &se;
+    kc_json_span_t key;
+    int ws = 0, first = 1, md_seen = 0, kesc;
+
+    if (!buf || !pos || *pos > len || !meta) {
+        if (err) {
+            err->offset = pos ? *pos : 0;
+            err->what = "invalid arguments";
+        }
+        return -EINVAL;
+    }
+    if (max_depth > KC_JSON_MAX_DEPTH)
+        max_depth = KC_JSON_MAX_DEPTH;
+    p = start = skip_ws(buf + *pos, end);
+    meta->obj = start;
+    meta->usable = meta->has_metadata = 0;
+    meta->seen = meta->esc = 0;
+    meta->mf_key.p = meta->mf_val.p = NULL;
+    meta->nlabels = 0;
+    meta->lk_esc = meta->lv_esc = 0;
+    if (p >= end) {
+        se.at = end;
+        se.what = "unexpected end of input: value expected";
+        goto fail;
+    }
+    if (*p != '{') {
+        se.at = p;
+        se.what = "object expected";
+        goto fail;
+    }
+    if (max_depth == 0) {
+        se.at = p;
+        se.what = "nesting too deep";
+        goto fail;
+    }
+    p++;
+    for (;;) {
+        int r = member_next(&p, end, first, &ws, e, &key, &kesc);
+        if (r < 0)
+            goto fail;
+        if (r == 0)
+            break;
+        first = 0;
+        if (!md_seen && (kesc ? KC_JSON_STR_EQ_LIT(key, "metadata")
+                              : key.len == 10 && memcmp(key.p + 1, "metadata", 8) == 0)) {
+            md_seen = 1;   /* the first "metadata" is the one that counts */
+            if (p < end && *p == '{') {
+                p = scan_meta(p, end, e, max_depth - 1, &ws, meta);
+                if (!p)
+                    goto fail;
+                continue;
+            }
+        }
+        int w = 0;
+        p = scan_value(p, end, e, max_depth - 1, &w);
+        if (!p)
+            goto fail;
+        ws |= w;
+    }
+    meta->obj_len = (size_t)(p - start);
+    if (out) {
+        out->p = start;
+        out->len = (size_t)(p - start);
+        out->type = KC_JSON_OBJECT;
+    }
+    if (has_ws)
+        *has_ws = ws;
+    *pos = (size_t)(p - buf);
+    return 0;
+fail:
+    if (err) {
+        err->offset = (size_t)(se.at - buf);
+        err->what = se.what;
+    }
+    return KC_EPARSE;
+}
+
 #undef FAIL
+
+int kc_json_scan_string(const char *buf, size_t len, size_t *pos, kc_json_span_t *out,
+                        kc_json_err_t *err)
+{
+    struct scan_err e = { NULL, NULL };
+    const char *p, *q;
+
+    if (!buf || !pos || *pos >= len || buf[*pos] != '"') {
+        if (err) {
+            err->offset = pos ? *pos : 0;
+            err->what = "string expected";
+        }
+        return -EINVAL;
+    }
+    p = buf + *pos;
+    q = scan_string(p, buf + len, &e, NULL);
+    if (!q) {
+        if (err) {
+            err->offset = (size_t)(e.at - buf);
+            err->what = e.what;
+        }
+        return KC_EPARSE;
+    }
+    if (out) {
+        out->p = p;
+        out->len = (size_t)(q - p);
+        out->type = KC_JSON_STRING;
+    }
+    *pos = (size_t)(q - buf);
+    return 0;
+}
 
 int kc_json_scan(const char *buf, size_t len, size_t *pos, kc_json_span_t *out,
                  kc_json_err_t *err)

@@ -16,6 +16,7 @@
 #define KC_JSON_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <string.h>
 
 #ifdef __cplusplus
@@ -65,6 +66,63 @@ int kc_json_scan(const char *buf, size_t len, size_t *pos, kc_json_span_t *out,
  * A value scanned with has_ws 0 is already minified. */
 int kc_json_scan_ex(const char *buf, size_t len, size_t *pos, unsigned max_depth,
                     kc_json_span_t *out, int *has_ws, kc_json_err_t *err);
+
+/* What kc_json_scan_object_meta notes about a Kubernetes object while it
+ * validates it: the spans of the metadata members a cache object keeps, so
+ * that whoever builds one from the same bytes (kc_obj_new with
+ * kc_obj_opts_t.meta) need not walk metadata again.  Spans point into the
+ * scanned buffer and are valid only while it is. */
+enum {
+    KC_JSON_META_NAME = 0,      /* metadata.name */
+    KC_JSON_META_NAMESPACE,     /* metadata.namespace */
+    KC_JSON_META_UID,           /* metadata.uid */
+    KC_JSON_META_RV,            /* metadata.resourceVersion */
+    KC_JSON_META_GENERATION,    /* metadata.generation */
+    KC_JSON_META_DELETION,      /* metadata.deletionTimestamp */
+    KC_JSON_META_LABELS,        /* metadata.labels */
+    KC_JSON_META_OWNERS,        /* metadata.ownerReferences */
+    KC_JSON_META_NFIELDS
+};
+#define KC_JSON_META_LABELS_MAX 32
+
+typedef struct kc_json_meta {
+    const char *obj;        /* the object described (its '{'), and its length: */
+    size_t obj_len;         /* a consumer checks that they are its bytes */
+    /* 1: the object's first "metadata" member is an object and everything
+     * below holds.  0: the scan saw what this summary does not describe
+     * (metadata missing or not an object, a member name with an escape,
+     * one of the fields twice, a label value that is not a string, more
+     * than KC_JSON_META_LABELS_MAX labels): read the object itself. */
+    int usable;
+    int has_metadata;       /* 1: the first "metadata" member is an object */
+    unsigned seen;          /* bit (1u << KC_JSON_META_x): the member is present */
+    unsigned esc;           /* bit: its value is a string holding an escape */
+    kc_json_span_t f[KC_JSON_META_NFIELDS]; /* each present member's value */
+    /* metadata.managedFields, its first occurrence: name and value spans
+     * (p NULL when absent) */
+    kc_json_span_t mf_key, mf_val;
+    size_t nlabels;         /* members of labels (f[KC_JSON_META_LABELS]) */
+    uint32_t lk_esc, lv_esc; /* bit i: label i's name / value holds an escape */
+    kc_json_span_t lk[KC_JSON_META_LABELS_MAX], lv[KC_JSON_META_LABELS_MAX];
+} kc_json_meta_t;
+
+/* Validate the object at buf[*pos] (after leading whitespace; anything but
+ * an object is KC_EPARSE) exactly as kc_json_scan_ex does, with the same
+ * nesting limit and *has_ws report, and fill *meta (see kc_json_meta_t) in
+ * the same pass.  meta->usable is 1 only for an object of which it
+ * describes everything kc_obj_new reads from metadata.  On KC_EPARSE *meta
+ * holds garbage.  Thread-safe. */
+int kc_json_scan_object_meta(const char *buf, size_t len, size_t *pos, unsigned max_depth,
+                             kc_json_span_t *out, int *has_ws, kc_json_meta_t *meta,
+                             kc_json_err_t *err);
+
+/* kc_json_scan for a value known to start with '"' at buf[*pos] (no
+ * leading whitespace): validates one string, the cheap way for member
+ * names.  Returns 0 (*out filled, *pos past the closing quote) or
+ * KC_EPARSE (err filled, *pos unchanged); -EINVAL when buf[*pos] is not
+ * '"'.  Thread-safe. */
+int kc_json_scan_string(const char *buf, size_t len, size_t *pos, kc_json_span_t *out,
+                        kc_json_err_t *err);
 
 /* Parse a whole document: one value and nothing but whitespace around it. */
 int kc_json_parse_doc(const char *buf, size_t len, kc_json_span_t *out,

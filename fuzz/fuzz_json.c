@@ -86,6 +86,31 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         (void)kc_namespace_validate(z ? z : "");
         free(z);
     }
+    {
+        /* on an object, the scan that notes metadata validates exactly as
+         * kc_json_scan_ex: the same answer, end, whitespace report, or
+         * error offset and message */
+        size_t lead = 0;
+        while (lead < size && (buf[lead] == ' ' || buf[lead] == '\t' || buf[lead] == '\r' ||
+                               buf[lead] == '\n'))
+            lead++;
+        if (lead < size && buf[lead] == '{') {
+            size_t p1 = 0, p2 = 0;
+            int w1 = 0, w2 = 0;
+            kc_json_err_t e1 = { 0, NULL }, e2 = { 0, NULL };
+            kc_json_span_t s1, s2;
+            kc_json_meta_t m;
+            int r1 = kc_json_scan_ex(buf, size, &p1, KC_JSON_MAX_DEPTH, &s1, &w1, &e1);
+            int r2 = kc_json_scan_object_meta(buf, size, &p2, KC_JSON_MAX_DEPTH, &s2, &w2, &m, &e2);
+            if (r1 != r2)
+                __builtin_trap();
+            if (r1 == 0 && (p1 != p2 || w1 != w2 || s1.p != s2.p || s1.len != s2.len ||
+                            m.obj != s1.p || m.obj_len != s1.len))
+                __builtin_trap();
+            if (r1 != 0 && (e1.offset != e2.offset || strcmp(e1.what, e2.what) != 0))
+                __builtin_trap();
+        }
+    }
     while (pos < size && kc_json_scan(buf, size, &pos, &sp, &err) == 0)
         walk(sp, 0);
     if (kc_json_parse_doc_minify(buf, size, dst, &dlen, &sp, &err) == 0) {

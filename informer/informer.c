@@ -263,7 +263,7 @@ static int backoff_wait(kc_informer_t *inf, uint64_t min_ns)
 
 /* Parse one object's JSON into a cache object and run the transform. */
 static int make_obj(kc_informer_t *inf, const char *json, size_t len, int prevalidated,
-                    kc_obj_t **out, kc_errbuf_t *eb)
+                    const kc_json_meta_t *meta, kc_obj_t **out, kc_errbuf_t *eb)
 {
     kc_obj_opts_t oo = KC_OBJ_OPTS_INIT;
     kc_obj_t *obj = NULL, *t = NULL;
@@ -274,6 +274,7 @@ static int make_obj(kc_informer_t *inf, const char *json, size_t len, int preval
     /* validated once: by the watch decoder or the page's scan, which also
      * found the bytes minified (kc_obj_opts_t.prevalidated) */
     oo.prevalidated = prevalidated;
+    oo.meta = meta;   /* the decoder's notes on the metadata, if any */
     oo.pack_min = inf->o.pack_min;
     rc = kc_obj_new(json, len, &oo, &obj, eb);
     if (rc != 0)
@@ -525,7 +526,7 @@ static int list_paged(kc_informer_t *inf, int relist, kc_status_t *st)
                 items = ni;
                 cap = nc;
             }
-            rc = make_obj(inf, item.p, item.len, !page_ws, &obj, &eb);
+            rc = make_obj(inf, item.p, item.len, !page_ws, NULL, &obj, &eb);
             if (rc != 0) {
                 char what[300];
                 snprintf(what, sizeof(what), "list: item %zu: %.200s", n, eb.msg);
@@ -926,7 +927,7 @@ static int watch_cb(void *ud, const kc_watch_event_t *ev)
     if (!w->initial && (ev->type == KC_WATCH_ADDED || ev->type == KC_WATCH_MODIFIED ||
                         ev->type == KC_WATCH_DELETED)) {
         rc = make_obj(inf, ev->object, ev->object_len,
-                      (ev->flags & KC_WATCH_OBJECT_MINIFIED) != 0, &obj, &eb);
+                      (ev->flags & KC_WATCH_OBJECT_MINIFIED) != 0, ev->meta, &obj, &eb);
         if (rc != 0) {
             /* the events before it are applied first, as they came */
             int drc = pipe_drain(w->pipe, w->cb_msg, sizeof(w->cb_msg));
@@ -992,7 +993,7 @@ static int watch_cb(void *ud, const kc_watch_event_t *ev)
 
     /* the initial state of a streaming list: collected, stored at its end */
     rc = make_obj(inf, ev->object, ev->object_len, (ev->flags & KC_WATCH_OBJECT_MINIFIED) != 0,
-                  &obj, &eb);
+                  ev->meta, &obj, &eb);
     if (rc != 0) {
         w->cb_error = rc;
         snprintf(w->cb_msg, sizeof(w->cb_msg), "event on line %zu: %.200s", ev->line_no, eb.msg);

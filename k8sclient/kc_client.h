@@ -332,6 +332,11 @@ typedef struct kc_watch_event {
     /* KC_WATCH_OBJECT_* bits the decoder knows about object (0 in an
      * event built by hand). */
     unsigned flags;
+    /* With KC_WATCH_OBJECT_MINIFIED: what the decoder's validating scan
+     * noted about object's metadata (kc_json_meta_t, common/kc_json.h), for
+     * kc_obj_opts_t.meta, valid during the callback; else NULL (and NULL
+     * in an event built by hand). */
+    const struct kc_json_meta *meta;
 } kc_watch_event_t;
 
 /* The decoder validated object's bytes with its own full scan (kc_json

@@ -18,11 +18,13 @@
  * string among ADDED, MODIFIED, DELETED, BOOKMARK, ERROR; "object" an
  * object; for every type but ERROR the object has a "metadata" object.
  * Blank lines (and a trailing '\r') are tolerated.  The "object" is
- * scanned member by member (scan_object), so the "metadata" check and
- * whether the object holds insignificant whitespace come from that same
- * pass; an object validated so and found minified is flagged
- * KC_WATCH_OBJECT_MINIFIED, which lets a consumer build its cache object
- * without validating the bytes again (kc_obj_opts_t.prevalidated).
+ * scanned member by member (kc_json_scan_object_meta), so the "metadata"
+ * check, whether the object holds insignificant whitespace and the spans of
+ * the metadata members a cache object keeps (kc_json_meta_t) come from
+ * that same pass; an object validated so and found minified is flagged
+ * KC_WATCH_OBJECT_MINIFIED and its notes handed over in ev->meta, which
+ * lets a consumer build its cache object without validating the bytes or
+ * walking metadata again (kc_obj_opts_t.prevalidated and .meta).
  *
  * One pass for callers that parse: while the callback keeps calling
  * kc_watch_event_parse (noted in parsed_cur, carried to parse_next), the
@@ -128,21 +130,20 @@ static int fail(kc_watch_decoder_t *d, kc_errbuf_t *eb, int code, size_t byte,
 
 static int type_of(kc_json_span_t s, kc_watch_type_t *t)
 {
-    static const struct {
-        const char *name;
-        kc_watch_type_t t;
-    } types[] = {
-        {"ADDED", KC_WATCH_ADDED},       {"MODIFIED", KC_WATCH_MODIFIED},
-        {"DELETED", KC_WATCH_DELETED},   {"BOOKMARK", KC_WATCH_BOOKMARK},
-        {"ERROR", KC_WATCH_ERROR},
-    };
-
-    for (size_t i = 0; i < sizeof(types) / sizeof(types[0]); i++)
-        if (kc_json_str_eq(s, types[i].name)) {
-            *t = types[i].t;
-            return 0;
-        }
-    return -1;
+    /* KC_JSON_STR_EQ_LIT: one length test per miss, escapes handled */
+    if (KC_JSON_STR_EQ_LIT(s, "MODIFIED"))
+        *t = KC_WATCH_MODIFIED;
+    else if (KC_JSON_STR_EQ_LIT(s, "ADDED"))
+        *t = KC_WATCH_ADDED;
+    else if (KC_JSON_STR_EQ_LIT(s, "DELETED"))
+        *t = KC_WATCH_DELETED;
+    else if (KC_JSON_STR_EQ_LIT(s, "BOOKMARK"))
+        *t = KC_WATCH_BOOKMARK;
+    else if (KC_JSON_STR_EQ_LIT(s, "ERROR"))
+        *t = KC_WATCH_ERROR;
+    else
+        return -1;
+    return 0;
 }
 
 /* 1 if every byte of p[0..n) is printable ASCII (0x20..0x7f).  Such an
@@ -175,79 +176,6 @@ static size_t skip_ws(const char *p, size_t pos, size_t len)
     return pos;
 }
 
-/* Validate the event's "object" value at line[*pos], which starts with
- * '{', member by member: the same checks as kc_json_scan of the whole
- * value (its members one level less deep), plus what the caller needs
- * from that one pass: the span (*obj), whether it has a "metadata" object
- * (*meta) and whether it holds insignificant whitespace (*ws).  Advances
- * *pos past the object; on KC_EPARSE fills *jerr (offsets into line). */
-static int scan_object(const char *line, size_t len, size_t *pos, kc_json_span_t *obj,
-                       int *meta, int *ws, kc_json_err_t *jerr)
-{
-    size_t start = *pos, p = start + 1, q;
-    kc_json_span_t key, val;
-    int w, meta_seen = 0;
-
-    *meta = 0;
-    *ws = 0;
-    q = skip_ws(line, p, len);
-    *ws |= q != p;
-    p = q;
-    if (p < len && line[p] == '}') {
-        p++;
-        goto done;
-    }
-    for (;;) {
-        if (p >= len || line[p] != '"') {
-            jerr->offset = p;
-            jerr->what = p < len ? "member name (string) expected" : "unterminated object";
-            return KC_EPARSE;
-        }
-        if (kc_json_scan_ex(line, len, &p, 0, &key, NULL, jerr) != 0)
-            return KC_EPARSE;
-        q = skip_ws(line, p, len);
-        *ws |= q != p;
-        p = q;
-        if (p >= len || line[p] != ':') {
-            jerr->offset = p;
-            jerr->what = "':' expected after member name";
-            return KC_EPARSE;
-        }
-        q = skip_ws(line, p + 1, len);
-        *ws |= q != p + 1;
-        p = q;
-        if (kc_json_scan_ex(line, len, &p, KC_JSON_MAX_DEPTH - 1, &val, &w, jerr) != 0)
-            return KC_EPARSE;
-        *ws |= w;
-        if (!meta_seen && KC_JSON_STR_EQ_LIT(key, "metadata")) {
-            meta_seen = 1; /* the first one counts, as for kc_json_obj_get */
-            *meta = val.type == KC_JSON_OBJECT;
-        }
-        q = skip_ws(line, p, len);
-        *ws |= q != p;
-        p = q;
-        if (p < len && line[p] == ',') {
-            q = skip_ws(line, p + 1, len);
-            *ws |= q != p + 1;
-            p = q;
-            continue;
-        }
-        if (p < len && line[p] == '}') {
-            p++;
-            break;
-        }
-        jerr->offset = p;
-        jerr->what = p < len ? "',' or '}' expected" : "unterminated object";
-        return KC_EPARSE;
-    }
-done:
-    obj->p = line + start;
-    obj->len = p - start;
-    obj->type = KC_JSON_OBJECT;
-    *pos = p;
-    return 0;
-}
-
 /* Validate one complete, non-blank line (without its '\n') and fill *ev.
  * start is the stream offset of line[0].  The envelope is walked member by
  * member with kc_json_scan, so every byte is validated exactly once and the
@@ -256,7 +184,7 @@ done:
  * tree is stored in *tree (the caller frees it on every outcome);
  * ENVELOPE_RETRY when cJSON refuses it (nothing recorded: scan again). */
 static int envelope(kc_watch_decoder_t *d, const char *line, size_t len, size_t start,
-                    cJSON **tree, kc_watch_event_t *ev, kc_errbuf_t *eb)
+                    cJSON **tree, kc_watch_event_t *ev, kc_json_meta_t *om, kc_errbuf_t *eb)
 {
     kc_json_span_t key, val, type = {NULL, 0, KC_JSON_INVALID}, obj = {NULL, 0, KC_JSON_INVALID};
     kc_json_span_t meta;
@@ -283,7 +211,7 @@ static int envelope(kc_watch_decoder_t *d, const char *line, size_t len, size_t 
                 jerr.what = "expected a member name";
                 goto not_json;
             }
-            if (kc_json_scan(line, len, &pos, &key, &jerr) != 0)
+            if (kc_json_scan_string(line, len, &pos, &key, &jerr) != 0)
                 goto not_json;
             pos = skip_ws(line, pos, len);
             if (pos >= len || line[pos] != ':') {
@@ -306,10 +234,14 @@ static int envelope(kc_watch_decoder_t *d, const char *line, size_t len, size_t 
                 pos = (size_t)(endp - line);
             } else if (obj.p == NULL && KC_JSON_STR_EQ_LIT(key, "object") &&
                        (pos = skip_ws(line, pos, len)) < len && line[pos] == '{') {
-                if (scan_object(line, len, &pos, &obj, &has_meta, &obj_ws, &jerr) != 0)
+                if (kc_json_scan_object_meta(line, len, &pos, KC_JSON_MAX_DEPTH, &obj, &obj_ws,
+                                             om, &jerr) != 0)
                     goto not_json;
+                has_meta = om->has_metadata;
             } else {
-                if (kc_json_scan(line, len, &pos, &val, &jerr) != 0)
+                pos = skip_ws(line, pos, len);
+                if (pos < len && line[pos] == '"' ? kc_json_scan_string(line, len, &pos, &val, &jerr)
+                                                  : kc_json_scan(line, len, &pos, &val, &jerr))
                     goto not_json;
                 if (type.p == NULL && KC_JSON_STR_EQ_LIT(key, "type"))
                     type = val;
@@ -360,8 +292,10 @@ static int envelope(kc_watch_decoder_t *d, const char *line, size_t len, size_t 
     }
     ev->object = obj.p;
     ev->object_len = obj.len;
-    if (has_meta >= 0 && !obj_ws)
+    if (has_meta >= 0 && !obj_ws) {
         ev->flags |= KC_WATCH_OBJECT_MINIFIED;
+        ev->meta = om;
+    }
     return 0;
 not_json:
     snprintf(what, sizeof(what), "not JSON: %s", jerr.what ? jerr.what : "malformed");
@@ -373,6 +307,7 @@ static int deliver(kc_watch_decoder_t *d, const char *line, size_t len, size_t s
                    kc_errbuf_t *eb)
 {
     kc_watch_event_t ev;
+    kc_json_meta_t om;     /* what the scan notes about the object, for ev.meta */
     cJSON *tree = NULL;
     char what[160];
     int rc;
@@ -387,11 +322,11 @@ static int deliver(kc_watch_decoder_t *d, const char *line, size_t len, size_t s
         return fail(d, eb, KC_ETOOBIG, start, what);
     }
     memset(&ev, 0, sizeof(ev));
-    rc = envelope(d, line, len, start, d->parse_next ? &tree : NULL, &ev, eb);
+    rc = envelope(d, line, len, start, d->parse_next ? &tree : NULL, &ev, &om, eb);
     if (rc == ENVELOPE_RETRY) {
         cJSON_Delete(tree);
         tree = NULL;
-        rc = envelope(d, line, len, start, NULL, &ev, eb);
+        rc = envelope(d, line, len, start, NULL, &ev, &om, eb);
     }
     if (rc != 0) {
         cJSON_Delete(tree);

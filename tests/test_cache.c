@@ -497,6 +497,176 @@ static void test_obj_prevalidated(void **state)
     assert_null(x);
 }
 
+/* kc_obj_opts_t.meta: json minified, scanned by kc_json_scan_object_meta,
+ * then built prevalidated with and without the notes: the same object, or
+ * the same error and message.  Returns meta.usable. */
+static int check_notes_same(const char *json, size_t len, int keep)
+{
+    char *min = malloc(len + 1);
+    size_t mlen, pos = 0;
+    kc_json_span_t v;
+    kc_json_err_t je;
+    kc_json_meta_t meta;
+    int ws = -1;
+
+    assert_non_null(min);
+    if (kc_json_parse_doc_minify(json, len, min, &mlen, NULL, &je) != 0)
+        fail_msg("not JSON at %zu: %s: %.80s", je.offset, je.what, json);
+    assert_int_equal(kc_json_scan_object_meta(min, mlen, &pos, KC_JSON_MAX_DEPTH, &v, &ws,
+                                              &meta, &je), 0);
+    assert_int_equal(pos, mlen);
+    assert_int_equal(ws, 0);
+    kc_obj_opts_t plain = KC_OBJ_OPTS_INIT, noted = KC_OBJ_OPTS_INIT;
+    plain.prevalidated = noted.prevalidated = 1;
+    plain.keep_managed_fields = noted.keep_managed_fields = keep;
+    plain.pack_min = noted.pack_min = 256;   /* and packed the same */
+    noted.meta = &meta;
+    kc_obj_t *a = NULL, *b = NULL;
+    kc_errbuf_t ea = { 0, "" }, eb = { 0, "" };
+    int ra = kc_obj_new(min, mlen, &plain, &a, &ea);
+    int rb = kc_obj_new(min, mlen, &noted, &b, &eb);
+    if (ra != rb || strcmp(ea.msg, eb.msg) != 0)
+        fail_msg("without notes %d '%s', with %d '%s': %.100s", ra, ea.msg, rb, eb.msg, min);
+    if (ra == 0) {
+        assert_obj_same(a, b);
+        assert_int_equal(kc_obj_packed(a), kc_obj_packed(b));
+        assert_int_equal(kc_obj_json_len(a), kc_obj_json_len(b));
+        for (size_t i = 0; i < kc_obj_owner_count(a); i++) {
+            kc_owner_ref_t oa, ob;
+            kc_obj_owner_at(a, i, &oa);
+            kc_obj_owner_at(b, i, &ob);
+            assert_string_equal(oa.api_version, ob.api_version);
+            assert_string_equal(oa.name, ob.name);
+            assert_int_equal(oa.block_owner_deletion, ob.block_owner_deletion);
+        }
+    } else {
+        assert_null(a);
+        assert_null(b);
+    }
+    /* notes about other bytes are not used: a copy builds the same */
+    if (ra == 0) {
+        char *copy = malloc(mlen);
+        kc_obj_t *c = NULL;
+        assert_non_null(copy);
+        memcpy(copy, min, mlen);
+        assert_int_equal(kc_obj_new(copy, mlen, &noted, &c, NULL), 0);
+        assert_obj_same(a, c);
+        kc_obj_unref(c);
+        free(copy);
+    }
+    kc_obj_unref(a);
+    kc_obj_unref(b);
+    free(min);
+    return meta.usable;
+}
+
+/* The decoder's notes on metadata (kc_obj_opts_t.meta) build exactly the
+ * object kc_obj_new's own walk builds, for every fixture and for the odd
+ * cases (escapes, duplicates, nulls, wrong types, many labels), which must
+ * fail with the same message. */
+static void test_obj_meta_notes(void **state)
+{
+    static const char *const files[] = {
+        "core.v1.Pod.json", "core.v1.ConfigMap.json", "apps.v1.Deployment.json",
+        "core.v1.Secret.json", "core.v1.Service.json", "core.v1.Event.json",
+        "coordination.k8s.io.v1.Lease.json", "core.v1.Namespace.json",
+        "core.v1.Status.json", "core.v1.WatchEvent.json",
+    };
+    (void)state;
+
+    for (size_t f = 0; f < sizeof(files) / sizeof(files[0]); f++) {
+        size_t len;
+        char *raw = read_fixture(files[f], &len);
+        for (int keep = 0; keep < 2; keep++)
+            check_notes_same(raw, len, keep);
+        free(raw);
+        if (f >= 8)
+            continue;   /* Status and WatchEvent: errors, checked above */
+        char *j = patched_fixture(files[f], "team-a", "x\\u0031", "5");
+        for (int keep = 0; keep < 2; keep++)
+            assert_int_equal(check_notes_same(j, strlen(j), keep), 1);
+        cJSON_free(j);
+    }
+
+    static const struct { const char *md; int usable; } t[] = {
+        { "\"name\":\"a\"", 1 },
+        { "\"name\":\"a\",\"namespace\":\"ns\",\"uid\":\"u\",\"resourceVersion\":\"9\","
+          "\"generation\":12,\"deletionTimestamp\":\"2024-01-01T00:00:00Z\","
+          "\"labels\":{\"a\":\"1\",\"b\":\"\"},\"ownerReferences\":[{\"apiVersion\":\"v1\","
+          "\"kind\":\"K\",\"name\":\"o\",\"uid\":\"ou\",\"controller\":true,"
+          "\"blockOwnerDeletion\":false},{\"kind\":\"L\",\"controller\":null}],"
+          "\"managedFields\":[{\"manager\":\"m\"}],\"annotations\":{\"x\":\"y\"}", 1 },
+        { "\"managedFields\":[],\"name\":\"a\"", 1 },
+        { "\"name\":\"a\",\"managedFields\":[]", 1 },
+        { "\"name\":\"a\",\"managedFields\":[1],\"managedFields\":[2]", 1 },
+        { "\"name\":\"a\\u0062\",\"namespace\":\"n\\u0073\",\"uid\":\"\\\"\",\"resourceVersion\":\"\\n\","
+          "\"labels\":{\"k\\t\":\"v\\\\\",\"\\u00e9\":\"\\ud83d\\ude00\"}", 1 },
+        { "\"name\":\"a\",\"namespace\":null,\"uid\":null,\"resourceVersion\":null,"
+          "\"generation\":null,\"deletionTimestamp\":null,\"labels\":null,"
+          "\"ownerReferences\":null", 1 },
+        { "\"name\":\"a\",\"generation\":-9223372036854775808", 1 },
+        { "\"name\":\"a\",\"labels\":{}", 1 },
+        { "\"name\":\"a\",\"ownerReferences\":[]", 1 },
+        /* errors */
+        { "\"namespace\":\"ns\"", 1 },
+        { "\"name\":null", 1 },
+        { "\"name\":5", 1 },
+        { "\"name\":\"\"", 1 },
+        { "\"name\":\"a/b\"", 1 },
+        { "\"name\":\"a\\u0000\"", 1 },
+        { "\"name\":\"a\",\"namespace\":\"UPPER\"", 1 },
+        { "\"name\":\"a\",\"namespace\":[]", 1 },
+        { "\"name\":\"a\",\"uid\":{}", 1 },
+        { "\"name\":\"a\",\"resourceVersion\":1", 1 },
+        { "\"name\":\"a\",\"generation\":\"1\"", 1 },
+        { "\"name\":\"a\",\"generation\":1.5", 1 },
+        { "\"name\":\"a\",\"generation\":99999999999999999999", 1 },
+        { "\"name\":\"a\",\"deletionTimestamp\":5", 1 },
+        { "\"name\":\"a\",\"labels\":[]", 1 },
+        { "\"name\":\"a\",\"labels\":{\"a\":1}", 0 },
+        { "\"name\":\"a\",\"labels\":{\"a\":\"b\\u0000\"}", 1 },
+        { "\"name\":\"a\",\"ownerReferences\":{}", 1 },
+        { "\"name\":\"a\",\"ownerReferences\":[1]", 1 },
+        { "\"name\":\"a\",\"ownerReferences\":[{\"uid\":5}]", 1 },
+        { "\"name\":\"a\",\"ownerReferences\":[{\"controller\":\"yes\"}]", 1 },
+        { "\"uid\":5,\"name\":7", 1 },
+        /* not described by the notes: kc_obj_new's own walk */
+        { "\"name\":\"a\",\"name\":\"b\"", 0 },
+        { "\"name\":5,\"name\":\"b\"", 0 },
+        { "\"name\":\"a\",\"labels\":{\"a\":\"1\"},\"labels\":{\"b\":\"2\"}", 0 },
+        { "\"name\":\"a\",\"labels\":null,\"labels\":{\"b\":\"2\"}", 0 },
+        { "\"n\\u0061me\":\"a\"", 0 },
+        { "\"name\":\"a\",\"gener\\u0061tion\":\"x\"", 0 },
+    };
+    for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
+        char doc[1024];
+        int n = snprintf(doc, sizeof(doc), "{\"kind\":\"X\",\"metadata\":{%s},\"spec\":{}}", t[i].md);
+        assert_true(n > 0 && (size_t)n < sizeof(doc));
+        for (int keep = 0; keep < 2; keep++) {
+            int u = check_notes_same(doc, (size_t)n, keep);
+            if (u != t[i].usable)
+                fail_msg("%s: usable %d, want %d", doc, u, t[i].usable);
+        }
+    }
+    /* metadata missing, not an object, or first not an object */
+    static const char *const odd[] = {
+        "{\"kind\":\"X\"}", "{\"metadata\":[]}", "{\"metadata\":null,\"metadata\":{\"name\":\"a\"}}",
+        "{\"metadata\":{\"name\":\"a\"},\"metadata\":{\"name\":\"b\"}}", "{}",
+    };
+    for (size_t i = 0; i < sizeof(odd) / sizeof(odd[0]); i++)
+        check_notes_same(odd[i], strlen(odd[i]), 0);
+    /* 32 labels through the notes, 33 through the walk, the same objects */
+    for (int nl = 31; nl <= 34; nl++) {
+        char doc[2048];
+        size_t n = (size_t)snprintf(doc, sizeof(doc), "{\"metadata\":{\"name\":\"a\",\"labels\":{");
+        for (int l = 0; l < nl; l++)
+            n += (size_t)snprintf(doc + n, sizeof(doc) - n, "%s\"k%d\":\"v%s%d\"", l ? "," : "", l,
+                                  l % 3 ? "" : "\\n", l);
+        n += (size_t)snprintf(doc + n, sizeof(doc) - n, "}}}");
+        assert_int_equal(check_notes_same(doc, n, 0), nl <= 32);
+    }
+}
+
 /* kc_obj_without_fields: top-level members only, wherever they are; the
  * metadata and the accessors unchanged; no copy when nothing is cut. */
 static void test_obj_without_fields(void **state)
@@ -1549,6 +1719,7 @@ int main(void)
         cmocka_unit_test(test_obj_managed_fields_positions),
         cmocka_unit_test(test_obj_errors),
         cmocka_unit_test(test_obj_prevalidated),
+        cmocka_unit_test(test_obj_meta_notes),
         cmocka_unit_test(test_obj_without_fields),
         cmocka_unit_test(test_obj_packed),
         cmocka_unit_test(test_cache_basic),

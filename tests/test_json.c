@@ -29,6 +29,41 @@ static int parse(const char *s, kc_json_span_t *v, kc_json_err_t *e)
     return kc_json_parse_doc(s, strlen(s), v, e);
 }
 
+/* kc_json_scan_object_meta validates exactly as kc_json_scan_ex: the same
+ * answer, offset and message, the same end and whitespace report, for any
+ * input that starts with an object. */
+static void check_meta_agrees(const char *buf, size_t len, unsigned max_depth)
+{
+    size_t lead = 0;   /* buf need not be NUL-terminated */
+    while (lead < len && (buf[lead] == ' ' || buf[lead] == '\t' || buf[lead] == '\r' ||
+                          buf[lead] == '\n'))
+        lead++;
+    if (lead >= len || buf[lead] != '{')
+        return;
+    size_t p1 = 0, p2 = 0;
+    kc_json_span_t v1, v2;
+    kc_json_err_t e1 = { 0, NULL }, e2 = { 0, NULL };
+    kc_json_meta_t m;
+    int w1 = -1, w2 = -1;
+    int r1 = kc_json_scan_ex(buf, len, &p1, max_depth, &v1, &w1, &e1);
+    int r2 = kc_json_scan_object_meta(buf, len, &p2, max_depth, &v2, &w2, &m, &e2);
+    if (r1 != r2)
+        fail_msg("scan_ex %d, scan_object_meta %d on %.80s", r1, r2, buf);
+    if (r1 == 0) {
+        assert_int_equal(p1, p2);
+        assert_int_equal(w1, w2);
+        assert_ptr_equal(v1.p, v2.p);
+        assert_int_equal(v1.len, v2.len);
+        assert_ptr_equal(m.obj, v2.p);
+        assert_int_equal(m.obj_len, v2.len);
+    } else {
+        if (e1.offset != e2.offset || strcmp(e1.what, e2.what) != 0)
+            fail_msg("scan_ex at %zu '%s', scan_object_meta at %zu '%s'", e1.offset, e1.what,
+                     e2.offset, e2.what);
+        assert_int_equal(p2, 0);
+    }
+}
+
 static void test_valid_table(void **state)
 {
     static const struct { const char *in; kc_json_type_t type; size_t vlen; } t[] = {
@@ -124,6 +159,7 @@ static void test_invalid_table(void **state)
         rc = parse(t[i].in, &v, &e);
         if (rc != KC_EPARSE)
             fail_msg("invalid[%zu] '%s': rc %d, expected KC_EPARSE", i, t[i].in, rc);
+        check_meta_agrees(t[i].in, strlen(t[i].in), KC_JSON_MAX_DEPTH);
         assert_non_null(e.what);
         if (e.offset != t[i].off || !strstr(e.what, t[i].what))
             fail_msg("invalid[%zu] '%s': got offset %zu '%s', want %zu '%s'", i, t[i].in,
@@ -191,6 +227,7 @@ static void check_truncations(const char *buf, size_t len, size_t stride)
         int rc = kc_json_parse_doc(copy, cut, &v, &e);
         if (rc != KC_EPARSE)
             fail_msg("prefix of %zu bytes: rc %d", cut, rc);
+        check_meta_agrees(copy, cut, KC_JSON_MAX_DEPTH);
         assert_true(e.offset <= cut);
         assert_non_null(e.what);
         char *dst = malloc(cut ? cut : 1);
@@ -627,6 +664,7 @@ static void test_mutations(void **state)
         kc_json_err_t me;
         assert_non_null(dst);
         int mrc = kc_json_parse_doc_minify(m, len, dst, &dl, &mv, &me);
+        check_meta_agrees(m, len, KC_JSON_MAX_DEPTH);
         assert_int_equal(mrc, rc);
         if (rc == 0) {
             kc_json_span_t again;
@@ -650,6 +688,192 @@ static void test_mutations(void **state)
     free(cm);
 }
 
+/* kc_json_scan_object_meta: the same validation as kc_json_scan_ex, also
+ * inside metadata and labels (errors, nesting limits), and notes that say
+ * what kc_json_obj_get would find, or that they are not usable. */
+static void test_scan_object_meta(void **state)
+{
+    static const char *const bad[] = {
+        "{\"metadata\":{\"name\":\"a\" \"uid\":1}}",
+        "{\"metadata\":{\"name\":\"a\",}}",
+        "{\"metadata\":{\"labels\":{\"a\":\"b\",}}}",
+        "{\"metadata\":{\"labels\":{\"a\" \"b\"}}}",
+        "{\"metadata\":{\"labels\":{\"a\":\"\\q\"}}}",
+        "{\"metadata\":{\"labels\":{\"a\":[1,]}}}",
+        "{\"metadata\":{\"labels\":{1:\"b\"}}}",
+        "{\"metadata\":{\"labels\":{\"a\":\"b\"}",
+        "{\"metadata\":{\"name\":\"\xc3\"}}",
+        "{\"metadata\":{\"name\":tru}}",
+        "{\"metadata\":{\"generation\":01}}",
+        "{\"metadata\":{\"uid\":\"a\tb\"}}",
+        "{\"metadata\":{\"ownerReferences\":[{\"uid\":\"x\"]}}",
+        "{\"metadata\":{\"managedFields\":[}}",
+        "{\"metadata\":{}",
+        "{\"metadata\":{",
+        "{\"metadata\":",
+        "{\"metadata\"",
+        "{\"a\":1,\"metadata\":{\"name\":\"x\"},\"b\":[}",
+        " { \"metadata\" : { \"name\" : \"x\" , \"labels\" : { \"a\" : \"b\" } } } ",
+        "{\"metadata\":{\"name\":\"x\",\"labels\":{\"a\":\"b\"}}}",
+    };
+    (void)state;
+
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        for (size_t cut = 1; cut <= strlen(bad[i]); cut++) {
+            char *copy = malloc(cut); /* exact size: ASan catches over-reads */
+            assert_non_null(copy);
+            memcpy(copy, bad[i], cut);
+            check_meta_agrees(copy, cut, KC_JSON_MAX_DEPTH);
+            free(copy);
+        }
+
+    /* nesting: the limit counts the object, metadata and labels levels */
+    static const char *const pre[] = { "{\"a\":", "{\"metadata\":{\"x\":",
+                                       "{\"metadata\":{\"labels\":{\"a\":",
+                                       "{\"metadata\":{\"generation\":" };
+    static const int levels[] = { 1, 2, 3, 2 };
+    char *deep = malloc(2 * KC_JSON_MAX_DEPTH + 64);
+    assert_non_null(deep);
+    for (size_t k = 0; k < sizeof(pre) / sizeof(pre[0]); k++)
+        for (int extra = -1; extra <= 1; extra++) {
+            int arrays = KC_JSON_MAX_DEPTH - levels[k] + extra;
+            size_t n = strlen(pre[k]);
+            memcpy(deep, pre[k], n);
+            for (int a = 0; a < arrays; a++)
+                deep[n++] = '[';
+            for (int a = 0; a < arrays; a++)
+                deep[n++] = ']';
+            for (int l = 0; l < levels[k]; l++)
+                deep[n++] = '}';
+            for (unsigned md = 0; md <= 4; md++)
+                check_meta_agrees(deep, n, md);
+            check_meta_agrees(deep, n, KC_JSON_MAX_DEPTH);
+        }
+    free(deep);
+
+    /* the notes */
+    const char *doc = "{\"kind\":\"X\",\"metadata\":{\"name\":\"n\",\"namespace\":\"ns\","
+                      "\"uid\":\"u\\u0031\",\"resourceVersion\":\"7\",\"generation\":3,"
+                      "\"deletionTimestamp\":null,\"labels\":{\"a\":\"1\",\"b\\n\":\"2\"},"
+                      "\"managedFields\":[{}],\"ownerReferences\":[],\"managedFields\":1},"
+                      "\"metadata\":7}";
+    kc_json_meta_t m;
+    kc_json_span_t v;
+    kc_json_err_t e;
+    size_t pos = 0;
+    int ws = -1;
+    assert_int_equal(kc_json_scan_object_meta(doc, strlen(doc), &pos, KC_JSON_MAX_DEPTH, &v,
+                                              &ws, &m, &e), 0);
+    assert_int_equal(pos, strlen(doc));
+    assert_int_equal(ws, 0);
+    assert_int_equal(m.usable, 1);
+    assert_int_equal(m.has_metadata, 1);
+    assert_int_equal(m.seen, 0xffu);
+    assert_int_equal(m.esc, 1u << KC_JSON_META_UID);
+    assert_true(kc_json_str_eq(m.f[KC_JSON_META_NAME], "n"));
+    assert_true(kc_json_str_eq(m.f[KC_JSON_META_NAMESPACE], "ns"));
+    assert_true(kc_json_str_eq(m.f[KC_JSON_META_UID], "u1"));
+    assert_true(kc_json_str_eq(m.f[KC_JSON_META_RV], "7"));
+    assert_int_equal(m.f[KC_JSON_META_GENERATION].type, KC_JSON_NUMBER);
+    assert_int_equal(m.f[KC_JSON_META_DELETION].type, KC_JSON_NULL);
+    assert_int_equal(m.f[KC_JSON_META_OWNERS].type, KC_JSON_ARRAY);
+    assert_int_equal(m.f[KC_JSON_META_LABELS].type, KC_JSON_OBJECT);
+    assert_int_equal(m.f[KC_JSON_META_LABELS].len, strlen("{\"a\":\"1\",\"b\\n\":\"2\"}"));
+    assert_int_equal(m.nlabels, 2);
+    assert_int_equal(m.lk_esc, 2);
+    assert_int_equal(m.lv_esc, 0);
+    assert_true(kc_json_str_eq(m.lk[1], "b\n"));
+    assert_true(kc_json_str_eq(m.lv[1], "2"));
+    assert_memory_equal(m.mf_val.p, "[{}]", 4);   /* the first one */
+    assert_true(kc_json_str_eq(m.mf_key, "managedFields"));
+
+    /* what the notes do not describe makes them unusable */
+    static const struct { const char *doc; int usable, has_md; } t[] = {
+        { "{\"metadata\":{\"name\":\"a\"}}", 1, 1 },
+        { "{\"metadata\":{}}", 1, 1 },
+        { "{\"metadata\":{\"name\":\"a\",\"name\":\"b\"}}", 0, 1 },
+        { "{\"metadata\":{\"labels\":null,\"labels\":{}}}", 0, 1 },
+        { "{\"metadata\":{\"labels\":{},\"labels\":{}}}", 0, 1 },
+        { "{\"metadata\":{\"n\\u0061me\":\"a\"}}", 0, 1 },
+        { "{\"metadata\":{\"labels\":{\"a\":1}}}", 0, 1 },
+        { "{\"metad\\u0061ta\":{\"name\":\"a\"}}", 1, 1 },
+        { "{\"metadata\":[]}", 0, 0 },
+        { "{\"metadata\":null,\"metadata\":{}}", 0, 0 },
+        { "{\"kind\":\"X\"}", 0, 0 },
+        { "{\"spec\":{\"metadata\":{}}}", 0, 0 },
+    };
+    for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
+        pos = 0;
+        assert_int_equal(kc_json_scan_object_meta(t[i].doc, strlen(t[i].doc), &pos,
+                                                  KC_JSON_MAX_DEPTH, &v, NULL, &m, &e), 0);
+        if (m.usable != t[i].usable || m.has_metadata != t[i].has_md)
+            fail_msg("%s: usable %d has_metadata %d", t[i].doc, m.usable, m.has_metadata);
+    }
+    /* 32 labels are noted, 33 are not */
+    for (int nl = 32; nl <= 33; nl++) {
+        char buf[1024];
+        size_t n = (size_t)snprintf(buf, sizeof(buf), "{\"metadata\":{\"labels\":{");
+        for (int l = 0; l < nl; l++)
+            n += (size_t)snprintf(buf + n, sizeof(buf) - n, "%s\"k%d\":\"v\"", l ? "," : "", l);
+        n += (size_t)snprintf(buf + n, sizeof(buf) - n, "}}}");
+        pos = 0;
+        assert_int_equal(kc_json_scan_object_meta(buf, n, &pos, KC_JSON_MAX_DEPTH, &v, NULL,
+                                                  &m, &e), 0);
+        assert_int_equal(m.usable, nl == 32);
+        assert_int_equal(m.nlabels, (size_t)nl);
+    }
+    /* kc_json_scan_string: one string, validated as kc_json_scan would */
+    static const struct { const char *in; int rc; size_t off; const char *what; } st[] = {
+        { "\"type\":1", 0, 6, NULL },
+        { "\"a\\u00e9\\n\"", 0, 11, NULL },
+        { "\"\"", 0, 2, NULL },
+        { "\"abc", KC_EPARSE, 4, "unterminated string" },
+        { "\"a\\x\"", KC_EPARSE, 2, "invalid escape" },
+        { "\"a\x01\"", KC_EPARSE, 2, "control character in string" },
+        { "\"\xc3\x28\"", KC_EPARSE, 1, "invalid UTF-8 in string" },
+        { "\"\\uD800\"", KC_EPARSE, 1, "unpaired UTF-16 surrogate" },
+        { "abc", -EINVAL, 0, "string expected" },
+        { " \"a\"", -EINVAL, 0, "string expected" },
+    };
+    for (size_t i = 0; i < sizeof(st) / sizeof(st[0]); i++) {
+        size_t len = strlen(st[i].in), p1 = 0;
+        char *copy = malloc(len);   /* exact size: ASan catches over-reads */
+        assert_non_null(copy);
+        memcpy(copy, st[i].in, len);
+        e.offset = 9999;
+        e.what = NULL;
+        int rc = kc_json_scan_string(copy, len, &p1, &v, &e);
+        if (rc != st[i].rc)
+            fail_msg("scan_string %s: rc %d, want %d", st[i].in, rc, st[i].rc);
+        if (rc == 0) {
+            assert_int_equal(p1, st[i].off);
+            assert_int_equal(v.type, KC_JSON_STRING);
+            assert_ptr_equal(v.p, copy);
+            assert_int_equal(v.len, st[i].off);
+            /* the same as kc_json_scan */
+            size_t p2 = 0;
+            kc_json_span_t v2;
+            assert_int_equal(kc_json_scan(copy, len, &p2, &v2, &e), 0);
+            assert_int_equal(p2, p1);
+        } else {
+            assert_int_equal(p1, 0);
+            assert_int_equal(e.offset, st[i].off);
+            assert_string_equal(e.what, st[i].what);
+        }
+        free(copy);
+    }
+    pos = 5;
+    assert_int_equal(kc_json_scan_string("\"abc\"", 5, &pos, &v, &e), -EINVAL);
+
+    /* anything but an object is an error */
+    pos = 0;
+    assert_int_equal(kc_json_scan_object_meta("[1]", 3, &pos, KC_JSON_MAX_DEPTH, &v, NULL, &m,
+                                              &e), KC_EPARSE);
+    assert_string_equal(e.what, "object expected");
+    assert_int_equal(kc_json_scan_object_meta("[1]", 3, &pos, KC_JSON_MAX_DEPTH, &v, NULL, NULL,
+                                              &e), -EINVAL);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -665,6 +889,7 @@ int main(void)
         cmocka_unit_test(test_str_eqn),
         cmocka_unit_test(test_iter_open),
         cmocka_unit_test(test_mutations),
+        cmocka_unit_test(test_scan_object_meta),
     };
     return cmocka_run_group_tests_name("kc_json", tests, NULL, NULL);
 }

@@ -54,6 +54,28 @@ static int record(void *ud, const kc_watch_event_t *ev)
     e->line_no = ev->line_no;
     e->ptr = ev->object;
     e->flags = ev->flags;
+    /* the notes on metadata come with the flag, describe these bytes, and
+     * build the object kc_obj_new's own walk builds */
+    if ((ev->meta != NULL) != ((ev->flags & KC_WATCH_OBJECT_MINIFIED) != 0))
+        fail_msg("line %zu: meta %p with flags %u", ev->line_no, (const void *)ev->meta,
+                 ev->flags);
+    if (ev->meta) {
+        kc_obj_opts_t walk = KC_OBJ_OPTS_INIT, noted = KC_OBJ_OPTS_INIT;
+        kc_obj_t *a = NULL, *b = NULL;
+        kc_errbuf_t ea = {0, ""}, eb = {0, ""};
+        assert_ptr_equal(ev->meta->obj, ev->object);
+        assert_int_equal(ev->meta->obj_len, ev->object_len);
+        walk.prevalidated = noted.prevalidated = 1;
+        noted.meta = ev->meta;
+        int ra = kc_obj_new(ev->object, ev->object_len, &walk, &a, &ea);
+        int rb = kc_obj_new(ev->object, ev->object_len, &noted, &b, &eb);
+        assert_int_equal(ra, rb);
+        assert_string_equal(ea.msg, eb.msg);
+        if (ra == 0)
+            assert_obj_same(a, b);
+        kc_obj_unref(a);
+        kc_obj_unref(b);
+    }
     e->object = malloc(ev->object_len + 1);
     assert_non_null(e->object);
     memcpy(e->object, ev->object, ev->object_len);
