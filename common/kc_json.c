@@ -684,6 +684,17 @@ static const char *scan_meta(const char *p, const char *end, struct scan_err *e,
     return p;
 }
 
+/* Fill *err (may be NULL) and return rc: every public scanner reports its
+ * failures this way. */
+static int report(kc_json_err_t *err, size_t offset, const char *what, int rc)
+{
+    if (err) {
+        err->offset = offset;
+        err->what = what;
+    }
+    return rc;
+}
+
 int kc_json_scan_object_meta(const char *buf, size_t len, size_t *pos, unsigned max_depth,
                              kc_json_span_t *out, int *has_ws, kc_json_meta_t *meta,
                              kc_json_err_t *err)
@@ -693,13 +704,8 @@ int kc_json_scan_object_meta(const char *buf, size_t len, size_t *pos, unsigned 
     kc_json_span_t key;
     int ws = 0, first = 1, md_seen = 0, kesc;
 
-    if (!buf || !pos || *pos > len || !meta) {
-        if (err) {
-            err->offset = pos ? *pos : 0;
-            err->what = "invalid arguments";
-        }
-        return -EINVAL;
-    }
+    if (!buf || !pos || *pos > len || !meta)
+        return report(err, pos ? *pos : 0, "invalid arguments", -EINVAL);
     if (max_depth > KC_JSON_MAX_DEPTH)
         max_depth = KC_JSON_MAX_DEPTH;
     p = start = skip_ws(buf + *pos, end);
@@ -759,11 +765,7 @@ int kc_json_scan_object_meta(const char *buf, size_t len, size_t *pos, unsigned 
     *pos = (size_t)(p - buf);
     return 0;
 fail:
-    if (err) {
-        err->offset = (size_t)(se.at - buf);
-        err->what = se.what;
-    }
-    return KC_EPARSE;
+    return report(err, (size_t)(se.at - buf), se.what, KC_EPARSE);
 }
 
 #undef FAIL
@@ -774,22 +776,12 @@ int kc_json_scan_string(const char *buf, size_t len, size_t *pos, kc_json_span_t
     struct scan_err e = { NULL, NULL };
     const char *p, *q;
 
-    if (!buf || !pos || *pos >= len || buf[*pos] != '"') {
-        if (err) {
-            err->offset = pos ? *pos : 0;
-            err->what = "string expected";
-        }
-        return -EINVAL;
-    }
+    if (!buf || !pos || *pos >= len || buf[*pos] != '"')
+        return report(err, pos ? *pos : 0, "string expected", -EINVAL);
     p = buf + *pos;
     q = scan_string(p, buf + len, &e, NULL);
-    if (!q) {
-        if (err) {
-            err->offset = (size_t)(e.at - buf);
-            err->what = e.what;
-        }
-        return KC_EPARSE;
-    }
+    if (!q)
+        return report(err, (size_t)(e.at - buf), e.what, KC_EPARSE);
     if (out) {
         out->p = p;
         out->len = (size_t)(q - p);
@@ -813,25 +805,15 @@ int kc_json_scan_ex(const char *buf, size_t len, size_t *pos, unsigned max_depth
     struct scan_err e = { NULL, NULL };
     int ws = 0;
 
-    if (!buf || !pos || *pos > len) {
-        if (err) {
-            err->offset = pos ? *pos : 0;
-            err->what = "invalid arguments";
-        }
-        return -EINVAL;
-    }
+    if (!buf || !pos || *pos > len)
+        return report(err, pos ? *pos : 0, "invalid arguments", -EINVAL);
     p = skip_ws(buf + *pos, end);
     const char *start = p;
     if (max_depth > KC_JSON_MAX_DEPTH)
         max_depth = KC_JSON_MAX_DEPTH;
     const char *q = scan_value(p, end, &e, max_depth, &ws);
-    if (!q) {
-        if (err) {
-            err->offset = (size_t)(e.at - buf);
-            err->what = e.what;
-        }
-        return KC_EPARSE;
-    }
+    if (!q)
+        return report(err, (size_t)(e.at - buf), e.what, KC_EPARSE);
     if (out) {
         out->p = start;
         out->len = (size_t)(q - start);
@@ -852,13 +834,8 @@ int kc_json_parse_doc(const char *buf, size_t len, kc_json_span_t *out,
     if (rc < 0)
         return rc;
     const char *p = skip_ws(buf + pos, buf + len);
-    if (p != buf + len) {
-        if (err) {
-            err->offset = (size_t)(p - buf);
-            err->what = "trailing characters after the value";
-        }
-        return KC_EPARSE;
-    }
+    if (p != buf + len)
+        return report(err, (size_t)(p - buf), "trailing characters after the value", KC_EPARSE);
     return 0;
 }
 
@@ -869,13 +846,8 @@ int kc_json_parse_doc_minify(const char *buf, size_t len, char *dst, size_t *dle
     struct scan_err e = { NULL, NULL };
     char *o = dst;
 
-    if (!buf || !dst || !dlen) {
-        if (err) {
-            err->offset = 0;
-            err->what = "invalid arguments";
-        }
-        return -EINVAL;
-    }
+    if (!buf || !dst || !dlen)
+        return report(err, 0, "invalid arguments", -EINVAL);
     p = skip_ws(buf, end);
     q = scan_value_min(p, end, &e, &o);
     if (q) {
@@ -886,13 +858,8 @@ int kc_json_parse_doc_minify(const char *buf, size_t len, char *dst, size_t *dle
             q = NULL;
         }
     }
-    if (!q) {
-        if (err) {
-            err->offset = (size_t)(e.at - buf);
-            err->what = e.what;
-        }
-        return KC_EPARSE;
-    }
+    if (!q)
+        return report(err, (size_t)(e.at - buf), e.what, KC_EPARSE);
     *dlen = (size_t)(o - dst);
     if (out) {
         out->p = dst;
