@@ -182,7 +182,14 @@ struct scan_err {
     const char *what;
 };
 
-#define FAIL(where, msg) do { e->at = (const char *)(where); e->what = (msg); return NULL; } while (0)
+/* Fill *e and return ret (NULL from the scanners, -1 from member_next). */
+#define FAIL_AS(ret, where, msg)                                                              \
+    do {                                                                                      \
+        e->at = (const char *)(where);                                                        \
+        e->what = (msg);                                                                      \
+        return ret;                                                                           \
+    } while (0)
+#define FAIL(where, msg) FAIL_AS(NULL, where, msg)
 
 /* Validate a string whose opening quote is at p.  Returns the byte after
  * the closing quote, or NULL with *e filled.  esc (a constant NULL in most
@@ -486,35 +493,23 @@ member_next(const char **pp, const char *end, int first, int *ws, struct scan_er
     } else {
         p = ws_skip(p, end, ws);
         if (!first) {
-            if (UNLIKELY(p >= end)) {
-                e->at = end;
-                e->what = "unexpected end of input in container";
-                return -1;
-            }
+            if (UNLIKELY(p >= end))
+                FAIL_AS(-1, end, "unexpected end of input in container");
             if (*p == '}') {
                 *pp = p + 1;
                 return 0;
             }
-            if (UNLIKELY(*p != ',')) {
-                e->at = p;
-                e->what = "',' or '}' expected";
-                return -1;
-            }
+            if (UNLIKELY(*p != ','))
+                FAIL_AS(-1, p, "',' or '}' expected");
             p = ws_skip(p + 1, end, ws);
         } else if (p < end && *p == '}') {
             *pp = p + 1;
             return 0;
         }
-        if (UNLIKELY(p >= end)) {
-            e->at = end;
-            e->what = "unexpected end of input: member name expected";
-            return -1;
-        }
-        if (UNLIKELY(*p != '"')) {
-            e->at = p;
-            e->what = "member name (string) expected";
-            return -1;
-        }
+        if (UNLIKELY(p >= end))
+            FAIL_AS(-1, end, "unexpected end of input: member name expected");
+        if (UNLIKELY(*p != '"'))
+            FAIL_AS(-1, p, "member name (string) expected");
     }
     *kesc = 0;
     q = scan_string(p, end, e, kesc);
@@ -527,16 +522,10 @@ member_next(const char **pp, const char *end, int first, int *ws, struct scan_er
         p = q + 1;   /* minified: "name": */
     } else {
         p = ws_skip(q, end, ws);
-        if (UNLIKELY(p >= end)) {
-            e->at = end;
-            e->what = "unexpected end of input: ':' expected";
-            return -1;
-        }
-        if (UNLIKELY(*p != ':')) {
-            e->at = p;
-            e->what = "':' expected after member name";
-            return -1;
-        }
+        if (UNLIKELY(p >= end))
+            FAIL_AS(-1, end, "unexpected end of input: ':' expected");
+        if (UNLIKELY(*p != ':'))
+            FAIL_AS(-1, p, "':' expected after member name");
         p++;
     }
     *pp = ws_skip(p, end, ws);
@@ -684,6 +673,47 @@ static const char *scan_meta(const char *p, const char *end, struct scan_err *e,
     return p;
 }
 
+/* The object at p (after whitespace), with depth levels allowed (counting
+ * itself): validated member by member, its first "metadata" member, when
+ * an object, summarised in *m by scan_meta. */
+static const char *scan_object_meta(const char *p, const char *end, struct scan_err *e,
+                                    unsigned depth, int *ws, kc_json_meta_t *m)
+{
+    kc_json_span_t key;
+    int first = 1, md_seen = 0, kesc;
+
+    if (p >= end)
+        FAIL(end, "unexpected end of input: value expected");
+    if (*p != '{')
+        FAIL(p, "object expected");
+    if (depth == 0)
+        FAIL(p, "nesting too deep");
+    p++;
+    for (;;) {
+        int r = member_next(&p, end, first, ws, e, &key, &kesc);
+        if (r < 0)
+            return NULL;
+        if (r == 0)
+            return p;
+        first = 0;
+        if (!md_seen && (kesc ? KC_JSON_STR_EQ_LIT(key, "metadata")
+                              : key.len == 10 && memcmp(key.p + 1, "metadata", 8) == 0)) {
+            md_seen = 1;   /* the first "metadata" is the one that counts */
+            if (p < end && *p == '{') {
+                p = scan_meta(p, end, e, depth - 1, ws, m);
+                if (!p)
+                    return NULL;
+                continue;
+            }
+        }
+        int w = 0;
+        p = scan_value(p, end, e, depth - 1, &w);
+        if (!p)
+            return NULL;
+        *ws |= w;
+    }
+}
+
 /* Fill *err (may be NULL) and return rc: every public scanner reports its
  * failures this way. */
 static int report(kc_json_err_t *err, size_t offset, const char *what, int rc)
@@ -700,60 +730,23 @@ int kc_json_scan_object_meta(const char *buf, size_t len, size_t *pos, unsigned 
                              kc_json_err_t *err)
 {
     const char *end = buf + len, *p, *start;
-    struct scan_err se = { NULL, NULL }, *e = &se;
-    kc_json_span_t key;
-    int ws = 0, first = 1, md_seen = 0, kesc;
+    struct scan_err e = { NULL, NULL };
+    int ws = 0;
 
     if (!buf || !pos || *pos > len || !meta)
         return report(err, pos ? *pos : 0, "invalid arguments", -EINVAL);
     if (max_depth > KC_JSON_MAX_DEPTH)
         max_depth = KC_JSON_MAX_DEPTH;
-    p = start = skip_ws(buf + *pos, end);
+    start = skip_ws(buf + *pos, end);
     meta->obj = start;
     meta->usable = meta->has_metadata = 0;
     meta->seen = meta->esc = 0;
     meta->mf_key.p = meta->mf_val.p = NULL;
     meta->nlabels = 0;
     meta->lk_esc = meta->lv_esc = 0;
-    if (p >= end) {
-        se.at = end;
-        se.what = "unexpected end of input: value expected";
-        goto fail;
-    }
-    if (*p != '{') {
-        se.at = p;
-        se.what = "object expected";
-        goto fail;
-    }
-    if (max_depth == 0) {
-        se.at = p;
-        se.what = "nesting too deep";
-        goto fail;
-    }
-    p++;
-    for (;;) {
-        int r = member_next(&p, end, first, &ws, e, &key, &kesc);
-        if (r < 0)
-            goto fail;
-        if (r == 0)
-            break;
-        first = 0;
-        if (!md_seen && (kesc ? KC_JSON_STR_EQ_LIT(key, "metadata")
-                              : key.len == 10 && memcmp(key.p + 1, "metadata", 8) == 0)) {
-            md_seen = 1;   /* the first "metadata" is the one that counts */
-            if (p < end && *p == '{') {
-                p = scan_meta(p, end, e, max_depth - 1, &ws, meta);
-                if (!p)
-                    goto fail;
-                continue;
-            }
-        }
-        int w = 0;
-        p = scan_value(p, end, e, max_depth - 1, &w);
-        if (!p)
-            goto fail;
-        ws |= w;
-    }
+    p = scan_object_meta(start, end, &e, max_depth, &ws, meta);
+    if (!p)
+        return report(err, (size_t)(e.at - buf), e.what, KC_EPARSE);
     meta->obj_len = (size_t)(p - start);
     if (out) {
         out->p = start;
@@ -764,11 +757,10 @@ int kc_json_scan_object_meta(const char *buf, size_t len, size_t *pos, unsigned 
         *has_ws = ws;
     *pos = (size_t)(p - buf);
     return 0;
-fail:
-    return report(err, (size_t)(se.at - buf), se.what, KC_EPARSE);
 }
 
 #undef FAIL
+#undef FAIL_AS
 
 int kc_json_scan_string(const char *buf, size_t len, size_t *pos, kc_json_span_t *out,
                         kc_json_err_t *err)
