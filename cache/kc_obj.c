@@ -1067,19 +1067,19 @@ int kc_obj_without_fields(kc_obj_t *o, const char *const *fields, kc_obj_t **out
             cut = true;
             break;
         }
-    if (rc < 0 || !cut) {   /* rc < 0 cannot happen: the stored JSON was validated */
-        free(tmp);
-        if (rc < 0)
-            return rc;
+    if (rc < 0)
+        goto out;   /* cannot happen: the stored JSON was validated */
+    if (!cut) {
         *out = kc_obj_ref(o);
-        return 0;
+        rc = 0;
+        goto out;
     }
     /* Copy the other members, minified as they are: the result stays one
      * validated, minified document, so kc_obj_new need not scan it again. */
     buf = o->json_len <= sizeof(small) ? small : malloc(o->json_len);
     if (!buf) {
-        free(tmp);
-        return -ENOMEM;
+        rc = -ENOMEM;
+        goto out;
     }
     w = buf;
     *w++ = '{';
@@ -1098,8 +1098,9 @@ int kc_obj_without_fields(kc_obj_t *o, const char *const *fields, kc_obj_t **out
     oo.max_size = (size_t)INT32_MAX;
     oo.prevalidated = 1;
     rc = kc_obj_new(buf, (size_t)(w - buf), &oo, out, NULL);
+out:
     if (buf != small)
-        free(buf);
+        free(buf);   /* NULL before the copy */
     free(tmp);
     return rc;
 }
