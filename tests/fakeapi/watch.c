@@ -134,6 +134,22 @@ static struct evbuffer *conn_output(fa_watcher_t *w)
     return bufferevent_get_output(bev);
 }
 
+/* The bytes of a JSON watch event for o, the ones add_event writes: the
+ * type's prefix, the object after its '{', "}\n".  Copied to dst when it
+ * is not NULL; returns their length. */
+static size_t json_event(const fa_watcher_t *w, int type, const fa_obj_t *o, char *dst)
+{
+    const char *pre = w->r->ev_prefix[type];
+    size_t pl = strlen(pre);
+
+    if (dst) {
+        memcpy(dst, pre, pl);
+        memcpy(dst + pl, o->body + 1, o->len - 1);
+        memcpy(dst + pl + o->len - 1, "}\n", 2);
+    }
+    return pl + o->len - 1 + 2;
+}
+
 static void add_event(fa_watcher_t *w, struct evbuffer *b, int type, fa_obj_t *o)
 {
     if (w->table) {
@@ -679,7 +695,7 @@ static void prerender(fa_watcher_t *w)
         return;
     for (idx = first; idx < st->hcount; idx++)
         if ((o = pick(w, fa_hist_at(st, idx), &type)) != NULL)
-            len += strlen(w->r->ev_prefix[type]) + o->len - 1 + 2;
+            len += json_event(w, type, o, NULL);
     if (len == 0 || (r = malloc(sizeof(*r) + len)) == NULL)
         return;
     r->refs = 1;
@@ -689,11 +705,7 @@ static void prerender(fa_watcher_t *w)
         w->pos = e->rv;
         if ((o = pick(w, e, &type)) == NULL)
             continue;
-        size_t pl = strlen(w->r->ev_prefix[type]);
-        memcpy(r->data + n, w->r->ev_prefix[type], pl);
-        memcpy(r->data + n + pl, o->body + 1, o->len - 1);
-        memcpy(r->data + n + pl + o->len - 1, "}\n", 2);
-        n += pl + o->len - 1 + 2;
+        n += json_event(w, type, o, r->data + n);
         w->events++;
         s->cnt.watch_events++;
     }
