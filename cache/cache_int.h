@@ -13,26 +13,33 @@
 #include "kc_cache.h"
 
 /* One allocation per object: this header, then data[]:
- *   ns \0 name \0 uid \0 rv \0
+ *   ns \0 name \0 uid rv \0 [generation]
  *   labels:  (key \0 value \0) * nlabels
  *   owners:  (apiVersion \0 kind \0 name \0 uid \0 flags-byte) * nowners
  *   json \0                          (unpacked)
  *   or, KC__OBJ_PACKED: padding to 8, then a kc__packed_t and the LZ4
  *   block of the json (json_len bytes once decompressed)
- * Offsets are from data.  Everything but refs and kc__packed_t.unpacked is
- * written once, before the object is published, and never changes;
- * unpacked goes once from NULL to the decompressed JSON (compare-and-swap)
- * and is freed with the object. */
+ * The uid is its 16 bytes (KC__OBJ_UID16: a UUID in the canonical
+ * lowercase form the API server gives, 36 characters as text), else the
+ * text and a NUL; it ends at rv_off.  A generation other than 0 is kept
+ * (KC__OBJ_GEN) as 8 unaligned bytes right before labels_off.  Objects
+ * without a generation (ConfigMaps, Secrets, Pods ...) spend nothing on
+ * it.  Offsets are from data.  Everything but refs and
+ * kc__packed_t.unpacked is written once, before the object is published,
+ * and never changes; unpacked goes once from NULL to the decompressed JSON
+ * (compare-and-swap) and is freed with the object. */
 struct kc_obj {
     atomic_uint refs;
     uint32_t json_len;
-    int64_t generation;
-    uint32_t rv_off, labels_off, owners_off, json_off; /* uid follows name */
-    uint16_t ns_len, name_len;
+    uint32_t rv_off, labels_off, owners_off, json_off;
+    uint16_t name_len;
     uint16_t nlabels, nowners;
-    uint8_t flags;          /* KC__OBJ_DELETING */
+    uint8_t ns_len;         /* a namespace is at most KC_NS_MAX (63) bytes */
+    uint8_t flags;          /* KC__OBJ_* */
     char data[];
 };
+
+_Static_assert(KC_NS_MAX <= UINT8_MAX, "kc_obj.ns_len is one byte");
 
 /* Bytes before data[] (sizeof may add tail padding we do not need). */
 #define KC__OBJ_HDR offsetof(struct kc_obj, data)
@@ -45,6 +52,8 @@ typedef struct kc__packed {
 
 #define KC__OBJ_DELETING 1u
 #define KC__OBJ_PACKED 2u
+#define KC__OBJ_UID16 4u
+#define KC__OBJ_GEN 8u
 #define KC__OWNER_CONTROLLER 1u
 #define KC__OWNER_BLOCK 2u
 

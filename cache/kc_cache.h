@@ -151,8 +151,13 @@ void kc_obj_unref(kc_obj_t *o);
 /* Metadata accessors.  The strings belong to o.  All thread-safe. */
 const char *kc_obj_namespace(const kc_obj_t *o);        /* "" if cluster-scoped */
 const char *kc_obj_name(const kc_obj_t *o);
-const char *kc_obj_uid(const kc_obj_t *o);              /* "" if absent */
 const char *kc_obj_resource_version(const kc_obj_t *o); /* "" if absent */
+/* metadata.uid ("" if absent), in buf or in o: a UUID (what the API server
+ * gives every object) is kept in 16 bytes, not 37, and spelled out in buf
+ * on demand.  buf must hold KC_UID_BUF bytes; the result lives as long as
+ * the shorter-lived of buf and o. */
+#define KC_UID_BUF 37
+const char *kc_obj_uid(const kc_obj_t *o, char buf[KC_UID_BUF]);
 long long kc_obj_generation(const kc_obj_t *o);         /* 0 if absent */
 /* 1 if metadata.deletionTimestamp is set (the object is being deleted). */
 int kc_obj_deleting(const kc_obj_t *o);

@@ -566,6 +566,48 @@ static int meta_take(const kc_json_meta_t *s, const char *json, size_t len, stru
 
 static int put_str(kc_json_span_t s, char **w, char *limit);
 
+/* The 16 bytes of a uid in the canonical form the API server writes (36
+ * characters: lowercase hex in groups of 8-4-4-4-12); 0 if it is not in
+ * that form, which is then kept as text.  uid_text writes it back. */
+static int uid_pack(const char *s, size_t n, unsigned char out[16])
+{
+    static const signed char hex[256] = {
+        ['0'] = 1, ['1'] = 2, ['2'] = 3, ['3'] = 4, ['4'] = 5, ['5'] = 6, ['6'] = 7,
+        ['7'] = 8, ['8'] = 9, ['9'] = 10, ['a'] = 11, ['b'] = 12, ['c'] = 13, ['d'] = 14,
+        ['e'] = 15, ['f'] = 16,
+    };   /* digit value + 1: 0 for everything else, uppercase included */
+    size_t k = 0;
+
+    if (n != KC_UID_BUF - 1)
+        return 0;
+    for (size_t i = 0; i < n; i += 2) {
+        if (i == 8 || i == 13 || i == 18 || i == 23) {
+            if (s[i] != '-')
+                return 0;
+            i++;
+        }
+        int hi = hex[(unsigned char)s[i]], lo = hex[(unsigned char)s[i + 1]];
+        if (!hi || !lo)
+            return 0;
+        out[k++] = (unsigned char)((hi - 1) << 4 | (lo - 1));
+    }
+    return 1;
+}
+
+static void uid_text(const unsigned char *b, char out[KC_UID_BUF])
+{
+    static const char digits[] = "0123456789abcdef";
+    char *w = out;
+
+    for (int i = 0; i < 16; i++) {
+        if (i == 4 || i == 6 || i == 8 || i == 10)
+            *w++ = '-';
+        *w++ = digits[b[i] >> 4];
+        *w++ = digits[b[i] & 15];
+    }
+    *w = '\0';
+}
+
 /* Like put_str for a string span whose unescaped length n is known: a
  * string without escapes (the usual case) is copied as it is, since every
  * escape decodes to fewer bytes than it takes. */
@@ -715,7 +757,18 @@ int kc_obj_new(const char *json, size_t len, const kc_obj_opts_t *opts, kc_obj_t
         mf_cut(doc, mlen, &m, &cs, &ce);
         jlen -= ce - cs;
     }
-    size_t strings = ns_len + 1 + name_len + 1 + (size_t)uid_sz + (size_t)rv_sz + m.strings;
+    /* a canonical UUID is kept in 16 bytes; any other uid as text */
+    unsigned char uid16[16];
+    int is_uid16 = 0;
+    if (m.uid.p && uid_sz == KC_UID_BUF) {
+        char ut[KC_UID_BUF];
+        size_t un;
+        is_uid16 = plain_copy(m.uid, m.plain & (1u << KC_JSON_META_UID), ut, sizeof(ut),
+                              &un) == 0 && uid_pack(ut, un, uid16);
+    }
+    size_t uid_room = is_uid16 ? sizeof(uid16) : (size_t)uid_sz;
+    size_t gen_room = m.generation ? sizeof(int64_t) : 0;
+    size_t strings = ns_len + 1 + name_len + 1 + uid_room + (size_t)rv_sz + gen_room + m.strings;
     size_t head = KC__OBJ_HDR + strings, pad = 0, cap;
 
     /* Large JSON is kept compressed when that saves at least an eighth. */
@@ -760,11 +813,21 @@ int kc_obj_new(const char *json, size_t len, const kc_obj_opts_t *opts, kc_obj_t
     w += ns_len + 1;
     memcpy(w, name, name_len + 1);
     w += name_len + 1;
-    if ((rc = put_len(m.uid, (size_t)uid_sz - 1, &w, limit)) < 0)
+    if (is_uid16) {
+        memcpy(w, uid16, sizeof(uid16));
+        w += sizeof(uid16);
+        o->flags |= KC__OBJ_UID16;
+    } else if ((rc = put_len(m.uid, (size_t)uid_sz - 1, &w, limit)) < 0) {
         goto bad_string;
+    }
     o->rv_off = (uint32_t)(w - base);
     if ((rc = put_len(m.rv, (size_t)rv_sz - 1, &w, limit)) < 0)
         goto bad_string;
+    if (gen_room) {
+        memcpy(w, &m.generation, gen_room);
+        w += gen_room;
+        o->flags |= KC__OBJ_GEN;
+    }
     o->labels_off = (uint32_t)(w - base);
     if (m.labels.p && m.nlabels <= LABELS_KEPT) {
         for (size_t i = 0; i < m.nlabels; i++)
@@ -805,7 +868,7 @@ int kc_obj_new(const char *json, size_t len, const kc_obj_opts_t *opts, kc_obj_t
         atomic_init(&pp->unpacked, NULL);
         pp->packed_len = (uint32_t)pk_len;
         memcpy(pp->block, pk, (size_t)pk_len);
-        o->flags = KC__OBJ_PACKED;
+        o->flags |= KC__OBJ_PACKED;
     } else {
         o->json_off = (uint32_t)(w - base);
         if (w + jlen + 1 != limit)
@@ -817,8 +880,7 @@ int kc_obj_new(const char *json, size_t len, const kc_obj_opts_t *opts, kc_obj_t
 
     atomic_init(&o->refs, 1);
     o->json_len = (uint32_t)jlen;
-    o->generation = m.generation;
-    o->ns_len = (uint16_t)ns_len;
+    o->ns_len = (uint8_t)ns_len;
     o->name_len = (uint16_t)name_len;
     o->nlabels = (uint16_t)m.nlabels;
     o->nowners = (uint16_t)m.nowners;
@@ -905,9 +967,26 @@ void kc_obj_unref(kc_obj_t *o)
 
 const char *kc_obj_namespace(const kc_obj_t *o) { return kc__obj_ns(o); }
 const char *kc_obj_name(const kc_obj_t *o) { return kc__obj_name(o); }
-const char *kc_obj_uid(const kc_obj_t *o) { return o->data + o->ns_len + o->name_len + 2; }
 const char *kc_obj_resource_version(const kc_obj_t *o) { return o->data + o->rv_off; }
-long long kc_obj_generation(const kc_obj_t *o) { return (long long)o->generation; }
+
+const char *kc_obj_uid(const kc_obj_t *o, char buf[KC_UID_BUF])
+{
+    const char *u = o->data + o->ns_len + o->name_len + 2;
+
+    if (!(o->flags & KC__OBJ_UID16))
+        return u;
+    uid_text((const unsigned char *)u, buf);
+    return buf;
+}
+
+long long kc_obj_generation(const kc_obj_t *o)
+{
+    int64_t g = 0;
+
+    if (o->flags & KC__OBJ_GEN)
+        memcpy(&g, o->data + o->labels_off - sizeof(g), sizeof(g));
+    return (long long)g;
+}
 int kc_obj_deleting(const kc_obj_t *o) { return (o->flags & KC__OBJ_DELETING) != 0; }
 
 void kc_obj_key(const kc_obj_t *o, kc_key_t *out)

@@ -392,10 +392,11 @@ static void report_conflict(kind_t *k, kc_obj_t *other, const char *src_key)
     cJSON *ev = NULL, *md, *io, *srcj;
     char *json = NULL;
     kc_status_t st;
+    char uid[KC_UID_BUF];
     int rc;
 
     snprintf(msg, sizeof(msg), "%s %s %s/%s %s", k->res->kind, src_key,
-             kc_obj_namespace(other), kc_obj_name(other), kc_obj_uid(other));
+             kc_obj_namespace(other), kc_obj_name(other), kc_obj_uid(other, uid));
     if (!first_report(r, msg)) {
         kc_log(&r->log, KC_LOG_DEBUG, "replicator",
                "%s %s: %s/%s still not ours; leaving it alone", k->res->kind, src_key,
@@ -439,7 +440,7 @@ static void report_conflict(kind_t *k, kc_obj_t *other, const char *src_key)
     cJSON_AddStringToObject(io, "kind", k->res->kind);
     cJSON_AddStringToObject(io, "namespace", kc_obj_namespace(other));
     cJSON_AddStringToObject(io, "name", kc_obj_name(other));
-    cJSON_AddStringToObject(io, "uid", kc_obj_uid(other));
+    cJSON_AddStringToObject(io, "uid", kc_obj_uid(other, uid));
     cJSON_AddStringToObject(io, "resourceVersion", kc_obj_resource_version(other));
     cJSON_AddStringToObject(ev, "reason", "ReplicationConflict");
     cJSON_AddStringToObject(ev, "message", msg);
@@ -618,9 +619,12 @@ static kc_result_t reconcile(void *ud, const kc_key_t *key)
         kc_obj_t *c = copies.items[i];
         kc_delete_opts_t dopts = KC_DELETE_OPTS_INIT;
         kc_status_t st;
+        char ub[KC_UID_BUF];
+        const char *uid;
         if (in_list(targets, ntargets, kc_obj_namespace(c)) || !is_ours(c))
             continue;
-        dopts.precondition_uid = kc_obj_uid(c)[0] ? kc_obj_uid(c) : NULL;
+        uid = kc_obj_uid(c, ub);
+        dopts.precondition_uid = uid[0] ? uid : NULL;
         rc = kc_client_delete(r->client, k->res, kc_obj_namespace(c), kc_obj_name(c), &dopts,
                               NULL, &st);
         if (rc == 0 || rc == KC_ENOTFOUND) {

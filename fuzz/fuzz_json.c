@@ -126,7 +126,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     free(dst);
     if (kc_obj_new(buf, size, NULL, &o, &eb) == 0) {
         kc_key_t k;
-        char ks[KC_KEY_STR_MAX];
+        char ks[KC_KEY_STR_MAX], uid[KC_UID_BUF];
         const char *lk, *lv;
         kc_owner_ref_t ow;
         char *ann = NULL;
@@ -134,7 +134,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
         kc_obj_key(o, &k);
         kc_key_format(&k, ks, sizeof(ks));
-        (void)kc_obj_uid(o);
+        (void)kc_obj_uid(o, uid);
         (void)kc_obj_resource_version(o);
         (void)kc_obj_generation(o);
         (void)kc_obj_deleting(o);

@@ -25,10 +25,11 @@ static int same_obj(const kc_obj_t *a, const kc_obj_t *b)
 {
     size_t la, lb;
     const char *ja = kc_obj_json(a, &la), *jb = kc_obj_json(b, &lb);
+    char ua[KC_UID_BUF], ub[KC_UID_BUF];
 
     if (la != lb || memcmp(ja, jb, la) != 0 || !same_str(kc_obj_name(a), kc_obj_name(b)) ||
         !same_str(kc_obj_namespace(a), kc_obj_namespace(b)) ||
-        !same_str(kc_obj_uid(a), kc_obj_uid(b)) ||
+        !same_str(kc_obj_uid(a, ua), kc_obj_uid(b, ub)) ||
         !same_str(kc_obj_resource_version(a), kc_obj_resource_version(b)) ||
         kc_obj_generation(a) != kc_obj_generation(b) || kc_obj_deleting(a) != kc_obj_deleting(b) ||
         kc_obj_label_count(a) != kc_obj_label_count(b) ||

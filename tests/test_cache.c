@@ -8,6 +8,7 @@
 #include <cmocka.h>
 
 #include <cjson/cJSON.h>
+#include <ctype.h>
 #include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -288,10 +289,11 @@ static void test_obj_fixture_metadata(void **state)
 {
     (void)state;
     kc_obj_t *o = fixture_obj("core.v1.Pod.json", "team-a", "web-0", NULL);
+    char ub[KC_UID_BUF];
 
     assert_string_equal(kc_obj_namespace(o), "team-a");
     assert_string_equal(kc_obj_name(o), "web-0");
-    assert_string_equal(kc_obj_uid(o), "uidValue");
+    assert_string_equal(kc_obj_uid(o, ub), "uidValue");
     assert_string_equal(kc_obj_resource_version(o), "resourceVersionValue");
     assert_int_equal(kc_obj_generation(o), 7);
     assert_true(kc_obj_deleting(o));
@@ -369,6 +371,114 @@ static void test_obj_fixture_metadata(void **state)
     cJSON_free(raw);
 }
 
+/* A uid in the API server's form is kept in 16 bytes and spelled out in the
+ * caller's buffer; anything else is kept as it came.  A generation is kept
+ * only when set.  Every other field reads back the same around them. */
+static kc_obj_t *uid_obj(const char *uid_json, const char *extra)
+{
+    char j[2048];
+    kc_obj_t *o = NULL;
+    kc_errbuf_t eb = { 0, "" };
+
+    snprintf(j, sizeof(j),
+             "{\"kind\":\"ConfigMap\",\"metadata\":{\"name\":\"cm\",\"namespace\":\"ns-a\","
+             "\"uid\":%s,\"resourceVersion\":\"77\",\"labels\":{\"app\":\"web\",\"tier\":"
+             "\"db\"}%s},\"data\":{\"k\":\"v\"}}",
+             uid_json, extra);
+    if (kc_obj_new(j, strlen(j), NULL, &o, &eb) != 0)
+        fail_msg("kc_obj_new: %s", eb.msg);
+    return o;
+}
+
+static void check_around_uid(const kc_obj_t *o, long long gen)
+{
+    assert_string_equal(kc_obj_namespace(o), "ns-a");
+    assert_string_equal(kc_obj_name(o), "cm");
+    assert_string_equal(kc_obj_resource_version(o), "77");
+    assert_int_equal(kc_obj_generation(o), gen);
+    assert_int_equal(kc_obj_label_count(o), 2);
+    assert_string_equal(kc_obj_label(o, "app"), "web");
+    assert_string_equal(kc_obj_label(o, "tier"), "db");
+}
+
+static void test_obj_uid_forms(void **state)
+{
+    (void)state;
+    static const char *canon[] = {
+        "b36117b1-31fe-499e-9596-ea309359a70b", "00000000-0000-0000-0000-000000000000",
+        "ffffffff-ffff-ffff-ffff-ffffffffffff", "0123abcd-4567-89ef-fedc-ba9876543210",
+    };
+    /* kept as text, exactly */
+    static const char *text[] = {
+        "B36117B1-31FE-499E-9596-EA309359A70B",   /* uppercase */
+        "b36117b1-31fe-499e-9596-ea309359a70",    /* 35 characters */
+        "b36117b1-31fe-499e-9596-ea309359a70bc",  /* 37 */
+        "b36117b131fe-499e-9596-ea309359a70b0",   /* a hyphen moved */
+        "b36117b1-31fe-499e-9596-ea309359a70g",   /* not hex */
+        "b36117b1 31fe 499e 9596 ea309359a70b",
+        "uidValue", "x",
+    };
+    char ub[KC_UID_BUF], q[64];
+    const char *u;
+
+    for (size_t i = 0; i < sizeof(canon) / sizeof(*canon); i++) {
+        snprintf(q, sizeof(q), "\"%s\"", canon[i]);
+        kc_obj_t *o = uid_obj(q, "");
+        memset(ub, '#', sizeof(ub));
+        u = kc_obj_uid(o, ub);
+        assert_ptr_equal(u, ub);          /* spelled out: it was kept in 16 bytes */
+        assert_string_equal(u, canon[i]);
+        check_around_uid(o, 0);
+        /* the same object with the uid in capitals keeps 37 bytes */
+        int letters = 0;
+        for (size_t k = 0; k < sizeof(q); k++) {
+            letters |= islower((unsigned char)q[k]);
+            q[k] = (char)toupper((unsigned char)q[k]);
+        }
+        if (letters) {
+            kc_obj_t *t = uid_obj(q, "");
+            assert_true(kc_obj_mem_size(t) >= kc_obj_mem_size(o) + 16);
+            kc_obj_unref(t);
+        }
+        kc_obj_unref(o);
+    }
+    for (size_t i = 0; i < sizeof(text) / sizeof(*text); i++) {
+        snprintf(q, sizeof(q), "\"%s\"", text[i]);
+        kc_obj_t *o = uid_obj(q, "");
+        u = kc_obj_uid(o, ub);
+        assert_true(u != ub);
+        assert_string_equal(u, text[i]);
+        check_around_uid(o, 0);
+        kc_obj_unref(o);
+    }
+    /* escaped (not the plain copy): decoded and packed all the same */
+    kc_obj_t *o = uid_obj("\"\\u0062\\u003361\\u00317b1-31fe-499e-9596-ea309359a70b\"", "");
+    assert_string_equal(kc_obj_uid(o, ub), canon[0]);
+    kc_obj_unref(o);
+    o = uid_obj("null", "");
+    assert_string_equal(kc_obj_uid(o, ub), "");
+    kc_obj_unref(o);
+
+    /* generations, with a packed uid before them and labels and owners after */
+    static const long long gens[] = { 1, 7, -3, 9223372036854775807LL, -9223372036854775807LL - 1 };
+    for (size_t i = 0; i < sizeof(gens) / sizeof(*gens); i++) {
+        char extra[512];
+        kc_owner_ref_t ref;
+        snprintf(extra, sizeof(extra),
+                 ",\"generation\":%lld,\"ownerReferences\":[{\"apiVersion\":\"v1\","
+                 "\"kind\":\"Node\",\"name\":\"n1\",\"uid\":\"%s\",\"controller\":true}]",
+                 gens[i], canon[3]);
+        snprintf(q, sizeof(q), "\"%s\"", canon[i % 4]);
+        o = uid_obj(q, extra);
+        assert_string_equal(kc_obj_uid(o, ub), canon[i % 4]);
+        check_around_uid(o, gens[i]);
+        assert_int_equal(kc_obj_controller_ref(o, &ref), 0);
+        assert_string_equal(ref.uid, canon[3]);
+        assert_string_equal(ref.name, "n1");
+        kc_obj_unref(o);
+    }
+}
+
 static void test_obj_escapes_and_cluster(void **state)
 {
     (void)state;
@@ -377,10 +487,11 @@ static void test_obj_escapes_and_cluster(void **state)
                     "\"generation\": -3 },\n \"kind\":\"Node\" }";
     kc_obj_t *o = NULL;
     kc_errbuf_t eb;
+    char ub[KC_UID_BUF];
     assert_int_equal(kc_obj_new(j, strlen(j), NULL, &o, &eb), 0);
     assert_string_equal(kc_obj_name(o), "n1");
     assert_string_equal(kc_obj_namespace(o), "");
-    assert_string_equal(kc_obj_uid(o), "");
+    assert_string_equal(kc_obj_uid(o, ub), "");
     assert_string_equal(kc_obj_resource_version(o), "");
     assert_int_equal(kc_obj_generation(o), -3);
     assert_false(kc_obj_deleting(o));
@@ -705,7 +816,8 @@ static void test_obj_without_fields(void **state)
     assert_null(strstr(kc_obj_json(c, NULL), "\"data\":{"));
     assert_string_equal(kc_obj_namespace(c), "team-a");
     assert_string_equal(kc_obj_resource_version(c), "42");
-    assert_string_equal(kc_obj_uid(c), kc_obj_uid(o));
+    char uc[KC_UID_BUF], uo[KC_UID_BUF];
+    assert_string_equal(kc_obj_uid(c, uc), kc_obj_uid(o, uo));
     assert_int_equal(kc_obj_label_count(c), kc_obj_label_count(o));
     assert_int_equal(kc_obj_owner_count(c), kc_obj_owner_count(o));
     assert_true(kc_obj_mem_size(c) < kc_obj_mem_size(o));
@@ -1716,6 +1828,7 @@ int main(void)
         cmocka_unit_test(test_keys),
         cmocka_unit_test(test_obj_fixture_metadata),
         cmocka_unit_test(test_obj_escapes_and_cluster),
+        cmocka_unit_test(test_obj_uid_forms),
         cmocka_unit_test(test_obj_managed_fields_positions),
         cmocka_unit_test(test_obj_errors),
         cmocka_unit_test(test_obj_prevalidated),

@@ -14,12 +14,13 @@ static void assert_obj_same(const kc_obj_t *a, const kc_obj_t *b)
 {
     size_t la, lb;
     const char *ja = kc_obj_json(a, &la), *jb = kc_obj_json(b, &lb);
+    char ua[KC_UID_BUF], ub[KC_UID_BUF];
 
     assert_int_equal(la, lb);
     assert_memory_equal(ja, jb, la);
     assert_string_equal(kc_obj_namespace(a), kc_obj_namespace(b));
     assert_string_equal(kc_obj_name(a), kc_obj_name(b));
-    assert_string_equal(kc_obj_uid(a), kc_obj_uid(b));
+    assert_string_equal(kc_obj_uid(a, ua), kc_obj_uid(b, ub));
     assert_string_equal(kc_obj_resource_version(a), kc_obj_resource_version(b));
     assert_int_equal(kc_obj_generation(a), kc_obj_generation(b));
     assert_int_equal(kc_obj_deleting(a), kc_obj_deleting(b));

@@ -294,7 +294,8 @@ static void record(rec_t *r, char type, kc_obj_t *old, kc_obj_t *o, int unknown)
         e->unknown = unknown;
         snprintf(e->rv, sizeof(e->rv), "%s", kc_obj_resource_version(o));
         snprintf(e->old_rv, sizeof(e->old_rv), "%s", old ? kc_obj_resource_version(old) : "");
-        snprintf(e->uid, sizeof(e->uid), "%s", kc_obj_uid(o));
+        char ub[KC_UID_BUF];
+        snprintf(e->uid, sizeof(e->uid), "%s", kc_obj_uid(o, ub));
     }
     pthread_mutex_unlock(&r->mu);
 }

@@ -225,13 +225,14 @@ static inline int real_cache_diff(kc_cache_t *c, const real_grid_t *g, const rea
     kc_objlist_t l = KC_OBJLIST_INIT;
     int diff = 0, i, seen[REAL_MAX_SLOTS] = { 0 };
     size_t k;
+    char ub[KC_UID_BUF];
 
     if (kc_cache_list(c, &l) != 0)
         return -1;
     for (k = 0; k < l.len; k++) {
         int s = real_slot_of(g, l.items[k]);
         if (s < 0 || strcmp(t->rv[s], kc_obj_resource_version(l.items[k])) != 0 ||
-            strcmp(t->uid[s], kc_obj_uid(l.items[k])) != 0) {
+            strcmp(t->uid[s], kc_obj_uid(l.items[k], ub)) != 0) {
             if (verbose)
                 printf("# cache %s/%s rv %s, server rv %s\n", kc_obj_namespace(l.items[k]),
                        kc_obj_name(l.items[k]), kc_obj_resource_version(l.items[k]),
