@@ -581,8 +581,9 @@ out:
  *
  * The queue is bounded (PIPE_MAX events, PIPE_BYTES bytes of objects'
  * JSON): a full queue blocks the reflector, i.e. the stream.  Records are
- * recycled (pool), so no allocation is made per event in steady state but
- * the object's own.  Hand-offs are batched as in processor.c: the applier
+ * recycled (pool: up to a full queue's worth while events flow, so no
+ * allocation is made per event in steady state but the object's own, and
+ * PIPE_POOL_IDLE once the applier has been idle for PIPE_IDLE_NS).  Hand-offs are batched as in processor.c: the applier
  * takes the whole queue at once and, after a batch, naps for up to
  * PIPE_NAP_NS instead of being woken for every event.
  *
@@ -604,7 +605,9 @@ out:
 #define PIPE_BYTES ((size_t)1 << 20)
 #define PIPE_NAP_NS 200000ull
 #define PIPE_WAKE 128
-#define PIPE_POOL_MAX 64
+#define PIPE_POOL_MAX PIPE_MAX /* records kept for reuse while events flow */
+#define PIPE_POOL_IDLE 64        /* ... and once the applier was idle PIPE_IDLE_NS */
+#define PIPE_IDLE_NS 100000000ull
 
 typedef struct prec {
     struct prec *next;
@@ -698,7 +701,23 @@ static void *applier_main(void *arg)
                 continue;
             }
             p->sleeping = 1;
-            kc__cond_wait_until(&p->work, &p->mu, 0);
+            if (p->npool > PIPE_POOL_IDLE &&
+                kc__cond_wait_until(&p->work, &p->mu, kc_now_ns() + PIPE_IDLE_NS) == ETIMEDOUT &&
+                p->head == NULL && !p->closing) {
+                /* quiet for a while after a burst: keep a few records,
+                 * not a full queue's worth */
+                spill = p->pool;
+                for (size_t i = 1; i < PIPE_POOL_IDLE; i++)
+                    spill = spill->next;
+                r = spill->next;
+                spill->next = NULL;
+                p->npool = PIPE_POOL_IDLE;
+                kc__mu_unlock(&p->mu);
+                prec_free_list(r);
+                kc__mu_lock(&p->mu);
+            }
+            if (p->head == NULL && !p->closing)
+                kc__cond_wait_until(&p->work, &p->mu, 0);
             p->sleeping = 0;
         }
         if (p->head == NULL)
