@@ -583,9 +583,10 @@ out:
  * JSON): a full queue blocks the reflector, i.e. the stream.  Records are
  * recycled (pool: up to a full queue's worth while events flow, so no
  * allocation is made per event in steady state but the object's own, and
- * PIPE_POOL_IDLE once the applier has been idle for PIPE_IDLE_NS).  Hand-offs are batched as in processor.c: the applier
- * takes the whole queue at once and, after a batch, naps for up to
- * PIPE_NAP_NS instead of being woken for every event.
+ * PIPE_POOL_IDLE once the applier has been idle for PIPE_IDLE_NS).
+ * Hand-offs are batched as in processor.c: the applier takes the whole
+ * queue at once and, after a batch, naps for up to PIPE_NAP_NS instead of
+ * being woken for every event.
  *
  * An object kc_obj_new refuses fails the reflector's callback at once,
  * after the events before it were applied (a drain).  The first failure
