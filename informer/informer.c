@@ -341,17 +341,6 @@ static void diff_cb(void *ud, kc_diff_t kind, kc_obj_t *old, kc_obj_t *obj)
     }
 }
 
-/* After a list: hand the memory it used only while it ran (page bodies,
- * the items array, the decoder's buffers) back to the system.  They were
- * freed into holes between the objects the list stored, which glibc keeps
- * resident: without this a process would keep a list's peak (a page per
- * 500 objects, or the whole response of an unpaged list) for as long as it
- * runs.  Once per list (kc_heap_trim: about a millisecond per 100 MB). */
-static void release_list_memory(void)
-{
-    kc_heap_trim();
-}
-
 /* Store a complete list and emit its diff.  Takes the references in
  * items (and frees the array).  Called on the reflector thread. */
 static int store_list(kc_informer_t *inf, kc_obj_t **items, size_t n, const char *rv,
@@ -368,7 +357,13 @@ static int store_list(kc_informer_t *inf, kc_obj_t **items, size_t n, const char
     free(items);
     if (rc != 0)
         return rc;
-    release_list_memory();
+    /* hand the memory the list used only while it ran (page bodies, the
+     * items array, the decoder's buffers) back to the system: it was freed
+     * into holes between the objects the list stored, which glibc keeps
+     * resident, so a process would otherwise keep a list's peak (a page per
+     * 500 objects, or the whole response of an unpaged list) for as long as
+     * it runs.  Once per list: about a millisecond per 100 MB of heap. */
+    kc_heap_trim();
 
     set_rv(inf, rv);
     kc__mu_lock(&inf->mu);
